@@ -1,0 +1,64 @@
+//! `POST /batches` and `GET /batches/{batch_id}`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::extract::JsonBody;
+use crate::domain::BatchReport;
+use crate::error::Error;
+use crate::service::batches::{self, Accepted};
+
+/// Submit a batch: checked, registered as queued, and put on the batch queue (or ingested
+/// in-process when no queue is configured).
+#[utoipa::path(
+    post, path = "/batches", tag = "batches", operation_id = "submit_batch",
+    request_body(content = crate::api::openapi::BatchInput, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted; poll the Location", body = BatchReport, headers(("Location" = String, description = "/batches/{batch_id}"))),
+        (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
+        (status = 409, description = "batch_id reused for different records", body = crate::api::openapi::Detail),
+        (status = 413, description = "Message larger than 48 KiB (a 64 KiB base64 queue message)", body = crate::api::openapi::Detail),
+        (status = 415, description = "Body not declared as JSON", body = crate::api::openapi::Detail),
+        (status = 422, description = "The message envelope is invalid", body = crate::api::openapi::ValidationErrors),
+        (status = 503, description = "Store or queue unavailable; retry", body = crate::api::openapi::Detail, headers(("Retry-After" = u64))),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn submit(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, Error> {
+    let store = state.store.get()?;
+    let (message, accepted) = batches::accept(store.as_ref(), &body).await?;
+    let report = match accepted {
+        Accepted::AlreadyCompleted(report) => report,
+        Accepted::Enqueue(queued) => state.batches.dispatch(store.as_ref(), &state.metrics, &message, queued).await?,
+    };
+    Ok(accepted_response(&report))
+}
+
+/// The 202 answer, shared with the Functions envelope adapter.
+pub fn accepted_response(report: &BatchReport) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(report)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/batches/{}", report.batch_id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// A batch's status and outcome.
+#[utoipa::path(
+    get, path = "/batches/{batch_id}", tag = "batches", operation_id = "get_batch",
+    params(("batch_id" = String, Path, description = "The submitter's batch id")),
+    responses(
+        (status = 200, description = "The batch report", body = BatchReport),
+        (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
+        (status = 404, description = "No such batch", body = crate::api::openapi::Detail),
+        (status = 503, description = "Store unavailable", body = crate::api::openapi::Detail, headers(("Retry-After" = u64))),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn get(State(state): State<AppState>, Path(batch_id): Path<String>) -> Result<Json<BatchReport>, Error> {
+    let store = state.store.get()?;
+    batches::get(store.as_ref(), &batch_id).await.map(Json)
+}

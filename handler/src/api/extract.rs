@@ -1,0 +1,71 @@
+//! The request-body extractor: JSON content type or none, a size limit, and errors in the API's
+//! own shape (never axum's plain-text rejections).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+
+use crate::error::Error;
+
+/// Largest request body accepted on any route.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A request body declared as JSON (or undeclared, as the previous service accepted), at most
+/// [`MAX_BODY_BYTES`]. The bytes are decoded by the domain, which reports every field error.
+#[derive(Debug)]
+pub struct JsonBody(pub Bytes);
+
+/// True for `application/json` and `application/<anything>+json`, with any parameters.
+pub fn is_json_content_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json"
+        || essence.strip_prefix("application/").is_some_and(|sub| sub.ends_with("+json"))
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
+            let declared_json = content_type.to_str().is_ok_and(is_json_content_type);
+            if !declared_json {
+                return Err(Error::UnsupportedMediaType);
+            }
+        }
+        let too_large = Error::PayloadTooLarge { limit: MAX_BODY_BYTES };
+        let declared_length = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared_length.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+            return Err(too_large);
+        }
+        axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map(JsonBody).map_err(|err| {
+            let is_limit = std::error::Error::source(&err)
+                .is_some_and(<dyn std::error::Error + 'static>::is::<http_body_util::LengthLimitError>);
+            if is_limit { too_large } else { Error::BodyUnreadable }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_content_type;
+
+    #[test]
+    fn json_media_types_are_recognised() {
+        for (value, expected) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            ("application/merge-patch+json", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+            ("application/jsonx", false),
+            ("", false),
+        ] {
+            assert_eq!(is_json_content_type(value), expected, "{value}");
+        }
+    }
+}

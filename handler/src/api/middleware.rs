@@ -1,0 +1,65 @@
+//! Cross-cutting HTTP concerns: request ids, access logs and metrics (one middleware), and the API
+//! key check on protected routes.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use super::AppState;
+use crate::error::{Error, InternalErrorReason};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// Gives the request an id (returned in `X-Request-Id`, on every log line of the request), logs
+/// one access line (method, route template, status, latency; never the body, query or path
+/// values), and records the request metrics.
+pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    span.in_scope(|| {
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        if let Some(InternalErrorReason(reason)) = response.extensions().get::<InternalErrorReason>() {
+            tracing::error!(status = status.as_u16(), latency_ms, %reason, "request failed");
+        } else if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), latency_ms, "request answered");
+        } else {
+            tracing::info!(status = status.as_u16(), latency_ms, "request answered");
+        }
+    });
+    state.metrics.observe_request(&route, method.as_str(), status.as_u16(), elapsed);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Refuses a protected route without a valid `X-API-Key` (when auth is on).
+pub async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if authorized(&state, request.headers()) {
+        next.run(request).await
+    } else {
+        Error::Unauthorized.into_response()
+    }
+}
+
+/// The API key check, shared with the Functions envelope adapter.
+pub fn authorized(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    match &state.keys {
+        None => true,
+        Some(keys) => headers.get(&API_KEY).is_some_and(|presented| keys.verify(presented.as_bytes())),
+    }
+}

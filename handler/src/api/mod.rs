@@ -1,0 +1,141 @@
+//! The HTTP transport: one router built from the function definitions, used by both hosts and by
+//! the tests. Handlers are thin adapters over [`crate::service`].
+
+pub mod batches;
+pub mod extract;
+pub mod health;
+pub mod middleware;
+pub mod openapi;
+pub mod records;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{MethodFilter, MethodRouter, get, on, post};
+
+use crate::auth::ApiKeys;
+use crate::error::Error;
+use crate::functions::definitions::Definitions;
+use crate::metrics::Metrics;
+use crate::queue::BatchSink;
+use crate::service::StoreHandle;
+
+/// Version reported by `/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Functions anyone may call; every other HTTP function needs an API key (secure by default: a
+/// new function is protected unless it is listed here).
+pub const PUBLIC_FUNCTIONS: [&str; 3] = ["health", "ready", "openapi"];
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: StoreHandle,
+    /// `None`: auth is off (no key file configured).
+    pub keys: Option<ApiKeys>,
+    pub metrics: Arc<Metrics>,
+    pub batches: BatchSink,
+}
+
+/// Which transport the router is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// Standalone: every HTTP function on its route, plus `/metrics` unless it has its own port.
+    Standalone { metrics_on_main_port: bool },
+    /// Under the Functions host: forwarded functions on their routes, the others as invocation
+    /// endpoints `POST /<function>`, and `GET /` for the host's readiness ping.
+    CustomHandler,
+}
+
+/// The axum handler of an HTTP function, by function name.
+fn http_function(name: &str, methods: MethodFilter) -> Option<MethodRouter<AppState>> {
+    Some(match name {
+        "health" => on(methods, health::health),
+        "ready" => on(methods, health::ready),
+        "openapi" => on(methods, openapi::document),
+        "create_record" => on(methods, records::create),
+        "get_record" => on(methods, records::get),
+        "submit_batch" => on(methods, batches::submit),
+        "get_batch" => on(methods, batches::get),
+        _ => return None,
+    })
+}
+
+/// The handler of a function the Functions host invokes with the `{"Data","Metadata"}` envelope.
+fn invoked_function(name: &str) -> Option<MethodRouter<AppState>> {
+    Some(match name {
+        "submit_batch" => post(crate::functions::invoke::submit_batch),
+        "ingest_batch" => post(crate::functions::invoke::ingest_batch),
+        _ => return None,
+    })
+}
+
+fn method_filter(methods: &[String]) -> Result<MethodFilter, String> {
+    methods.iter().try_fold(None::<MethodFilter>, |acc, m| {
+        let filter = match m.to_ascii_lowercase().as_str() {
+            "get" => MethodFilter::GET,
+            "post" => MethodFilter::POST,
+            "put" => MethodFilter::PUT,
+            "delete" => MethodFilter::DELETE,
+            "patch" => MethodFilter::PATCH,
+            other => return Err(format!("unsupported method {other}")),
+        };
+        Ok(Some(acc.map_or(filter, |a| a.or(filter))))
+    })?
+    .ok_or_else(|| "no methods".to_owned())
+}
+
+/// A function definition the binary cannot serve (caught by the tests, never in production).
+#[derive(Debug, thiserror::Error)]
+#[error("function {function}: {reason}")]
+pub struct RouterError {
+    pub function: String,
+    pub reason: String,
+}
+
+/// Builds the router for `host` from the function definitions.
+pub fn router(state: AppState, definitions: &Definitions, host: Host) -> Result<Router, RouterError> {
+    let mut public = Router::new();
+    let mut protected = Router::new();
+    for function in &definitions.functions {
+        let error = |reason: &str| RouterError { function: function.name.clone(), reason: reason.to_owned() };
+        let is_public = PUBLIC_FUNCTIONS.contains(&function.name.as_str());
+        if host == Host::CustomHandler && !function.is_forwarded() {
+            let handler = invoked_function(&function.name).ok_or_else(|| error("no invocation handler"))?;
+            // Invocations come from the Functions host; their own auth happens inside (the HTTP
+            // request's headers travel in the envelope).
+            public = public.route(&format!("/{}", function.name), handler);
+            continue;
+        }
+        let Some(trigger) = function.http_trigger() else {
+            continue; // A queue trigger: the standalone queue loop runs it.
+        };
+        let methods = method_filter(trigger.methods).map_err(|r| error(&r))?;
+        let handler = http_function(&function.name, methods).ok_or_else(|| error("no HTTP handler"))?;
+        if is_public {
+            public = public.route(&trigger.path, handler);
+        } else {
+            protected = protected.route(&trigger.path, handler);
+        }
+    }
+    let protected = protected.route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::require_api_key));
+    let mut router = public.merge(protected);
+    match host {
+        Host::CustomHandler => router = router.route("/", get(health::host_ping)),
+        Host::Standalone { metrics_on_main_port: true } => router = router.route("/metrics", get(health::metrics)),
+        Host::Standalone { metrics_on_main_port: false } => {}
+    }
+    Ok(router
+        .fallback(|| async { Error::RouteNotFound })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
+        .with_state(state))
+}
+
+/// The router of the separate metrics listener (`MEDIFLOW_METRICS_ADDR`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { Error::RouteNotFound })
+        .with_state(state)
+}

@@ -1,0 +1,102 @@
+//! The OpenAPI 3 document at `/openapi.json`, generated from the handlers' annotations and the
+//! domain types, so it cannot drift from the code without the schemathesis run noticing.
+
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::domain::{BatchReport, BatchState, FieldError, Record, RejectedRecord};
+use crate::domain::record::{Status, TrialPhase};
+
+/// A submission as clients send it (no unknown fields; `notes` optional).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordInput {
+    #[schema(pattern = "^[A-Za-z0-9]{3,20}$", example = "site001")]
+    pub site_id: String,
+    pub trial_phase: TrialPhase,
+    #[schema(format = Date, example = "2025-03-15")]
+    pub submission_date: String,
+    pub status: Status,
+    #[schema(minimum = 1, maximum = 10000, example = 42)]
+    pub patient_count: i64,
+    #[schema(max_length = 500, default = "")]
+    pub notes: Option<String>,
+}
+
+/// A batch message: the body of POST /batches and the text of a queue message.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchInput {
+    #[schema(format = Uuid)]
+    pub batch_id: String,
+    /// Each item is judged like a POST /records body; invalid items are reported, not stored.
+    #[schema(min_items = 1, max_items = 1000, value_type = Vec<Object>)]
+    pub records: Vec<serde_json::Value>,
+}
+
+/// `{"detail": "<message>"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Detail {
+    pub detail: String,
+}
+
+/// `{"detail": [<field error>, ...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationErrors {
+    pub detail: Vec<FieldError>,
+}
+
+/// `{"status": "ok", "version": "1.0.0"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+/// `{"status": "ready"}` or `{"status": "unavailable"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: String,
+}
+
+#[derive(Debug)]
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.components.get_or_insert_with(Default::default).add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "MediFlow Functions", description = "Clinical-trial record ingestion"),
+    paths(
+        super::records::create, super::records::get,
+        super::batches::submit, super::batches::get,
+        super::health::health, super::health::ready,
+    ),
+    components(schemas(
+        Record, RecordInput, BatchInput, BatchReport, BatchState, RejectedRecord, FieldError,
+        Detail, ValidationErrors, Health, Readiness,
+    )),
+    modifiers(&ApiKeyScheme),
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+/// The document, built once.
+pub fn spec() -> &'static serde_json::Value {
+    static SPEC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    SPEC.get_or_init(|| serde_json::to_value(ApiDoc::openapi()).unwrap_or_default())
+}
+
+/// GET /openapi.json
+pub async fn document() -> Json<&'static serde_json::Value> {
+    Json(spec())
+}

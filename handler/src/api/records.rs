@@ -1,0 +1,69 @@
+//! `POST /records` and `GET /records/{id}`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::extract::JsonBody;
+use crate::domain::Record;
+use crate::error::Error;
+use crate::service::records;
+
+/// Header set on a response that replays an earlier idempotent create.
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// Create a record.
+#[utoipa::path(
+    post, path = "/records", tag = "records", operation_id = "create_record",
+    request_body(content = crate::api::openapi::RecordInput, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key (1-255 visible ASCII): the same key and body return the same record")),
+    responses(
+        (status = 201, description = "Stored", body = Record, headers(("Location" = String, description = "/records/{id}"))),
+        (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
+        (status = 409, description = "Idempotency-Key reused with a different body", body = crate::api::openapi::Detail),
+        (status = 413, description = "Body larger than 1 MiB", body = crate::api::openapi::Detail),
+        (status = 415, description = "Body not declared as JSON", body = crate::api::openapi::Detail),
+        (status = 422, description = "Validation errors, all of them", body = crate::api::openapi::ValidationErrors),
+        (status = 503, description = "Store unavailable; nothing stored", body = crate::api::openapi::Detail, headers(("Retry-After" = u64))),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, JsonBody(body): JsonBody) -> Result<Response, Error> {
+    let key = headers.get(&IDEMPOTENCY_KEY).map(|v| records::check_idempotency_key(v.as_bytes())).transpose()?;
+    let store = state.store.get()?;
+    let created = records::create(store.as_ref(), &body, key).await?;
+    Ok(created_response(&created))
+}
+
+/// The 201 answer, shared with the Functions envelope adapter.
+pub fn created_response(created: &records::Created) -> Response {
+    let location = format!("/records/{}", created.record.id);
+    let mut response = (StatusCode::CREATED, Json(&created.record)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if created.replayed {
+        response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Read a record by id.
+#[utoipa::path(
+    get, path = "/records/{id}", tag = "records", operation_id = "get_record",
+    params(("id" = String, Path, description = "Record id (any string; unknown ids are 404)")),
+    responses(
+        (status = 200, description = "The record", body = Record),
+        (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
+        (status = 404, description = "No such record", body = crate::api::openapi::Detail),
+        (status = 503, description = "Store unavailable", body = crate::api::openapi::Detail, headers(("Retry-After" = u64))),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Record>, Error> {
+    let store = state.store.get()?;
+    records::get(store.as_ref(), &id).await.map(Json)
+}

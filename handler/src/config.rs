@@ -1,0 +1,173 @@
+//! Configuration, read once at start from the environment (how Functions app settings, Kubernetes
+//! and KEDA deliver it). Every variable is documented where it is read; see also
+//! docs/operations-contract.md.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Why the configuration was refused; the process prints it and exits.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+/// How the binary is hosted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Under the Azure Functions host: `FUNCTIONS_CUSTOMHANDLER_PORT` is set by the host, which
+    /// calls us on 127.0.0.1 on that port.
+    CustomHandler { port: u16 },
+    /// On our own: HTTP on `MEDIFLOW_ADDR` (default `127.0.0.1:8080`) plus our own queue trigger.
+    Standalone { addr: SocketAddr },
+}
+
+/// Which backend holds the records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// `MEDIFLOW_STORE=embedded` (default): a redb file in `MEDIFLOW_DATA_DIR`
+    /// (default `./mediflow-data`).
+    Embedded { data_dir: PathBuf },
+    /// `MEDIFLOW_STORE=cosmos`: Azure Cosmos DB for NoSQL.
+    Cosmos(crate::store::cosmos::CosmosConfig),
+}
+
+/// How the standalone host reaches the batch queue (connection setting `MEDIFLOW_QUEUE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueConfig {
+    /// `MEDIFLOW_QUEUE__queueServiceUri`: identity-based (workload identity), production.
+    Identity { service_uri: String },
+    /// `MEDIFLOW_QUEUE`: a connection string or an account SAS URL (Azurite, local only).
+    Connection(crate::secret::Secret),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub store: StoreConfig,
+    /// `MEDIFLOW_API_KEYS_FILE`: one API key per line (Key Vault CSI mount). Unset: auth is off.
+    pub api_keys_file: Option<PathBuf>,
+    /// `MEDIFLOW_METRICS_ADDR`: serve `/metrics` on its own listener. Required to get metrics under
+    /// the Functions host; optional standalone (default: `/metrics` on the main port).
+    pub metrics_addr: Option<SocketAddr>,
+    /// `LOG_FORMAT=json` for JSON log lines; otherwise human-readable text.
+    pub json_logs: bool,
+    /// The batch queue for the standalone host; `None` processes batches in-process.
+    pub queue: Option<QueueConfig>,
+}
+
+/// Where configuration values come from (the process environment, or a map in tests).
+pub trait Source {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct Environment;
+
+impl Source for Environment {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl<S: std::hash::BuildHasher> Source for std::collections::HashMap<String, String, S> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned().filter(|v| !v.is_empty())
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&Environment)
+    }
+
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        let mode = match env.var("FUNCTIONS_CUSTOMHANDLER_PORT") {
+            Some(port) => Mode::CustomHandler {
+                port: port
+                    .parse()
+                    .map_err(|_| ConfigError(format!("FUNCTIONS_CUSTOMHANDLER_PORT is not a port: {port}")))?,
+            },
+            None => Mode::Standalone { addr: socket_addr(env, "MEDIFLOW_ADDR")?.unwrap_or(([127, 0, 0, 1], 8080).into()) },
+        };
+        let store = match env.var("MEDIFLOW_STORE").as_deref() {
+            None | Some("embedded") => StoreConfig::Embedded {
+                data_dir: env.var("MEDIFLOW_DATA_DIR").map_or_else(|| PathBuf::from("mediflow-data"), PathBuf::from),
+            },
+            Some("cosmos") => StoreConfig::Cosmos(crate::store::cosmos::CosmosConfig::from_source(env)?),
+            Some(other) => {
+                return Err(ConfigError(format!("MEDIFLOW_STORE must be `embedded` or `cosmos`, not `{other}`")));
+            }
+        };
+        let queue = match (env.var("MEDIFLOW_QUEUE__queueServiceUri"), env.var("MEDIFLOW_QUEUE")) {
+            (Some(service_uri), _) => Some(QueueConfig::Identity { service_uri }),
+            (None, Some(connection)) => Some(QueueConfig::Connection(crate::secret::Secret::new(connection))),
+            (None, None) => None,
+        };
+        Ok(Self {
+            mode,
+            store,
+            api_keys_file: env.var("MEDIFLOW_API_KEYS_FILE").map(PathBuf::from),
+            metrics_addr: socket_addr(env, "MEDIFLOW_METRICS_ADDR")?,
+            json_logs: env.var("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
+            queue,
+        })
+    }
+}
+
+fn socket_addr(env: &impl Source, name: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    env.var(name)
+        .map(|raw| raw.parse().map_err(|_| ConfigError(format!("{name} is not a socket address (host:port): {raw}"))))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_are_standalone_embedded_without_auth_or_queue() {
+        let config = Config::from_source(&env(&[])).expect("empty env is valid");
+        assert_eq!(config.mode, Mode::Standalone { addr: ([127, 0, 0, 1], 8080).into() });
+        assert_eq!(config.store, StoreConfig::Embedded { data_dir: "mediflow-data".into() });
+        assert!(config.api_keys_file.is_none() && config.queue.is_none() && !config.json_logs);
+    }
+
+    #[test]
+    fn the_functions_host_port_selects_custom_handler_mode() {
+        let config = Config::from_source(&env(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "41234")])).expect("valid");
+        assert_eq!(config.mode, Mode::CustomHandler { port: 41234 });
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_variable_named() {
+        for (name, value) in [
+            ("MEDIFLOW_STORE", "postgres"),
+            ("MEDIFLOW_ADDR", "localhost"),
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "http"),
+            ("MEDIFLOW_METRICS_ADDR", "9090"),
+        ] {
+            let err = Config::from_source(&env(&[(name, value)])).expect_err(name);
+            assert!(err.0.contains(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn identity_queue_settings_win_over_a_connection_string() {
+        let config = Config::from_source(&env(&[
+            ("MEDIFLOW_QUEUE__queueServiceUri", "https://acct.queue.core.windows.net"),
+            ("MEDIFLOW_QUEUE", "UseDevelopmentStorage=true"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            config.queue,
+            Some(QueueConfig::Identity { service_uri: "https://acct.queue.core.windows.net".into() })
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! Batches: the queue message batch submitters send, and the report of what became of it.
+//!
+//! A batch is ingested at least once (queues redeliver); it takes effect exactly once because
+//! every record's id is derived from `(batch_id, index)` and stores only insert absent ids.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::errors::FieldError;
+use super::record::RecordId;
+
+/// The id a batch submitter chose for its batch (any UUID), written in lower-case hyphenated form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BatchId(Uuid);
+
+impl BatchId {
+    pub fn parse(raw: &str) -> Option<Self> {
+        Uuid::try_parse(raw).ok().map(Self)
+    }
+
+    pub fn as_uuid(self) -> Uuid {
+        self.0
+    }
+}
+
+impl std::fmt::Display for BatchId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// A decoded batch message: `{"batch_id": "<uuid>", "records": [<record>, ...]}`. The records stay
+/// raw JSON here; each is decoded exactly as POST /records decodes a body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchMessage {
+    pub batch_id: BatchId,
+    pub records: Vec<Value>,
+    /// SHA-256 of the message's canonical JSON: tells a redelivery from a different batch that
+    /// reuses the id.
+    pub content_sha256: String,
+}
+
+impl BatchMessage {
+    /// The largest message JSON accepted: 48 KiB, which base64-encodes to the 64 KiB limit of an
+    /// Azure Storage queue message.
+    pub const MAX_JSON_BYTES: usize = 48 * 1024;
+    /// At most this many records per batch.
+    pub const MAX_RECORDS: usize = 1000;
+
+    /// Decodes and checks the envelope (not the records, which are judged one by one).
+    pub fn from_value(value: Value) -> Result<Self, Vec<FieldError>> {
+        let Value::Object(mut object) = value else {
+            return Err(vec![FieldError {
+                kind: "model_attributes_type".into(),
+                loc: vec![Value::from("body")],
+                msg: "Input should be a valid dictionary or object to extract fields from".to_owned(),
+                input: None,
+                ctx: None,
+            }]);
+        };
+        let content_sha256 = hex(&Sha256::digest(
+            serde_json::to_vec(&object).unwrap_or_default(),
+        ));
+        let mut errors = Vec::new();
+        let batch_id = match object.remove("batch_id") {
+            None => {
+                errors.push(FieldError::body("batch_id", "missing", "Field required", Value::Null));
+                None
+            }
+            Some(raw) => {
+                let parsed = raw.as_str().and_then(BatchId::parse);
+                if parsed.is_none() {
+                    errors.push(FieldError::body("batch_id", "uuid_parsing", "Input should be a valid UUID", raw));
+                }
+                parsed
+            }
+        };
+        let records = match object.remove("records") {
+            None => {
+                errors.push(FieldError::body("records", "missing", "Field required", Value::Null));
+                None
+            }
+            Some(Value::Array(records)) if records.is_empty() => {
+                errors.push(
+                    FieldError::body("records", "too_short", "List should have at least 1 item after validation, not 0", json!([]))
+                        .with_ctx(json!({ "min_length": 1 })),
+                );
+                None
+            }
+            Some(Value::Array(records)) if records.len() > Self::MAX_RECORDS => {
+                errors.push(
+                    FieldError::body(
+                        "records",
+                        "too_long",
+                        format!("List should have at most {} items after validation, not {}", Self::MAX_RECORDS, records.len()),
+                        Value::Null,
+                    )
+                    .with_ctx(json!({ "max_length": Self::MAX_RECORDS })),
+                );
+                None
+            }
+            Some(Value::Array(records)) => Some(records),
+            Some(other) => {
+                errors.push(FieldError::body("records", "list_type", "Input should be a valid list", other));
+                None
+            }
+        };
+        errors.extend(object.into_iter().map(|(name, input)| {
+            FieldError::body(&name, "extra_forbidden", "Extra inputs are not permitted", input)
+        }));
+        match (batch_id, records) {
+            (Some(batch_id), Some(records)) if errors.is_empty() => Ok(Self { batch_id, records, content_sha256 }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The message as canonical JSON text: what goes on the queue.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({ "batch_id": self.batch_id, "records": self.records }).to_string()
+    }
+
+    /// Decodes raw message JSON (the queue message text, or a POST /batches body).
+    pub fn from_slice(json: &[u8]) -> Result<Self, Vec<FieldError>> {
+        let value: Value = serde_json::from_slice(json)
+            .map_err(|err| vec![super::decode::json_invalid(json, &err)])?;
+        Self::from_value(value)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// Where a batch is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchState {
+    /// Accepted over HTTP and on the queue; not ingested yet.
+    Queued,
+    /// Every record was judged: stored (accepted) or reported (rejected).
+    Completed,
+}
+
+/// A record of a batch that was not stored, with the error POST /records would have given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RejectedRecord {
+    pub index: usize,
+    pub detail: Vec<FieldError>,
+}
+
+/// What became of a batch; what GET /batches/{batch_id} answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BatchReport {
+    #[schema(value_type = String, format = Uuid)]
+    pub batch_id: BatchId,
+    pub status: BatchState,
+    pub received: usize,
+    pub accepted: usize,
+    pub rejected: usize,
+    /// Ids of the stored records, in input order.
+    #[schema(value_type = Vec<String>)]
+    pub record_ids: Vec<RecordId>,
+    pub rejected_records: Vec<RejectedRecord>,
+    /// SHA-256 of the batch message's canonical JSON.
+    pub content_sha256: String,
+}
+
+impl BatchReport {
+    /// The report of a batch that is on the queue and not yet ingested.
+    pub fn queued(message: &BatchMessage) -> Self {
+        Self {
+            batch_id: message.batch_id,
+            status: BatchState::Queued,
+            received: message.records.len(),
+            accepted: 0,
+            rejected: 0,
+            record_ids: Vec::new(),
+            rejected_records: Vec::new(),
+            content_sha256: message.content_sha256.clone(),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The MediFlow domain: what a clinical-trial record and a batch are, and the rules a submission
+//! must pass. Nothing here knows about HTTP, Azure or storage engines.
+
+pub mod batch;
+pub mod decode;
+pub mod errors;
+pub mod record;
+
+pub use batch::{BatchId, BatchMessage, BatchReport, BatchState, RejectedRecord};
+pub use errors::FieldError;
+pub use record::{NewRecord, Record, RecordId};

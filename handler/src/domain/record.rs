@@ -1,0 +1,289 @@
+//! A clinical-trial record: newtypes that cannot hold an invalid value ("parse, don't validate").
+//!
+//! Each field type has a private inner value and one constructor that enforces the rule. The
+//! rules are the seed contract made strict (see `docs/api.md`).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use validator::{ValidateLength, ValidateRange};
+
+/// Why a field value was refused; [`crate::domain::decode`] turns it into a client error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    TooShort,
+    TooLong,
+    NotAlphanumeric,
+    NotOneOf,
+    NotADate,
+    TooSmall,
+    TooLarge,
+}
+
+/// The trial site: ASCII `[A-Za-z0-9]{3,20}`, stored upper-cased.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SiteId(String);
+
+impl SiteId {
+    pub const MIN_LEN: u64 = 3;
+    pub const MAX_LEN: u64 = 20;
+
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
+        // Length is checked in characters first (a non-ASCII string reports its real length).
+        if !raw.validate_length(Some(Self::MIN_LEN), None, None) {
+            return Err(Violation::TooShort);
+        }
+        if !raw.validate_length(None, Some(Self::MAX_LEN), None) {
+            return Err(Violation::TooLong);
+        }
+        if !raw.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Violation::NotAlphanumeric);
+        }
+        // ASCII upper-casing never changes the length, unlike Unicode upper-casing.
+        Ok(Self(raw.to_ascii_uppercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The trial phase, exactly `I`, `II`, `III` or `IV`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum TrialPhase {
+    I,
+    II,
+    III,
+    IV,
+}
+
+impl TrialPhase {
+    pub const ALL: [(&'static str, Self); 4] = [
+        ("I", Self::I),
+        ("II", Self::II),
+        ("III", Self::III),
+        ("IV", Self::IV),
+    ];
+
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == raw)
+            .map(|(_, phase)| *phase)
+            .ok_or(Violation::NotOneOf)
+    }
+}
+
+/// The submission's review status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Validated,
+    Rejected,
+}
+
+impl Status {
+    pub const ALL: [(&'static str, Self); 3] = [
+        ("pending", Self::Pending),
+        ("validated", Self::Validated),
+        ("rejected", Self::Rejected),
+    ];
+
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == raw)
+            .map(|(_, status)| *status)
+            .ok_or(Violation::NotOneOf)
+    }
+}
+
+/// A real calendar date written `YYYY-MM-DD` (years 0001 to 9999; no time, no offset).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SubmissionDate(String);
+
+impl SubmissionDate {
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
+        let bytes = raw.as_bytes();
+        let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+            bytes[range]
+                .iter()
+                .try_fold(0_u32, |acc, b| b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0')))
+        };
+        if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+            return Err(Violation::NotADate);
+        }
+        let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) else {
+            return Err(Violation::NotADate);
+        };
+        if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+            return Err(Violation::NotADate);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Number of patients in the submission, 1 to 10 000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct PatientCount(u16);
+
+impl PatientCount {
+    pub const MIN: i64 = 1;
+    pub const MAX: i64 = 10_000;
+
+    pub fn parse(raw: i64) -> Result<Self, Violation> {
+        if !raw.validate_range(Some(Self::MIN), None, None, None) {
+            return Err(Violation::TooSmall);
+        }
+        if !raw.validate_range(None, Some(Self::MAX), None, None) {
+            return Err(Violation::TooLarge);
+        }
+        Ok(Self(u16::try_from(raw).map_err(|_| Violation::TooLarge)?))
+    }
+
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+/// Free-text notes, at most 500 characters (not bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Notes(String);
+
+impl Notes {
+    pub const MAX_CHARS: u64 = 500;
+
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
+        if raw.validate_length(None, Some(Self::MAX_CHARS), None) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Violation::TooLong)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! string_conversions {
+    ($($ty:ident),*) => {$(
+        impl TryFrom<String> for $ty {
+            type Error = String;
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                Self::parse(&raw).map_err(|v| format!("invalid {}: {v:?}", stringify!($ty)))
+            }
+        }
+        impl From<$ty> for String {
+            fn from(value: $ty) -> Self {
+                value.0
+            }
+        }
+    )*};
+}
+string_conversions!(SiteId, SubmissionDate, Notes);
+
+impl TryFrom<i64> for PatientCount {
+    type Error = String;
+    fn try_from(raw: i64) -> Result<Self, Self::Error> {
+        Self::parse(raw).map_err(|v| format!("invalid PatientCount: {v:?}"))
+    }
+}
+
+impl From<PatientCount> for i64 {
+    fn from(value: PatientCount) -> Self {
+        i64::from(value.0)
+    }
+}
+
+/// A valid submission, before it has an id. Field order is the wire order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NewRecord {
+    #[schema(value_type = String, pattern = "^[A-Z0-9]{3,20}$", example = "SITE001")]
+    pub site_id: SiteId,
+    pub trial_phase: TrialPhase,
+    #[schema(value_type = String, format = Date, example = "2025-03-15")]
+    pub submission_date: SubmissionDate,
+    pub status: Status,
+    #[schema(value_type = i64, minimum = 1, maximum = 10000, example = 42)]
+    pub patient_count: PatientCount,
+    #[schema(value_type = String, max_length = 500, example = "Initial submission")]
+    pub notes: Notes,
+}
+
+/// A record's id: a UUID, random for a plain POST and derived (v5) for idempotent writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RecordId(Uuid);
+
+impl RecordId {
+    /// Namespace of ids derived from an `Idempotency-Key` (a fixed, random UUID of this project).
+    const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_1b2a_8c3e_4f0b_9a57_2e4c_1d7b_3a01);
+
+    pub fn random() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// The id a POST with this `Idempotency-Key` always gets.
+    pub fn for_idempotency_key(key: &str) -> Self {
+        Self(Uuid::new_v5(&Self::IDEMPOTENCY_NAMESPACE, key.as_bytes()))
+    }
+
+    /// The id of record `index` of batch `batch`: the same on every redelivery or resubmission.
+    pub fn for_batch_item(batch: Uuid, index: usize) -> Self {
+        Self(Uuid::new_v5(&batch, index.to_string().as_bytes()))
+    }
+
+    /// Parses a path segment; anything that is not a UUID cannot name a record.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Uuid::try_parse(raw).ok().map(Self)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl std::fmt::Display for RecordId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// A stored record: the submission plus its id, serialised in the contract's key order
+/// `site_id, trial_phase, submission_date, status, patient_count, notes, id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"site_id":"SITE001","trial_phase":"II","submission_date":"2025-03-15",
+    "status":"pending","patient_count":42,"notes":"Initial submission",
+    "id":"1d0d5edd-9738-453c-8966-aaa2be88a9f5"}))]
+pub struct Record {
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub fields: NewRecord,
+    #[schema(value_type = String, format = Uuid)]
+    pub id: RecordId,
+}
+
+impl Record {
+    pub fn new(id: RecordId, fields: NewRecord) -> Self {
+        Self { fields, id }
+    }
+}

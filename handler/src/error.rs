@@ -1,0 +1,138 @@
+//! The one error type of the API and the one place that maps it to a status and a body.
+//!
+//! Internal errors never leak text to clients: the response says what the client can do, the log
+//! (written by the HTTP middleware, not here) says what happened.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::domain::FieldError;
+use crate::store::StoreError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 422: the body or a header broke a rule; every problem is listed.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 404 `{"detail":"Record not found"}`.
+    #[error("record not found")]
+    RecordNotFound,
+    /// 404 `{"detail":"Batch not found"}`.
+    #[error("batch not found")]
+    BatchNotFound,
+    /// 404 `{"detail":"Not Found"}`: no such route.
+    #[error("route not found")]
+    RouteNotFound,
+    /// 405 `{"detail":"Method Not Allowed"}`.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 401: no API key, or an unknown one.
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    /// 415: the body is declared as something other than JSON.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// 400: the body could not be read (the client went away or sent a broken stream).
+    #[error("request body unreadable")]
+    BodyUnreadable,
+    /// 413: the body is larger than the route accepts.
+    #[error("payload too large")]
+    PayloadTooLarge { limit: usize },
+    /// 409: the `Idempotency-Key` was used before with a different body.
+    #[error("idempotency key reused with a different body")]
+    IdempotencyConflict,
+    /// 409: the `batch_id` was used before for different records.
+    #[error("batch id reused with different records")]
+    BatchConflict,
+    /// 503 with `Retry-After`: the store is down or throttled; nothing was stored.
+    #[error("store unavailable")]
+    Unavailable { retry_after: Duration },
+    /// 500: a bug. Logged; the client learns nothing more.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable { retry_after, .. } => Self::Unavailable { retry_after },
+            StoreError::Corrupt(reason) => Self::Internal(reason),
+        }
+    }
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RecordNotFound | Self::BatchNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyUnreadable => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::IdempotencyConflict | Self::BatchConflict => StatusCode::CONFLICT,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON body: always `{"detail": ...}`.
+    pub fn body(&self) -> Value {
+        let detail = match self {
+            Self::Validation(errors) => return json!({ "detail": errors }),
+            Self::RecordNotFound => "Record not found",
+            Self::BatchNotFound => "Batch not found",
+            Self::RouteNotFound => "Not Found",
+            Self::MethodNotAllowed => "Method Not Allowed",
+            Self::Unauthorized => "Missing or invalid API key: send a valid key in the X-API-Key header",
+            Self::UnsupportedMediaType => "Unsupported media type: send the body as application/json",
+            Self::BodyUnreadable => "The request body could not be read",
+            Self::PayloadTooLarge { limit } => {
+                return json!({ "detail": format!("Request body is larger than the {limit} bytes this route accepts") });
+            }
+            Self::IdempotencyConflict => {
+                "Idempotency-Key was already used with a different request body; use a new key for a new record"
+            }
+            Self::BatchConflict => "batch_id was already used for different records; choose a new batch_id",
+            Self::Unavailable { .. } => "Service temporarily unavailable: nothing was stored, retry after the Retry-After delay",
+            Self::Internal(_) => "Internal server error",
+        };
+        json!({ "detail": detail })
+    }
+
+    /// Seconds for `Retry-After`, for the errors that have one.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Unavailable { retry_after } => Some(u64::try_from(retry_after.as_millis().div_ceil(1000)).unwrap_or(u64::MAX).max(1)),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after_secs() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, Self::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ApiKey header=\"X-API-Key\""));
+        }
+        // Let the logging middleware see what went wrong without putting it in the body.
+        if let Self::Internal(reason) = &self {
+            response.extensions_mut().insert(InternalErrorReason(reason.clone()));
+        }
+        response
+    }
+}
+
+/// Attached to 500 responses so the access log can say why.
+#[derive(Debug, Clone)]
+pub struct InternalErrorReason(pub String);

@@ -1,0 +1,215 @@
+//! `host.json` and `function-definitions/<name>/function.json`, embedded at build time and parsed
+//! once. The standalone host builds its routes and queue triggers from these, the Functions host
+//! reads the same files from disk: one source of truth for both.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/definitions.rs"));
+}
+
+/// One binding of a function.json.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Binding {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub direction: String,
+    pub name: String,
+    #[serde(default)]
+    pub route: Option<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub queue_name: Option<String>,
+    #[serde(default)]
+    pub connection: Option<String>,
+}
+
+/// A function: its name (the folder name) and bindings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionDefinition {
+    pub name: String,
+    pub bindings: Vec<Binding>,
+}
+
+/// An HTTP trigger: the public route (axum syntax, leading `/`) and its methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTrigger<'a> {
+    pub path: String,
+    pub methods: &'a [String],
+}
+
+/// A queue trigger: the queue and the connection setting's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueTrigger<'a> {
+    pub queue_name: &'a str,
+    pub connection: &'a str,
+}
+
+impl FunctionDefinition {
+    pub fn http_trigger(&self) -> Option<HttpTrigger<'_>> {
+        self.bindings.iter().find(|b| b.kind == "httpTrigger").map(|b| HttpTrigger {
+            path: format!("/{}", b.route.as_deref().unwrap_or(&self.name)),
+            methods: &b.methods,
+        })
+    }
+
+    pub fn queue_trigger(&self) -> Option<QueueTrigger<'_>> {
+        self.bindings.iter().find(|b| b.kind == "queueTrigger").map(|b| QueueTrigger {
+            queue_name: b.queue_name.as_deref().unwrap_or_default(),
+            connection: b.connection.as_deref().unwrap_or("AzureWebJobsStorage"),
+        })
+    }
+
+    /// The queue output binding's name, if the function has one.
+    pub fn queue_output(&self) -> Option<&Binding> {
+        self.bindings.iter().find(|b| b.kind == "queue" && b.direction == "out")
+    }
+
+    /// Whether the Functions host forwards the raw HTTP request (`enableForwardingHttpRequest`):
+    /// only for exactly one `httpTrigger` in and one `http` out. Otherwise it sends the
+    /// `{"Data","Metadata"}` envelope to `POST /<name>`.
+    pub fn is_forwarded(&self) -> bool {
+        let trigger_in = self.bindings.iter().filter(|b| b.kind == "httpTrigger" && b.direction == "in").count();
+        let http_out = self.bindings.iter().filter(|b| b.kind == "http" && b.direction == "out").count();
+        trigger_in == 1 && http_out == 1 && self.bindings.len() == 2
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct FunctionJson {
+    bindings: Vec<Binding>,
+}
+
+/// `extensions.queues` of host.json, as both hosts honour it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    pub max_polling_interval: Duration,
+    pub visibility_timeout: Duration,
+    pub batch_size: u32,
+    pub new_batch_threshold: u32,
+    pub max_dequeue_count: u32,
+    /// `true` for `messageEncoding: base64` (the Functions default).
+    pub base64: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueuesJson {
+    max_polling_interval: Option<String>,
+    visibility_timeout: Option<String>,
+    batch_size: Option<u32>,
+    new_batch_threshold: Option<u32>,
+    max_dequeue_count: Option<u32>,
+    message_encoding: Option<String>,
+}
+
+/// All functions and the host settings.
+#[derive(Debug, Clone)]
+pub struct Definitions {
+    pub functions: Vec<FunctionDefinition>,
+    pub queues: QueueSettings,
+}
+
+/// A definition file that does not parse (a build-time mistake; the tests catch it).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid function definition {file}: {reason}")]
+pub struct DefinitionError {
+    file: String,
+    reason: String,
+}
+
+impl Definitions {
+    /// The definitions compiled into this binary.
+    pub fn embedded() -> Result<Self, DefinitionError> {
+        Self::parse(embedded::FUNCTIONS, embedded::HOST_JSON)
+    }
+
+    pub fn parse(functions: &[(&str, &str)], host_json: &str) -> Result<Self, DefinitionError> {
+        let functions = functions
+            .iter()
+            .map(|(name, json)| {
+                serde_json::from_str::<FunctionJson>(json)
+                    .map(|f| FunctionDefinition { name: (*name).to_owned(), bindings: f.bindings })
+                    .map_err(|e| DefinitionError { file: format!("{name}/function.json"), reason: e.to_string() })
+            })
+            .collect::<Result<_, _>>()?;
+        let host_error = |reason: String| DefinitionError { file: "host.json".into(), reason };
+        let host: serde_json::Value = serde_json::from_str(host_json).map_err(|e| host_error(e.to_string()))?;
+        let queues: QueuesJson = serde_json::from_value(host["extensions"]["queues"].clone())
+            .map_err(|e| host_error(e.to_string()))?;
+        let duration = |raw: Option<String>, default: Duration| -> Result<Duration, DefinitionError> {
+            raw.map_or(Ok(default), |raw| parse_timespan(&raw).ok_or_else(|| host_error(format!("bad timespan {raw}"))))
+        };
+        let batch_size = queues.batch_size.unwrap_or(16);
+        Ok(Self {
+            functions,
+            queues: QueueSettings {
+                max_polling_interval: duration(queues.max_polling_interval, Duration::from_secs(60))?,
+                visibility_timeout: duration(queues.visibility_timeout, Duration::ZERO)?,
+                batch_size,
+                new_batch_threshold: queues.new_batch_threshold.unwrap_or(batch_size / 2),
+                max_dequeue_count: queues.max_dequeue_count.unwrap_or(5),
+                base64: !queues.message_encoding.is_some_and(|e| e.eq_ignore_ascii_case("none")),
+            },
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&FunctionDefinition> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+}
+
+/// Parses a .NET `TimeSpan` as host.json writes it: `hh:mm:ss` or `d.hh:mm:ss`.
+pub fn parse_timespan(raw: &str) -> Option<Duration> {
+    let (days, rest) = match raw.split_once('.') {
+        Some((d, rest)) if rest.contains(':') && !d.contains(':') => (d.parse::<u64>().ok()?, rest),
+        _ => (0, raw),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let [h, m, s] = parts.as_slice() else { return None };
+    let seconds: f64 = s.parse().ok()?;
+    let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
+    if m >= 60 || !(0.0..60.0).contains(&seconds) {
+        return None;
+    }
+    Some(Duration::from_secs(days * 86_400 + h * 3600 + m * 60) + Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_definitions_parse_and_state_the_queue_contract() {
+        let defs = Definitions::embedded().expect("embedded definitions parse");
+        let ingest = defs.get("ingest_batch").expect("ingest_batch is defined");
+        assert_eq!(
+            ingest.queue_trigger(),
+            Some(QueueTrigger { queue_name: "mediflow-batches", connection: "MEDIFLOW_QUEUE" })
+        );
+        assert_eq!(defs.queues.max_dequeue_count, 5);
+        assert_eq!(defs.queues.visibility_timeout, Duration::from_secs(30));
+        assert!(defs.queues.base64);
+        assert!(defs.get("submit_batch").is_some_and(|f| !f.is_forwarded() && f.queue_output().is_some()));
+        assert!(defs.get("get_record").is_some_and(FunctionDefinition::is_forwarded));
+        assert_eq!(defs.get("get_record").and_then(super::FunctionDefinition::http_trigger).map(|t| t.path), Some("/records/{id}".to_owned()));
+    }
+
+    #[test]
+    fn timespans_parse_like_dotnet() {
+        for (raw, expected) in [
+            ("00:00:30", Some(30)),
+            ("00:01:00", Some(60)),
+            ("1.00:00:00", Some(86_400)),
+            ("00:61:00", None),
+            ("30", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_timespan(raw).map(|d| d.as_secs()), expected, "{raw}");
+        }
+    }
+}

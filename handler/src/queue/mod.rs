@@ -1,0 +1,53 @@
+//! Batch queue: where accepted batches go ([`BatchSink`]), the Azure Storage queue client, and the
+//! standalone host's queue trigger (the Functions host runs its own).
+
+pub mod client;
+pub mod trigger;
+
+use crate::domain::{BatchMessage, BatchReport};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::service::batches;
+use crate::store::RecordStore;
+
+/// Where POST /batches sends a batch in the standalone host.
+#[derive(Clone, Debug)]
+pub enum BatchSink {
+    /// No queue configured (the local default): ingest at once, in the request.
+    InProcess,
+    /// Put it on the batch queue; the queue trigger ingests it.
+    Queue(client::BatchQueue),
+}
+
+impl BatchSink {
+    /// Hands a newly accepted batch on; returns the report to answer with.
+    pub async fn dispatch(
+        &self,
+        store: &dyn RecordStore,
+        metrics: &Metrics,
+        message: &BatchMessage,
+        queued: BatchReport,
+    ) -> Result<BatchReport, Error> {
+        match self {
+            Self::InProcess => ingest(store, metrics, message).await,
+            Self::Queue(queue) => {
+                queue.send(message).await?;
+                Ok(queued)
+            }
+        }
+    }
+}
+
+/// Ingests a batch and counts its records; every host's ingestion goes through here.
+pub async fn ingest(store: &dyn RecordStore, metrics: &Metrics, message: &BatchMessage) -> Result<BatchReport, Error> {
+    let report = batches::ingest(store, message).await?;
+    metrics.count_batch(report.accepted, report.rejected);
+    tracing::info!(
+        batch_id = %report.batch_id,
+        received = report.received,
+        accepted = report.accepted,
+        rejected = report.rejected,
+        "batch ingested"
+    );
+    Ok(report)
+}

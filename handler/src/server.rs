@@ -1,0 +1,203 @@
+//! The application: binds its listeners first (the Functions host's readiness ping must be
+//! answered at once), opens the store in the background, serves until a shutdown signal, then
+//! drains in-flight requests and queue messages.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState, Host};
+use crate::auth::ApiKeys;
+use crate::config::{Config, Mode, StoreConfig};
+use crate::functions::definitions::Definitions;
+use crate::metrics::Metrics;
+use crate::queue::{BatchSink, client::BatchQueue, trigger};
+use crate::service::StoreHandle;
+use crate::store::observed::ObservedStore;
+use crate::store::{SharedStore, StoreError, embedded::EmbeddedStore};
+
+/// The longest a shutdown waits for in-flight work.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// The name of the batch-ingesting function in `function-definitions/`.
+const INGEST_FUNCTION: &str = "ingest_batch";
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Definitions(#[from] crate::functions::definitions::DefinitionError),
+    #[error(transparent)]
+    Router(#[from] api::RouterError),
+    #[error(transparent)]
+    Keys(#[from] crate::auth::KeyFileError),
+    #[error("the store cannot be opened: {0}")]
+    Store(StoreError),
+    #[error("the batch queue cannot be used: {0}")]
+    Queue(String),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A bound, not yet serving, application.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    router: axum::Router,
+    metrics_router: axum::Router,
+    state: AppState,
+    store_config: StoreConfig,
+    queue: Option<(BatchQueue, crate::functions::definitions::QueueSettings)>,
+    key_watch: Option<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Validates the configuration, loads keys and definitions, and binds the listeners.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let definitions = Definitions::embedded()?;
+        let (addr, host) = match config.mode {
+            Mode::CustomHandler { port } => (SocketAddr::from(([127, 0, 0, 1], port)), Host::CustomHandler),
+            Mode::Standalone { addr } => (addr, Host::Standalone { metrics_on_main_port: config.metrics_addr.is_none() }),
+        };
+        let listener = bind(addr).await?;
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let (keys, key_watch) = if let Some(path) = &config.api_keys_file {
+            let keys = ApiKeys::load(path)?;
+            tracing::info!(keys = keys.len(), file = %path.display(), "API key auth is on");
+            let watch = keys.watch(path.clone());
+            (Some(keys), Some(watch))
+        } else {
+            tracing::warn!("MEDIFLOW_API_KEYS_FILE is not set: API key auth is OFF, every route is open. Never run like this outside a laptop.");
+            (None, None)
+        };
+        // The standalone host runs the queue trigger itself; under the Functions host the host does.
+        let queue = match (&config.queue, host) {
+            (Some(queue_config), Host::Standalone { .. }) => {
+                let trigger = definitions
+                    .get(INGEST_FUNCTION)
+                    .and_then(super::functions::definitions::FunctionDefinition::queue_trigger)
+                    .ok_or_else(|| StartError::Queue(format!("{INGEST_FUNCTION} has no queue trigger")))?;
+                let queue = BatchQueue::connect(queue_config, trigger.queue_name, definitions.queues.base64)
+                    .await
+                    .map_err(|e| StartError::Queue(e.to_string()))?;
+                Some((queue, definitions.queues.clone()))
+            }
+            _ => None,
+        };
+        let state = AppState {
+            store: StoreHandle::default(),
+            keys,
+            metrics: Arc::new(Metrics::default()),
+            batches: queue.as_ref().map_or(BatchSink::InProcess, |(q, _)| BatchSink::Queue(q.clone())),
+        };
+        let router = api::router(state.clone(), &definitions, host)?;
+        let metrics_router = api::metrics_router(state.clone());
+        Ok(Self { listener, metrics_listener, router, metrics_router, state, store_config: config.store, queue, key_watch })
+    }
+
+    /// The address HTTP is served on (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The metrics listener's address, when it has its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then drains (at most [`DRAIN_TIMEOUT`]).
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let store_ready = tokio::spawn(open_store(self.store_config.clone(), self.state.store.clone(), Arc::clone(&self.state.metrics)));
+
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let http = axum::serve(self.listener, self.router).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let metrics = self.metrics_listener.map(|listener| {
+            tokio::spawn(axum::serve(listener, self.metrics_router).with_graceful_shutdown(stopped(stop_rx.clone())).into_future())
+        });
+        let trigger = self.queue.map(|(queue, settings)| {
+            tokio::spawn(trigger::run(queue, settings, self.state.store.clone(), Arc::clone(&self.state.metrics), stop_rx.clone()))
+        });
+        let mut http = tokio::spawn(http.into_future());
+
+        let mut store_ready = store_ready;
+        let outcome = tokio::select! {
+            () = shutdown => Ok(()),
+            served = &mut http => served.map_err(|e| StartError::Serve(std::io::Error::other(e))).and_then(|r| r.map_err(StartError::Serve)),
+            opened = &mut store_ready => match opened {
+                Ok(Err(err)) => Err(StartError::Store(err)),
+                _ => std::future::pending().await,
+            },
+        };
+        tracing::info!("shutting down: no new requests or messages; finishing in-flight work");
+        let _ = stop_tx.send(true);
+        let drain = async {
+            let _ = http.await;
+            if let Some(trigger) = trigger {
+                let _ = trigger.await;
+            }
+            if let Some(metrics) = metrics {
+                let _ = metrics.await;
+            }
+        };
+        if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+            tracing::warn!("drain timed out after {DRAIN_TIMEOUT:?}; exiting with work in flight");
+        }
+        store_ready.abort();
+        if let Some(watch) = self.key_watch {
+            watch.abort();
+        }
+        tracing::info!("stopped");
+        outcome
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Opens the configured store and makes it available. A local store that cannot open is fatal;
+/// a remote one is retried with backoff (readiness answers 503 meanwhile).
+async fn open_store(config: StoreConfig, handle: StoreHandle, metrics: Arc<Metrics>) -> Result<(), StoreError> {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let opened: Result<SharedStore, StoreError> = match &config {
+            StoreConfig::Embedded { data_dir } => {
+                let dir = data_dir.clone();
+                let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
+                    .await
+                    .map_err(StoreError::unavailable)??;
+                tracing::info!(data_dir = %data_dir.display(), "embedded store open");
+                Ok(Arc::new(store) as SharedStore)
+            }
+            StoreConfig::Cosmos(cosmos) => crate::store::cosmos::connect(cosmos).await,
+        };
+        match opened {
+            Ok(store) => {
+                handle.set(ObservedStore::wrap(store, metrics));
+                return Ok(());
+            }
+            Err(err) if matches!(config, StoreConfig::Embedded { .. }) => return Err(err),
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis(), "store not reachable yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}

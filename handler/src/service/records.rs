@@ -1,0 +1,63 @@
+//! Creating and reading single records.
+
+use crate::domain::decode::record_from_slice;
+use crate::domain::{FieldError, Record, RecordId};
+use crate::error::Error;
+use crate::store::{Inserted, RecordStore};
+
+/// The largest `Idempotency-Key` accepted, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// A record as created, and whether this call created it or replayed an earlier identical call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub record: Record,
+    pub replayed: bool,
+}
+
+/// Checks an `Idempotency-Key` header value: 1 to 255 visible ASCII characters.
+pub fn check_idempotency_key(raw: &[u8]) -> Result<&str, Error> {
+    let valid = !raw.is_empty()
+        && raw.len() <= MAX_IDEMPOTENCY_KEY_LEN
+        && raw.iter().all(|b| (0x21..=0x7e).contains(b));
+    if !valid {
+        return Err(Error::Validation(vec![FieldError::header(
+            "idempotency-key",
+            "idempotency_key_invalid",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )]));
+    }
+    // Visible ASCII is valid UTF-8.
+    std::str::from_utf8(raw).map_err(|_| Error::Internal("ascii was not utf-8".into()))
+}
+
+/// POST /records: decodes and validates `body`, stores it, and returns the stored record.
+///
+/// With an `Idempotency-Key` the record's id is derived from the key, so a retry finds the record
+/// the first call stored: the same body replays it, a different body is a conflict.
+pub async fn create(
+    store: &dyn RecordStore,
+    body: &[u8],
+    idempotency_key: Option<&str>,
+) -> Result<Created, Error> {
+    let fields = record_from_slice(body).map_err(Error::Validation)?;
+    let id = idempotency_key.map_or_else(RecordId::random, RecordId::for_idempotency_key);
+    let record = Record::new(id, fields);
+    match store.insert(record.clone()).await? {
+        Inserted::Created => Ok(Created { record, replayed: false }),
+        Inserted::Existing(stored) if idempotency_key.is_some() => {
+            if stored.fields == record.fields {
+                Ok(Created { record: stored, replayed: true })
+            } else {
+                Err(Error::IdempotencyConflict)
+            }
+        }
+        Inserted::Existing(_) => Err(Error::Internal("random record id collided".into())),
+    }
+}
+
+/// GET /records/{id}: any id that is not a stored record's is a 404, malformed or not.
+pub async fn get(store: &dyn RecordStore, raw_id: &str) -> Result<Record, Error> {
+    let id = RecordId::parse(raw_id).ok_or(Error::RecordNotFound)?;
+    store.get(id).await?.ok_or(Error::RecordNotFound)
+}

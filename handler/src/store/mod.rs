@@ -1,0 +1,79 @@
+//! Persistence, in domain words. [`RecordStore`] is what the service needs from a database; each
+//! backend lives in its own module and maps its engine's failures to [`StoreError`] at the
+//! boundary. `tests/store_contract.rs` runs the same cases against every backend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{BatchId, BatchReport, Record, RecordId};
+
+pub mod cosmos;
+pub mod embedded;
+pub mod observed;
+
+/// What happened to an insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// The record is new and durably stored.
+    Created,
+    /// A record with this id was already stored; here it is, unchanged.
+    Existing(Record),
+}
+
+/// Why the store could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store is down, overloaded or unreachable: try again after `retry_after`.
+    /// Clients get 503 with `Retry-After`; queue messages are retried.
+    #[error("store unavailable: {reason}")]
+    Unavailable { retry_after: Duration, reason: String },
+    /// Stored data could not be read back (a bug or corruption, never the client's fault).
+    #[error("store data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub fn unavailable(reason: impl std::fmt::Display) -> Self {
+        Self::Unavailable { retry_after: Duration::from_secs(1), reason: reason.to_string() }
+    }
+}
+
+/// The storage the service needs. Every write is insert-if-absent or a whole-document put, so
+/// retries and redeliveries are harmless.
+#[async_trait]
+pub trait RecordStore: Send + Sync + 'static {
+    /// Stores `record` unless a record with the same id exists.
+    async fn insert(&self, record: Record) -> Result<Inserted, StoreError>;
+
+    /// Stores many records, each insert-if-absent; outcomes are in input order.
+    async fn insert_many(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
+        let mut outcomes = Vec::with_capacity(records.len());
+        for record in records {
+            outcomes.push(self.insert(record).await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Reads a record by id.
+    async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError>;
+
+    /// Stores a batch report unless one exists for its batch; returns the stored report.
+    async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError>;
+
+    /// Stores a batch report, replacing any earlier one for the batch.
+    async fn put_batch(&self, report: BatchReport) -> Result<(), StoreError>;
+
+    /// Reads a batch report.
+    async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError>;
+
+    /// Succeeds when the store can serve requests (readiness).
+    async fn check(&self) -> Result<(), StoreError>;
+
+    /// A short name for logs and metrics.
+    fn backend(&self) -> &'static str;
+}
+
+/// How the service holds its store.
+pub type SharedStore = Arc<dyn RecordStore>;

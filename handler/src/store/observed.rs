@@ -1,0 +1,72 @@
+//! A decorator that times every store operation into the store-latency metric.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use super::{Inserted, RecordStore, SharedStore, StoreError};
+use crate::domain::{BatchId, BatchReport, Record, RecordId};
+use crate::metrics::Metrics;
+
+/// Wraps a store and records `mediflow_store_operation_duration_seconds`.
+#[derive(Clone)]
+pub struct ObservedStore {
+    inner: SharedStore,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for ObservedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObservedStore").field("backend", &self.inner.backend()).finish_non_exhaustive()
+    }
+}
+
+impl ObservedStore {
+    pub fn wrap(inner: SharedStore, metrics: Arc<Metrics>) -> SharedStore {
+        Arc::new(Self { inner, metrics })
+    }
+
+    async fn timed<T>(&self, operation: &'static str, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = call.await;
+        self.metrics.observe_store(operation, result.is_ok(), started.elapsed());
+        result
+    }
+}
+
+#[async_trait]
+impl RecordStore for ObservedStore {
+    async fn insert(&self, record: Record) -> Result<Inserted, StoreError> {
+        self.timed("insert", self.inner.insert(record)).await
+    }
+
+    async fn insert_many(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
+        self.timed("insert_many", self.inner.insert_many(records)).await
+    }
+
+    async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
+        self.timed("get", self.inner.get(id)).await
+    }
+
+    async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError> {
+        self.timed("insert_batch", self.inner.insert_batch(report)).await
+    }
+
+    async fn put_batch(&self, report: BatchReport) -> Result<(), StoreError> {
+        self.timed("put_batch", self.inner.put_batch(report)).await
+    }
+
+    async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError> {
+        self.timed("get_batch", self.inner.get_batch(id)).await
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        self.timed("check", self.inner.check()).await
+    }
+
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+}
