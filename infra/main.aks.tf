@@ -95,9 +95,6 @@ resource "azurerm_kubernetes_cluster" "this" {
     msi_auth_for_monitoring_enabled = true
   }
 
-  # Managed Prometheus: the metrics add-on scrapes the service; KEDA queries the workspace.
-  monitor_metrics {}
-
   tags = local.tags
 
   lifecycle {
@@ -115,7 +112,6 @@ resource "azurerm_kubernetes_cluster" "this" {
 
 # Arm64 user pool for the service (multi-arch standalone image).
 resource "azurerm_kubernetes_cluster_node_pool" "arm64" {
-  #checkov:skip=CKV_AZURE_226:Arm64 Dpsv6 sizes have no cache/temp disk, so ephemeral OS disks are impossible; managed OS disks are used.
   #checkov:skip=CKV_AZURE_227:Encryption at host needs a subscription feature registration (manual step); platform encryption at rest applies.
   name                        = "arm64"
   temporary_name_for_rotation = "arm64tmp"
@@ -144,7 +140,6 @@ resource "azurerm_kubernetes_cluster_node_pool" "arm64" {
 
 # Optional amd64 user pool for the Functions host image (amd64-only).
 resource "azurerm_kubernetes_cluster_node_pool" "amd64" {
-  #checkov:skip=CKV_AZURE_226:The default v5 sizes have no cache/temp disk for ephemeral OS disks; managed OS disks are used.
   #checkov:skip=CKV_AZURE_227:Encryption at host needs a subscription feature registration (manual step); platform encryption at rest applies.
   count = var.amd64_node_pool.enabled ? 1 : 0
 

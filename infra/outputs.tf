@@ -91,30 +91,25 @@ output "cosmos_container" {
   value       = azurerm_cosmosdb_sql_container.records.name
 }
 
-output "prometheus_query_endpoint" {
-  description = "Managed Prometheus query endpoint for the KEDA prometheus scaler (settings PROMETHEUS_SERVER_ADDRESS)."
-  value       = azurerm_monitor_workspace.this.query_endpoint
-}
-
 output "log_analytics_workspace_id" {
   description = "Log Analytics workspace resource id (container insights and audit logs)."
   value       = azurerm_log_analytics_workspace.this.id
 }
 
-# One map with the settings-file keys the overlays consume (IMAGE is added by the pipeline).
-# The pipeline writes keda/overlays/<overlay>/settings.env from it, one KEY=VALUE per line.
+# One map with the settings-file keys that come from Azure. The pipeline writes
+# keda/settings/settings.env from it (one KEY=VALUE per line) and adds IMAGE and
+# PROMETHEUS_SERVER_ADDRESS, which it owns (the image it built, the Prometheus it installed).
 output "kubernetes_settings" {
-  description = "KEY => value for keda/overlays/<overlay>/settings.env (all keys except IMAGE)."
+  description = "KEY => value for keda/settings/settings.env (all keys except IMAGE and PROMETHEUS_SERVER_ADDRESS)."
   value = {
-    APP_CLIENT_ID             = azurerm_user_assigned_identity.app.client_id
-    KEDA_CLIENT_ID            = azurerm_user_assigned_identity.keda.client_id
-    TENANT_ID                 = data.azurerm_client_config.current.tenant_id
-    KEY_VAULT_NAME            = azurerm_key_vault.this.name
-    STORAGE_ACCOUNT_NAME      = azurerm_storage_account.this.name
-    QUEUE_SERVICE_URI         = trimsuffix(azurerm_storage_account.this.primary_queue_endpoint, "/")
-    COSMOS_ENDPOINT           = azurerm_cosmosdb_account.this.endpoint
-    COSMOS_DATABASE           = azurerm_cosmosdb_sql_database.this.name
-    COSMOS_CONTAINER          = azurerm_cosmosdb_sql_container.records.name
-    PROMETHEUS_SERVER_ADDRESS = azurerm_monitor_workspace.this.query_endpoint
+    APP_CLIENT_ID        = azurerm_user_assigned_identity.app.client_id
+    KEDA_CLIENT_ID       = azurerm_user_assigned_identity.keda.client_id
+    TENANT_ID            = data.azurerm_client_config.current.tenant_id
+    KEY_VAULT_NAME       = azurerm_key_vault.this.name
+    STORAGE_ACCOUNT_NAME = azurerm_storage_account.this.name
+    QUEUE_SERVICE_URI    = trimsuffix(azurerm_storage_account.this.primary_queue_endpoint, "/")
+    COSMOS_ENDPOINT      = azurerm_cosmosdb_account.this.endpoint
+    COSMOS_DATABASE      = azurerm_cosmosdb_sql_database.this.name
+    COSMOS_CONTAINER     = azurerm_cosmosdb_sql_container.records.name
   }
 }

@@ -95,7 +95,8 @@ cp "$binary" "$context/prebuilt/linux-amd64/handler"
 # check_config IMAGE ARCH USER ENTRYPOINT_JSON CMD_JSON PORTS ENV...: the OCI config must match.
 check_config() {
   local image="$1"
-  bah inspect --type image "$image" >"$work/inspect.json"
+  # (Explicit `|| return`: set -e does not apply inside a function called from `if` or `||`.)
+  bah inspect --type image "$image" >"$work/inspect.json" || return 1
   python3 - "$work/inspect.json" "${@:2}" <<'PY'
 import json, sys
 oci = json.load(open(sys.argv[1]))["OCIv1"]

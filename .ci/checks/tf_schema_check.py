@@ -112,14 +112,16 @@ class Schemas:
     by_kind: dict[str, dict[str, dict]] = field(default_factory=lambda: {k: {} for k in SCHEMA_KEY})
     sources: list[str] = field(default_factory=list)
 
-    def add(self, document: dict, source: str) -> None:
+    def add(self, document: dict, source: str, override: bool = True) -> None:
         # Accept both the vendored layout and the full `terraform providers schema -json` output.
         if "provider_schemas" in document:
             for provider in document["provider_schemas"].values():
-                self.add(provider, source)
+                self.add(provider, source, override)
             return
         for kind, key in SCHEMA_KEY.items():
-            self.by_kind[kind].update(document.get(key) or {})
+            for type_name, schema in (document.get(key) or {}).items():
+                if override or type_name not in self.by_kind[kind]:
+                    self.by_kind[kind][type_name] = schema
         self.sources.append(source)
 
     def lookup(self, kind: str, type_name: str) -> dict | None:
@@ -170,7 +172,7 @@ class Checker:
 
     @staticmethod
     def line_of(text: str, kind: str, type_name: str, name: str) -> int:
-        pattern = re.compile(rf'^\s*{kind}\s+"{re.escape(type_name)}"\s+"{re.escape(name)}"', re.MULTILINE)
+        pattern = re.compile(rf'^[ \t]*{kind}[ \t]+"{re.escape(type_name)}"\s+"{re.escape(name)}"', re.MULTILINE)
         match = pattern.search(text)
         return text.count("\n", 0, match.start()) + 1 if match else 1
 
@@ -317,7 +319,8 @@ def main(argv: list[str]) -> int:
         return 2
     for schema_file in files:
         schemas.add(json.loads(schema_file.read_text(encoding="utf-8")), str(schema_file))
-    schemas.add(SUPPLEMENTARY_SCHEMAS, "built-in supplement (random_password, time_sleep)")
+    # The supplement only fills gaps: a real provider schema for the same type wins.
+    schemas.add(SUPPLEMENTARY_SCHEMAS, "built-in supplement (random_password, time_sleep)", override=False)
 
     checker = Checker(schemas)
     targets = tf_files(args.paths)

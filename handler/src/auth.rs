@@ -20,7 +20,9 @@ pub struct ApiKeys {
 
 impl std::fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKeys").field("count", &self.len()).finish()
+        f.debug_struct("ApiKeys")
+            .field("count", &self.len())
+            .finish()
     }
 }
 
@@ -52,11 +54,17 @@ impl ApiKeys {
             .filter(|line| !line.is_empty())
             .map(|key| Sha256::digest(key.as_bytes()).into())
             .collect();
-        *self.digests.write().unwrap_or_else(std::sync::PoisonError::into_inner) = digests;
+        *self
+            .digests
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = digests;
     }
 
     pub fn len(&self) -> usize {
-        self.digests.read().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+        self.digests
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -67,10 +75,15 @@ impl ApiKeys {
     /// exit, in constant time.
     pub fn verify(&self, presented: &[u8]) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented).into();
-        let digests = self.digests.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let digests = self
+            .digests
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         digests
             .iter()
-            .fold(subtle::Choice::from(0), |found, key| found | key.ct_eq(&digest))
+            .fold(subtle::Choice::from(0), |found, key| {
+                found | key.ct_eq(&digest)
+            })
             .into()
     }
 
@@ -94,12 +107,16 @@ impl ApiKeys {
                         keys.replace(&content);
                         tracing::info!(keys = keys.len(), "API keys reloaded");
                         if keys.is_empty() {
-                            tracing::error!("the API keys file holds no key: every data request is refused");
+                            tracing::error!(
+                                "the API keys file holds no key: every data request is refused"
+                            );
                         }
                         last = Some(content);
                     }
                     Ok(Ok(_)) => {}
-                    Ok(Err(err)) => tracing::warn!(error = %err, "API keys file unreadable; keeping the current keys"),
+                    Ok(Err(err)) => {
+                        tracing::warn!(error = %err, "API keys file unreadable; keeping the current keys")
+                    }
                     Err(err) => tracing::warn!(error = %err, "API keys reload task failed"),
                 }
             }
@@ -108,7 +125,10 @@ impl ApiKeys {
 }
 
 fn read(path: &Path) -> Result<String, KeyFileError> {
-    std::fs::read_to_string(path).map_err(|source| KeyFileError { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map_err(|source| KeyFileError {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -84,24 +84,39 @@ impl Config {
     pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
         let mode = match env.var("FUNCTIONS_CUSTOMHANDLER_PORT") {
             Some(port) => Mode::CustomHandler {
-                port: port
-                    .parse()
-                    .map_err(|_| ConfigError(format!("FUNCTIONS_CUSTOMHANDLER_PORT is not a port: {port}")))?,
+                port: port.parse().map_err(|_| {
+                    ConfigError(format!(
+                        "FUNCTIONS_CUSTOMHANDLER_PORT is not a port: {port}"
+                    ))
+                })?,
             },
-            None => Mode::Standalone { addr: socket_addr(env, "MEDIFLOW_ADDR")?.unwrap_or(([127, 0, 0, 1], 8080).into()) },
+            None => Mode::Standalone {
+                addr: socket_addr(env, "MEDIFLOW_ADDR")?.unwrap_or(([127, 0, 0, 1], 8080).into()),
+            },
         };
         let store = match env.var("MEDIFLOW_STORE").as_deref() {
             None | Some("embedded") => StoreConfig::Embedded {
-                data_dir: env.var("MEDIFLOW_DATA_DIR").map_or_else(|| PathBuf::from("mediflow-data"), PathBuf::from),
+                data_dir: env
+                    .var("MEDIFLOW_DATA_DIR")
+                    .map_or_else(|| PathBuf::from("mediflow-data"), PathBuf::from),
             },
-            Some("cosmos") => StoreConfig::Cosmos(crate::store::cosmos::CosmosConfig::from_source(env)?),
+            Some("cosmos") => {
+                StoreConfig::Cosmos(crate::store::cosmos::CosmosConfig::from_source(env)?)
+            }
             Some(other) => {
-                return Err(ConfigError(format!("MEDIFLOW_STORE must be `embedded` or `cosmos`, not `{other}`")));
+                return Err(ConfigError(format!(
+                    "MEDIFLOW_STORE must be `embedded` or `cosmos`, not `{other}`"
+                )));
             }
         };
-        let queue = match (env.var("MEDIFLOW_QUEUE__queueServiceUri"), env.var("MEDIFLOW_QUEUE")) {
+        let queue = match (
+            env.var("MEDIFLOW_QUEUE__queueServiceUri"),
+            env.var("MEDIFLOW_QUEUE"),
+        ) {
             (Some(service_uri), _) => Some(QueueConfig::Identity { service_uri }),
-            (None, Some(connection)) => Some(QueueConfig::Connection(crate::secret::Secret::new(connection))),
+            (None, Some(connection)) => Some(QueueConfig::Connection(crate::secret::Secret::new(
+                connection,
+            ))),
             (None, None) => None,
         };
         Ok(Self {
@@ -109,7 +124,9 @@ impl Config {
             store,
             api_keys_file: env.var("MEDIFLOW_API_KEYS_FILE").map(PathBuf::from),
             metrics_addr: socket_addr(env, "MEDIFLOW_METRICS_ADDR")?,
-            json_logs: env.var("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
+            json_logs: env
+                .var("LOG_FORMAT")
+                .is_some_and(|f| f.eq_ignore_ascii_case("json")),
             queue,
         })
     }
@@ -117,7 +134,11 @@ impl Config {
 
 fn socket_addr(env: &impl Source, name: &str) -> Result<Option<SocketAddr>, ConfigError> {
     env.var(name)
-        .map(|raw| raw.parse().map_err(|_| ConfigError(format!("{name} is not a socket address (host:port): {raw}"))))
+        .map(|raw| {
+            raw.parse().map_err(|_| {
+                ConfigError(format!("{name} is not a socket address (host:port): {raw}"))
+            })
+        })
         .transpose()
 }
 
@@ -128,20 +149,34 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn defaults_are_standalone_embedded_without_auth_or_queue() {
         let config = Config::from_source(&env(&[])).expect("empty env is valid");
-        assert_eq!(config.mode, Mode::Standalone { addr: ([127, 0, 0, 1], 8080).into() });
-        assert_eq!(config.store, StoreConfig::Embedded { data_dir: "mediflow-data".into() });
+        assert_eq!(
+            config.mode,
+            Mode::Standalone {
+                addr: ([127, 0, 0, 1], 8080).into()
+            }
+        );
+        assert_eq!(
+            config.store,
+            StoreConfig::Embedded {
+                data_dir: "mediflow-data".into()
+            }
+        );
         assert!(config.api_keys_file.is_none() && config.queue.is_none() && !config.json_logs);
     }
 
     #[test]
     fn the_functions_host_port_selects_custom_handler_mode() {
-        let config = Config::from_source(&env(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "41234")])).expect("valid");
+        let config =
+            Config::from_source(&env(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "41234")])).expect("valid");
         assert_eq!(config.mode, Mode::CustomHandler { port: 41234 });
     }
 
@@ -161,13 +196,18 @@ mod tests {
     #[test]
     fn identity_queue_settings_win_over_a_connection_string() {
         let config = Config::from_source(&env(&[
-            ("MEDIFLOW_QUEUE__queueServiceUri", "https://acct.queue.core.windows.net"),
+            (
+                "MEDIFLOW_QUEUE__queueServiceUri",
+                "https://acct.queue.core.windows.net",
+            ),
             ("MEDIFLOW_QUEUE", "UseDevelopmentStorage=true"),
         ]))
         .expect("valid");
         assert_eq!(
             config.queue,
-            Some(QueueConfig::Identity { service_uri: "https://acct.queue.core.windows.net".into() })
+            Some(QueueConfig::Identity {
+                service_uri: "https://acct.queue.core.windows.net".into()
+            })
         );
     }
 }

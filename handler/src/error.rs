@@ -69,7 +69,9 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RecordNotFound | Self::BatchNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::RecordNotFound | Self::BatchNotFound | Self::RouteNotFound => {
+                StatusCode::NOT_FOUND
+            }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -89,8 +91,12 @@ impl Error {
             Self::BatchNotFound => "Batch not found",
             Self::RouteNotFound => "Not Found",
             Self::MethodNotAllowed => "Method Not Allowed",
-            Self::Unauthorized => "Missing or invalid API key: send a valid key in the X-API-Key header",
-            Self::UnsupportedMediaType => "Unsupported media type: send the body as application/json",
+            Self::Unauthorized => {
+                "Missing or invalid API key: send a valid key in the X-API-Key header"
+            }
+            Self::UnsupportedMediaType => {
+                "Unsupported media type: send the body as application/json"
+            }
             Self::BodyUnreadable => "The request body could not be read",
             Self::PayloadTooLarge { limit } => {
                 return json!({ "detail": format!("Request body is larger than the {limit} bytes this route accepts") });
@@ -98,8 +104,12 @@ impl Error {
             Self::IdempotencyConflict => {
                 "Idempotency-Key was already used with a different request body; use a new key for a new record"
             }
-            Self::BatchConflict => "batch_id was already used for different records; choose a new batch_id",
-            Self::Unavailable { .. } => "Service temporarily unavailable: nothing was stored, retry after the Retry-After delay",
+            Self::BatchConflict => {
+                "batch_id was already used for different records; choose a new batch_id"
+            }
+            Self::Unavailable { .. } => {
+                "Service temporarily unavailable: nothing was stored, retry after the Retry-After delay"
+            }
             Self::Internal(_) => "Internal server error",
         };
         json!({ "detail": detail })
@@ -108,7 +118,11 @@ impl Error {
     /// Seconds for `Retry-After`, for the errors that have one.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::Unavailable { retry_after } => Some(u64::try_from(retry_after.as_millis().div_ceil(1000)).unwrap_or(u64::MAX).max(1)),
+            Self::Unavailable { retry_after } => Some(
+                u64::try_from(retry_after.as_millis().div_ceil(1000))
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            ),
             _ => None,
         }
     }
@@ -118,16 +132,21 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let mut response = (self.status(), axum::Json(self.body())).into_response();
         if let Some(secs) = self.retry_after_secs() {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if matches!(self, Self::Unauthorized) {
             response
                 .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ApiKey header=\"X-API-Key\""));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, Self::Unauthorized) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("ApiKey header=\"X-API-Key\""),
+            );
         }
         // Let the logging middleware see what went wrong without putting it in the body.
         if let Self::Internal(reason) = &self {
-            response.extensions_mut().insert(InternalErrorReason(reason.clone()));
+            response
+                .extensions_mut()
+                .insert(InternalErrorReason(reason.clone()));
         }
         response
     }

@@ -33,7 +33,10 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Definitions(#[from] crate::functions::definitions::DefinitionError),
     #[error(transparent)]
@@ -66,8 +69,16 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let definitions = Definitions::embedded()?;
         let (addr, host) = match config.mode {
-            Mode::CustomHandler { port } => (SocketAddr::from(([127, 0, 0, 1], port)), Host::CustomHandler),
-            Mode::Standalone { addr } => (addr, Host::Standalone { metrics_on_main_port: config.metrics_addr.is_none() }),
+            Mode::CustomHandler { port } => (
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                Host::CustomHandler,
+            ),
+            Mode::Standalone { addr } => (
+                addr,
+                Host::Standalone {
+                    metrics_on_main_port: config.metrics_addr.is_none(),
+                },
+            ),
         };
         let listener = bind(addr).await?;
         let metrics_listener = match config.metrics_addr {
@@ -80,7 +91,9 @@ impl Application {
             let watch = keys.watch(path.clone());
             (Some(keys), Some(watch))
         } else {
-            tracing::warn!("MEDIFLOW_API_KEYS_FILE is not set: API key auth is OFF, every route is open. Never run like this outside a laptop.");
+            tracing::warn!(
+                "MEDIFLOW_API_KEYS_FILE is not set: API key auth is OFF, every route is open. Never run like this outside a laptop."
+            );
             (None, None)
         };
         // The standalone host runs the queue trigger itself; under the Functions host the host does.
@@ -89,10 +102,16 @@ impl Application {
                 let trigger = definitions
                     .get(INGEST_FUNCTION)
                     .and_then(super::functions::definitions::FunctionDefinition::queue_trigger)
-                    .ok_or_else(|| StartError::Queue(format!("{INGEST_FUNCTION} has no queue trigger")))?;
-                let queue = BatchQueue::connect(queue_config, trigger.queue_name, definitions.queues.base64)
-                    .await
-                    .map_err(|e| StartError::Queue(e.to_string()))?;
+                    .ok_or_else(|| {
+                        StartError::Queue(format!("{INGEST_FUNCTION} has no queue trigger"))
+                    })?;
+                let queue = BatchQueue::connect(
+                    queue_config,
+                    trigger.queue_name,
+                    definitions.queues.base64,
+                )
+                .await
+                .map_err(|e| StartError::Queue(e.to_string()))?;
                 Some((queue, definitions.queues.clone()))
             }
             _ => None,
@@ -101,48 +120,85 @@ impl Application {
             store: StoreHandle::default(),
             keys,
             metrics: Arc::new(Metrics::default()),
-            batches: queue.as_ref().map_or(BatchSink::InProcess, |(q, _)| BatchSink::Queue(q.clone())),
+            batches: queue
+                .as_ref()
+                .map_or(BatchSink::InProcess, |(q, _)| BatchSink::Queue(q.clone())),
         };
         let router = api::router(state.clone(), &definitions, host)?;
         let metrics_router = api::metrics_router(state.clone());
-        Ok(Self { listener, metrics_listener, router, metrics_router, state, store_config: config.store, queue, key_watch })
+        Ok(Self {
+            listener,
+            metrics_listener,
+            router,
+            metrics_router,
+            state,
+            store_config: config.store,
+            queue,
+            key_watch,
+        })
     }
 
     /// The address HTTP is served on (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The metrics listener's address, when it has its own.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, then drains (at most [`DRAIN_TIMEOUT`]).
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let store_ready = tokio::spawn(open_store(self.store_config.clone(), self.state.store.clone(), Arc::clone(&self.state.metrics)));
+        let store_ready = tokio::spawn(open_store(
+            self.store_config.clone(),
+            self.state.store.clone(),
+            Arc::clone(&self.state.metrics),
+        ));
 
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let http = axum::serve(self.listener, self.router).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let http = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stopped(stop_rx.clone()));
         let metrics = self.metrics_listener.map(|listener| {
-            tokio::spawn(axum::serve(listener, self.metrics_router).with_graceful_shutdown(stopped(stop_rx.clone())).into_future())
+            tokio::spawn(
+                axum::serve(listener, self.metrics_router)
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            )
         });
         let trigger = self.queue.map(|(queue, settings)| {
-            tokio::spawn(trigger::run(queue, settings, self.state.store.clone(), Arc::clone(&self.state.metrics), stop_rx.clone()))
+            tokio::spawn(trigger::run(
+                queue,
+                settings,
+                self.state.store.clone(),
+                Arc::clone(&self.state.metrics),
+                stop_rx.clone(),
+            ))
         });
         let mut http = tokio::spawn(http.into_future());
 
-        let mut store_ready = store_ready;
+        let store_abort = store_ready.abort_handle();
+        // Completes only if the store can never open (a fatal local error).
+        let store_failed = async move {
+            match store_ready.await {
+                Ok(Err(err)) => err,
+                _ => std::future::pending().await,
+            }
+        };
         let outcome = tokio::select! {
             () = shutdown => Ok(()),
             served = &mut http => served.map_err(|e| StartError::Serve(std::io::Error::other(e))).and_then(|r| r.map_err(StartError::Serve)),
-            opened = &mut store_ready => match opened {
-                Ok(Err(err)) => Err(StartError::Store(err)),
-                _ => std::future::pending().await,
-            },
+            err = store_failed => Err(StartError::Store(err)),
         };
         tracing::info!("shutting down: no new requests or messages; finishing in-flight work");
         let _ = stop_tx.send(true);
@@ -158,7 +214,7 @@ impl Application {
         if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
             tracing::warn!("drain timed out after {DRAIN_TIMEOUT:?}; exiting with work in flight");
         }
-        store_ready.abort();
+        store_abort.abort();
         if let Some(watch) = self.key_watch {
             watch.abort();
         }
@@ -168,12 +224,18 @@ impl Application {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 /// Opens the configured store and makes it available. A local store that cannot open is fatal;
 /// a remote one is retried with backoff (readiness answers 503 meanwhile).
-async fn open_store(config: StoreConfig, handle: StoreHandle, metrics: Arc<Metrics>) -> Result<(), StoreError> {
+async fn open_store(
+    config: StoreConfig,
+    handle: StoreHandle,
+    metrics: Arc<Metrics>,
+) -> Result<(), StoreError> {
     let mut backoff = Duration::from_millis(250);
     loop {
         let opened: Result<SharedStore, StoreError> = match &config {

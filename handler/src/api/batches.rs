@@ -27,12 +27,20 @@ use crate::service::batches::{self, Accepted};
     ),
     security((), ("api_key" = []))
 )]
-pub async fn submit(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, Error> {
+pub async fn submit(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, Error> {
     let store = state.store.get()?;
     let (message, accepted) = batches::accept(store.as_ref(), &body).await?;
     let report = match accepted {
         Accepted::AlreadyCompleted(report) => report,
-        Accepted::Enqueue(queued) => state.batches.dispatch(store.as_ref(), &state.metrics, &message, queued).await?,
+        Accepted::Enqueue(queued) => {
+            state
+                .batches
+                .dispatch(store.as_ref(), &state.metrics, &message, queued)
+                .await?
+        }
     };
     Ok(accepted_response(&report))
 }
@@ -58,7 +66,10 @@ pub fn accepted_response(report: &BatchReport) -> Response {
     ),
     security((), ("api_key" = []))
 )]
-pub async fn get(State(state): State<AppState>, Path(batch_id): Path<String>) -> Result<Json<BatchReport>, Error> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(batch_id): Path<String>,
+) -> Result<Json<BatchReport>, Error> {
     let store = state.store.get()?;
     batches::get(store.as_ref(), &batch_id).await.map(Json)
 }

@@ -17,9 +17,16 @@ pub struct JsonBody(pub Bytes);
 
 /// True for `application/json` and `application/<anything>+json`, with any parameters.
 pub fn is_json_content_type(value: &str) -> bool {
-    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     essence == "application/json"
-        || essence.strip_prefix("application/").is_some_and(|sub| sub.ends_with("+json"))
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
 }
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
@@ -32,7 +39,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 return Err(Error::UnsupportedMediaType);
             }
         }
-        let too_large = Error::PayloadTooLarge { limit: MAX_BODY_BYTES };
+        let too_large = Error::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        };
         let declared_length = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -41,11 +50,19 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if declared_length.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
             return Err(too_large);
         }
-        axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map(JsonBody).map_err(|err| {
-            let is_limit = std::error::Error::source(&err)
-                .is_some_and(<dyn std::error::Error + 'static>::is::<http_body_util::LengthLimitError>);
-            if is_limit { too_large } else { Error::BodyUnreadable }
-        })
+        axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map(JsonBody)
+            .map_err(|err| {
+                let is_limit = std::error::Error::source(&err).is_some_and(
+                    <dyn std::error::Error + 'static>::is::<http_body_util::LengthLimitError>,
+                );
+                if is_limit {
+                    too_large
+                } else {
+                    Error::BodyUnreadable
+                }
+            })
     }
 }
 

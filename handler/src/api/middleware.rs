@@ -26,13 +26,16 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status();
     span.in_scope(|| {
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
-        if let Some(InternalErrorReason(reason)) = response.extensions().get::<InternalErrorReason>() {
+        if let Some(InternalErrorReason(reason)) =
+            response.extensions().get::<InternalErrorReason>()
+        {
             tracing::error!(status = status.as_u16(), latency_ms, %reason, "request failed");
         } else if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), latency_ms, "request answered");
@@ -40,7 +43,9 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
             tracing::info!(status = status.as_u16(), latency_ms, "request answered");
         }
     });
-    state.metrics.observe_request(&route, method.as_str(), status.as_u16(), elapsed);
+    state
+        .metrics
+        .observe_request(&route, method.as_str(), status.as_u16(), elapsed);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -48,7 +53,11 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
 }
 
 /// Refuses a protected route without a valid `X-API-Key` (when auth is on).
-pub async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if authorized(&state, request.headers()) {
         next.run(request).await
     } else {
@@ -60,6 +69,8 @@ pub async fn require_api_key(State(state): State<AppState>, request: Request, ne
 pub fn authorized(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
     match &state.keys {
         None => true,
-        Some(keys) => headers.get(&API_KEY).is_some_and(|presented| keys.verify(presented.as_bytes())),
+        Some(keys) => headers
+            .get(&API_KEY)
+            .is_some_and(|presented| keys.verify(presented.as_bytes())),
     }
 }

@@ -71,18 +71,20 @@ fn invoked_function(name: &str) -> Option<MethodRouter<AppState>> {
 }
 
 fn method_filter(methods: &[String]) -> Result<MethodFilter, String> {
-    methods.iter().try_fold(None::<MethodFilter>, |acc, m| {
-        let filter = match m.to_ascii_lowercase().as_str() {
-            "get" => MethodFilter::GET,
-            "post" => MethodFilter::POST,
-            "put" => MethodFilter::PUT,
-            "delete" => MethodFilter::DELETE,
-            "patch" => MethodFilter::PATCH,
-            other => return Err(format!("unsupported method {other}")),
-        };
-        Ok(Some(acc.map_or(filter, |a| a.or(filter))))
-    })?
-    .ok_or_else(|| "no methods".to_owned())
+    methods
+        .iter()
+        .try_fold(None::<MethodFilter>, |acc, m| {
+            let filter = match m.to_ascii_lowercase().as_str() {
+                "get" => MethodFilter::GET,
+                "post" => MethodFilter::POST,
+                "put" => MethodFilter::PUT,
+                "delete" => MethodFilter::DELETE,
+                "patch" => MethodFilter::PATCH,
+                other => return Err(format!("unsupported method {other}")),
+            };
+            Ok(Some(acc.map_or(filter, |a| a.or(filter))))
+        })?
+        .ok_or_else(|| "no methods".to_owned())
 }
 
 /// A function definition the binary cannot serve (caught by the tests, never in production).
@@ -94,14 +96,22 @@ pub struct RouterError {
 }
 
 /// Builds the router for `host` from the function definitions.
-pub fn router(state: AppState, definitions: &Definitions, host: Host) -> Result<Router, RouterError> {
+pub fn router(
+    state: AppState,
+    definitions: &Definitions,
+    host: Host,
+) -> Result<Router, RouterError> {
     let mut public = Router::new();
     let mut protected = Router::new();
     for function in &definitions.functions {
-        let error = |reason: &str| RouterError { function: function.name.clone(), reason: reason.to_owned() };
+        let error = |reason: &str| RouterError {
+            function: function.name.clone(),
+            reason: reason.to_owned(),
+        };
         let is_public = PUBLIC_FUNCTIONS.contains(&function.name.as_str());
         if host == Host::CustomHandler && !function.is_forwarded() {
-            let handler = invoked_function(&function.name).ok_or_else(|| error("no invocation handler"))?;
+            let handler =
+                invoked_function(&function.name).ok_or_else(|| error("no invocation handler"))?;
             // Invocations come from the Functions host; their own auth happens inside (the HTTP
             // request's headers travel in the envelope).
             public = public.route(&format!("/{}", function.name), handler);
@@ -111,24 +121,35 @@ pub fn router(state: AppState, definitions: &Definitions, host: Host) -> Result<
             continue; // A queue trigger: the standalone queue loop runs it.
         };
         let methods = method_filter(trigger.methods).map_err(|r| error(&r))?;
-        let handler = http_function(&function.name, methods).ok_or_else(|| error("no HTTP handler"))?;
+        let handler =
+            http_function(&function.name, methods).ok_or_else(|| error("no HTTP handler"))?;
         if is_public {
             public = public.route(&trigger.path, handler);
         } else {
             protected = protected.route(&trigger.path, handler);
         }
     }
-    let protected = protected.route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::require_api_key));
+    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::require_api_key,
+    ));
     let mut router = public.merge(protected);
     match host {
         Host::CustomHandler => router = router.route("/", get(health::host_ping)),
-        Host::Standalone { metrics_on_main_port: true } => router = router.route("/metrics", get(health::metrics)),
-        Host::Standalone { metrics_on_main_port: false } => {}
+        Host::Standalone {
+            metrics_on_main_port: true,
+        } => router = router.route("/metrics", get(health::metrics)),
+        Host::Standalone {
+            metrics_on_main_port: false,
+        } => {}
     }
     Ok(router
         .fallback(|| async { Error::RouteNotFound })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ))
         .with_state(state))
 }
 

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::domain::{BatchReport, BatchState, FieldError, Record, RejectedRecord};
 use crate::domain::record::{Status, TrialPhase};
+use crate::domain::{BatchReport, BatchState, FieldError, Record, RejectedRecord};
 
 /// A submission as clients send it (no unknown fields; `notes` optional).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -66,10 +66,13 @@ struct ApiKeyScheme;
 
 impl Modify for ApiKeyScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi.components.get_or_insert_with(Default::default).add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
-        );
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "api_key",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+            );
     }
 }
 

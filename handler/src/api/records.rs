@@ -31,8 +31,15 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
     ),
     security((), ("api_key" = []))
 )]
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, JsonBody(body): JsonBody) -> Result<Response, Error> {
-    let key = headers.get(&IDEMPOTENCY_KEY).map(|v| records::check_idempotency_key(v.as_bytes())).transpose()?;
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, Error> {
+    let key = headers
+        .get(&IDEMPOTENCY_KEY)
+        .map(|v| records::check_idempotency_key(v.as_bytes()))
+        .transpose()?;
     let store = state.store.get()?;
     let created = records::create(store.as_ref(), &body, key).await?;
     Ok(created_response(&created))
@@ -46,7 +53,9 @@ pub fn created_response(created: &records::Created) -> Response {
         response.headers_mut().insert(header::LOCATION, location);
     }
     if created.replayed {
-        response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     response
 }
@@ -63,7 +72,10 @@ pub fn created_response(created: &records::Created) -> Response {
     ),
     security((), ("api_key" = []))
 )]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Record>, Error> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Record>, Error> {
     let store = state.store.get()?;
     records::get(store.as_ref(), &id).await.map(Json)
 }

@@ -57,7 +57,8 @@ impl BatchMessage {
             return Err(vec![FieldError {
                 kind: "model_attributes_type".into(),
                 loc: vec![Value::from("body")],
-                msg: "Input should be a valid dictionary or object to extract fields from".to_owned(),
+                msg: "Input should be a valid dictionary or object to extract fields from"
+                    .to_owned(),
                 input: None,
                 ctx: None,
             }]);
@@ -68,26 +69,46 @@ impl BatchMessage {
         let mut errors = Vec::new();
         let batch_id = match object.remove("batch_id") {
             None => {
-                errors.push(FieldError::body("batch_id", "missing", "Field required", Value::Null));
+                errors.push(FieldError::body(
+                    "batch_id",
+                    "missing",
+                    "Field required",
+                    Value::Null,
+                ));
                 None
             }
             Some(raw) => {
                 let parsed = raw.as_str().and_then(BatchId::parse);
                 if parsed.is_none() {
-                    errors.push(FieldError::body("batch_id", "uuid_parsing", "Input should be a valid UUID", raw));
+                    errors.push(FieldError::body(
+                        "batch_id",
+                        "uuid_parsing",
+                        "Input should be a valid UUID",
+                        raw,
+                    ));
                 }
                 parsed
             }
         };
         let records = match object.remove("records") {
             None => {
-                errors.push(FieldError::body("records", "missing", "Field required", Value::Null));
+                errors.push(FieldError::body(
+                    "records",
+                    "missing",
+                    "Field required",
+                    Value::Null,
+                ));
                 None
             }
             Some(Value::Array(records)) if records.is_empty() => {
                 errors.push(
-                    FieldError::body("records", "too_short", "List should have at least 1 item after validation, not 0", json!([]))
-                        .with_ctx(json!({ "min_length": 1 })),
+                    FieldError::body(
+                        "records",
+                        "too_short",
+                        "List should have at least 1 item after validation, not 0",
+                        json!([]),
+                    )
+                    .with_ctx(json!({ "min_length": 1 })),
                 );
                 None
             }
@@ -96,7 +117,11 @@ impl BatchMessage {
                     FieldError::body(
                         "records",
                         "too_long",
-                        format!("List should have at most {} items after validation, not {}", Self::MAX_RECORDS, records.len()),
+                        format!(
+                            "List should have at most {} items after validation, not {}",
+                            Self::MAX_RECORDS,
+                            records.len()
+                        ),
                         Value::Null,
                     )
                     .with_ctx(json!({ "max_length": Self::MAX_RECORDS })),
@@ -105,15 +130,29 @@ impl BatchMessage {
             }
             Some(Value::Array(records)) => Some(records),
             Some(other) => {
-                errors.push(FieldError::body("records", "list_type", "Input should be a valid list", other));
+                errors.push(FieldError::body(
+                    "records",
+                    "list_type",
+                    "Input should be a valid list",
+                    other,
+                ));
                 None
             }
         };
         errors.extend(object.into_iter().map(|(name, input)| {
-            FieldError::body(&name, "extra_forbidden", "Extra inputs are not permitted", input)
+            FieldError::body(
+                &name,
+                "extra_forbidden",
+                "Extra inputs are not permitted",
+                input,
+            )
         }));
         match (batch_id, records) {
-            (Some(batch_id), Some(records)) if errors.is_empty() => Ok(Self { batch_id, records, content_sha256 }),
+            (Some(batch_id), Some(records)) if errors.is_empty() => Ok(Self {
+                batch_id,
+                records,
+                content_sha256,
+            }),
             _ => Err(errors),
         }
     }
@@ -133,10 +172,12 @@ impl BatchMessage {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 /// Where a batch is in its life.

@@ -20,7 +20,8 @@ pub const FIELDS: [&str; 6] = [
 
 /// Decodes a request body (raw bytes) into a submission.
 pub fn record_from_slice(body: &[u8]) -> Result<NewRecord, Vec<FieldError>> {
-    let value: Value = serde_json::from_slice(body).map_err(|err| vec![json_invalid(body, &err)])?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|err| vec![json_invalid(body, &err)])?;
     record_from_value(&value)
 }
 
@@ -61,39 +62,82 @@ pub fn record_from_value(value: &Value) -> Result<NewRecord, Vec<FieldError>> {
         }]);
     };
     let mut errors = Vec::new();
-    let mut field = |name: &str| {
-        let found = object.get(name);
-        if found.is_none() && name != "notes" {
-            errors.push(FieldError::body(name, "missing", "Field required", value.clone()));
-        }
-        found
-    };
-    let site_id = field("site_id");
-    let trial_phase = field("trial_phase");
-    let submission_date = field("submission_date");
-    let status = field("status");
-    let patient_count = field("patient_count");
-    let notes = field("notes");
-
-    let site_id = site_id.and_then(|v| collect(&mut errors, decode_site_id(v)));
-    let trial_phase = trial_phase.and_then(|v| collect(&mut errors, decode_trial_phase(v)));
-    let submission_date =
-        submission_date.and_then(|v| collect(&mut errors, decode_submission_date(v)));
-    let status = status.and_then(|v| collect(&mut errors, decode_status(v)));
-    let patient_count = patient_count.and_then(|v| collect(&mut errors, decode_patient_count(v)));
-    let notes = match notes {
+    // Fields are judged in wire order, so errors come back in the order clients list the fields.
+    let site_id = required_then(&mut errors, object, value, "site_id", decode_site_id);
+    let trial_phase = required_then(
+        &mut errors,
+        object,
+        value,
+        "trial_phase",
+        decode_trial_phase,
+    );
+    let submission_date = required_then(
+        &mut errors,
+        object,
+        value,
+        "submission_date",
+        decode_submission_date,
+    );
+    let status = required_then(&mut errors, object, value, "status", decode_status);
+    let patient_count = required_then(
+        &mut errors,
+        object,
+        value,
+        "patient_count",
+        decode_patient_count,
+    );
+    let notes = match object.get("notes") {
         None => Some(Notes::default()),
         Some(v) => collect(&mut errors, decode_notes(v)),
     };
     errors.extend(unknown_fields(object));
 
-    match (site_id, trial_phase, submission_date, status, patient_count, notes) {
-        (Some(site_id), Some(trial_phase), Some(submission_date), Some(status), Some(patient_count), Some(notes))
-            if errors.is_empty() =>
-        {
-            Ok(NewRecord { site_id, trial_phase, submission_date, status, patient_count, notes })
-        }
+    match (
+        site_id,
+        trial_phase,
+        submission_date,
+        status,
+        patient_count,
+        notes,
+    ) {
+        (
+            Some(site_id),
+            Some(trial_phase),
+            Some(submission_date),
+            Some(status),
+            Some(patient_count),
+            Some(notes),
+        ) if errors.is_empty() => Ok(NewRecord {
+            site_id,
+            trial_phase,
+            submission_date,
+            status,
+            patient_count,
+            notes,
+        }),
         _ => Err(errors),
+    }
+}
+
+/// Looks a required field up and decodes it, recording a `missing` or decode error.
+fn required_then<T>(
+    errors: &mut Vec<FieldError>,
+    object: &Map<String, Value>,
+    body: &Value,
+    name: &str,
+    decode: fn(&Value) -> Result<T, FieldError>,
+) -> Option<T> {
+    match object.get(name) {
+        None => {
+            errors.push(FieldError::body(
+                name,
+                "missing",
+                "Field required",
+                body.clone(),
+            ));
+            None
+        }
+        Some(found) => collect(errors, decode(found)),
     }
 }
 
@@ -106,25 +150,45 @@ fn unknown_fields(object: &Map<String, Value>) -> impl Iterator<Item = FieldErro
         .iter()
         .filter(|(name, _)| !FIELDS.contains(&name.as_str()))
         .map(|(name, input)| {
-            FieldError::body(name, "extra_forbidden", "Extra inputs are not permitted", input.clone())
+            FieldError::body(
+                name,
+                "extra_forbidden",
+                "Extra inputs are not permitted",
+                input.clone(),
+            )
         })
 }
 
 fn string<'a>(field: &str, value: &'a Value) -> Result<&'a str, FieldError> {
-    value
-        .as_str()
-        .ok_or_else(|| FieldError::body(field, "string_type", "Input should be a valid string", value.clone()))
+    value.as_str().ok_or_else(|| {
+        FieldError::body(
+            field,
+            "string_type",
+            "Input should be a valid string",
+            value.clone(),
+        )
+    })
 }
 
 fn too_short(field: &str, value: &Value, min: u64) -> FieldError {
     let plural = if min == 1 { "" } else { "s" };
-    FieldError::body(field, "string_too_short", format!("String should have at least {min} character{plural}"), value.clone())
-        .with_ctx(json!({ "min_length": min }))
+    FieldError::body(
+        field,
+        "string_too_short",
+        format!("String should have at least {min} character{plural}"),
+        value.clone(),
+    )
+    .with_ctx(json!({ "min_length": min }))
 }
 
 fn too_long(field: &str, value: &Value, max: u64) -> FieldError {
-    FieldError::body(field, "string_too_long", format!("String should have at most {max} characters"), value.clone())
-        .with_ctx(json!({ "max_length": max }))
+    FieldError::body(
+        field,
+        "string_too_long",
+        format!("String should have at most {max} characters"),
+        value.clone(),
+    )
+    .with_ctx(json!({ "max_length": max }))
 }
 
 fn not_one_of(field: &str, value: &Value, names: &[&str]) -> FieldError {
@@ -133,8 +197,13 @@ fn not_one_of(field: &str, value: &Value, names: &[&str]) -> FieldError {
         Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
         _ => quoted.join(""),
     };
-    FieldError::body(field, "literal_error", format!("Input should be {expected}"), value.clone())
-        .with_ctx(json!({ "expected": expected }))
+    FieldError::body(
+        field,
+        "literal_error",
+        format!("Input should be {expected}"),
+        value.clone(),
+    )
+    .with_ctx(json!({ "expected": expected }))
 }
 
 fn decode_site_id(value: &Value) -> Result<SiteId, FieldError> {
@@ -167,10 +236,20 @@ fn decode_status(value: &Value) -> Result<Status, FieldError> {
 fn decode_submission_date(value: &Value) -> Result<SubmissionDate, FieldError> {
     const FIELD: &str = "submission_date";
     let Some(raw) = value.as_str() else {
-        return Err(FieldError::body(FIELD, "date_type", "Input should be a valid date in the format YYYY-MM-DD", value.clone()));
+        return Err(FieldError::body(
+            FIELD,
+            "date_type",
+            "Input should be a valid date in the format YYYY-MM-DD",
+            value.clone(),
+        ));
     };
     SubmissionDate::parse(raw).map_err(|_| {
-        FieldError::body(FIELD, "date_parsing", "Input should be a valid calendar date in the format YYYY-MM-DD", value.clone())
+        FieldError::body(
+            FIELD,
+            "date_parsing",
+            "Input should be a valid calendar date in the format YYYY-MM-DD",
+            value.clone(),
+        )
     })
 }
 
@@ -179,23 +258,45 @@ fn decode_patient_count(value: &Value) -> Result<PatientCount, FieldError> {
     let Some(raw) = integer(value) else {
         let fractional = value.as_f64().is_some_and(|f| f.fract() != 0.0);
         return Err(if fractional {
-            FieldError::body(FIELD, "int_from_float", "Input should be a valid integer, got a number with a fractional part", value.clone())
+            FieldError::body(
+                FIELD,
+                "int_from_float",
+                "Input should be a valid integer, got a number with a fractional part",
+                value.clone(),
+            )
         } else {
-            FieldError::body(FIELD, "int_type", "Input should be a valid integer", value.clone())
+            FieldError::body(
+                FIELD,
+                "int_type",
+                "Input should be a valid integer",
+                value.clone(),
+            )
         });
     };
     PatientCount::parse(raw).map_err(|violation| match violation {
-        Violation::TooSmall => FieldError::body(FIELD, "greater_than_equal", "Input should be greater than or equal to 1", value.clone())
-            .with_ctx(json!({ "ge": PatientCount::MIN })),
-        _ => FieldError::body(FIELD, "less_than_equal", "Input should be less than or equal to 10000", value.clone())
-            .with_ctx(json!({ "le": PatientCount::MAX })),
+        Violation::TooSmall => FieldError::body(
+            FIELD,
+            "greater_than_equal",
+            "Input should be greater than or equal to 1",
+            value.clone(),
+        )
+        .with_ctx(json!({ "ge": PatientCount::MIN })),
+        _ => FieldError::body(
+            FIELD,
+            "less_than_equal",
+            "Input should be less than or equal to 10000",
+            value.clone(),
+        )
+        .with_ctx(json!({ "le": PatientCount::MAX })),
     })
 }
 
 /// A JSON integer literal only: `42`, not `42.0`, `"42"` or `true`. Integers beyond i64 are
 /// clamped so they report as out of range rather than as a wrong type.
 fn integer(value: &Value) -> Option<i64> {
-    let Value::Number(number) = value else { return None };
+    let Value::Number(number) = value else {
+        return None;
+    };
     if let Some(i) = number.as_i64() {
         return Some(i);
     }
@@ -205,4 +306,336 @@ fn integer(value: &Value) -> Option<i64> {
 fn decode_notes(value: &Value) -> Result<Notes, FieldError> {
     const FIELD: &str = "notes";
     Notes::parse(string(FIELD, value)?).map_err(|_| too_long(FIELD, value, Notes::MAX_CHARS))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn valid() -> Value {
+        json!({"site_id": "site001", "trial_phase": "II", "submission_date": "2025-03-15",
+               "status": "pending", "patient_count": 42, "notes": "Initial submission"})
+    }
+
+    fn with(field: &str, value: Value) -> Value {
+        let mut body = valid();
+        body[field] = value;
+        body
+    }
+
+    fn without(field: &str) -> Value {
+        let mut body = valid();
+        body.as_object_mut().expect("object").remove(field);
+        body
+    }
+
+    /// (what the case proves, body, expected `(type, field)` of every error, in order).
+    fn cases() -> Vec<(&'static str, Value, Vec<(&'static str, &'static str)>)> {
+        let long = |n: usize| Value::from("a".repeat(n));
+        vec![
+            ("the seed example is valid", valid(), vec![]),
+            ("notes may be omitted", without("notes"), vec![]),
+            ("notes may be empty", with("notes", json!("")), vec![]),
+            (
+                "notes of exactly 500 characters fit",
+                with("notes", long(500)),
+                vec![],
+            ),
+            (
+                "500 multi-byte characters are 500 characters",
+                with("notes", Value::from("é".repeat(500))),
+                vec![],
+            ),
+            (
+                "501 characters do not",
+                with("notes", long(501)),
+                vec![("string_too_long", "notes")],
+            ),
+            (
+                "notes must be a string",
+                with("notes", json!(5)),
+                vec![("string_type", "notes")],
+            ),
+            (
+                "notes cannot be null",
+                with("notes", Value::Null),
+                vec![("string_type", "notes")],
+            ),
+            (
+                "site_id of 3 characters fits",
+                with("site_id", json!("abc")),
+                vec![],
+            ),
+            (
+                "site_id of 20 characters fits",
+                with("site_id", long(20)),
+                vec![],
+            ),
+            (
+                "site_id of 2 is too short",
+                with("site_id", json!("ab")),
+                vec![("string_too_short", "site_id")],
+            ),
+            (
+                "site_id of 21 is too long",
+                with("site_id", long(21)),
+                vec![("string_too_long", "site_id")],
+            ),
+            (
+                "site_id must be ASCII",
+                with("site_id", json!("éte123")),
+                vec![("string_pattern_mismatch", "site_id")],
+            ),
+            (
+                "11 × ß is 11 characters but not ASCII (the old 500)",
+                with("site_id", Value::from("ß".repeat(11))),
+                vec![("string_pattern_mismatch", "site_id")],
+            ),
+            (
+                "site_id has no punctuation",
+                with("site_id", json!("site-01")),
+                vec![("string_pattern_mismatch", "site_id")],
+            ),
+            (
+                "site_id has no spaces",
+                with("site_id", json!("site 01")),
+                vec![("string_pattern_mismatch", "site_id")],
+            ),
+            (
+                "site_id must be a string",
+                with("site_id", json!(12345)),
+                vec![("string_type", "site_id")],
+            ),
+            ("trial_phase IV", with("trial_phase", json!("IV")), vec![]),
+            (
+                "trial_phase is case-sensitive",
+                with("trial_phase", json!("ii")),
+                vec![("literal_error", "trial_phase")],
+            ),
+            (
+                "trial_phase V does not exist",
+                with("trial_phase", json!("V")),
+                vec![("literal_error", "trial_phase")],
+            ),
+            (
+                "trial_phase as a number",
+                with("trial_phase", json!(2)),
+                vec![("string_type", "trial_phase")],
+            ),
+            (
+                "status validated",
+                with("status", json!("validated")),
+                vec![],
+            ),
+            (
+                "status is case-sensitive",
+                with("status", json!("Pending")),
+                vec![("literal_error", "status")],
+            ),
+            (
+                "leap day in a leap year",
+                with("submission_date", json!("2024-02-29")),
+                vec![],
+            ),
+            (
+                "leap day in 2000 (divisible by 400)",
+                with("submission_date", json!("2000-02-29")),
+                vec![],
+            ),
+            (
+                "no leap day in 1900",
+                with("submission_date", json!("1900-02-29")),
+                vec![("date_parsing", "submission_date")],
+            ),
+            (
+                "no 30 February",
+                with("submission_date", json!("2025-02-30")),
+                vec![("date_parsing", "submission_date")],
+            ),
+            (
+                "no month 13",
+                with("submission_date", json!("2025-13-01")),
+                vec![("date_parsing", "submission_date")],
+            ),
+            (
+                "no day 0",
+                with("submission_date", json!("2025-01-00")),
+                vec![("date_parsing", "submission_date")],
+            ),
+            (
+                "no 31 April",
+                with("submission_date", json!("2025-04-31")),
+                vec![("date_parsing", "submission_date")],
+            ),
+            (
+                "no year 0000",
+                with("submission_date", json!("0000-01-01")),
+                vec![("date_parsing", "submission_date")],
+            ),
+            (
+                "no time part",
+                with("submission_date", json!("2025-03-15T00:00:00")),
+                vec![("date_parsing", "submission_date")],
+            ),
+            (
+                "no unpadded month",
+                with("submission_date", json!("2025-3-15")),
+                vec![("date_parsing", "submission_date")],
+            ),
+            (
+                "no slashes",
+                with("submission_date", json!("2025/03/15")),
+                vec![("date_parsing", "submission_date")],
+            ),
+            (
+                "no unix timestamp",
+                with("submission_date", json!(1_741_996_800)),
+                vec![("date_type", "submission_date")],
+            ),
+            ("patient_count 1", with("patient_count", json!(1)), vec![]),
+            (
+                "patient_count 10000",
+                with("patient_count", json!(10_000)),
+                vec![],
+            ),
+            (
+                "patient_count 0",
+                with("patient_count", json!(0)),
+                vec![("greater_than_equal", "patient_count")],
+            ),
+            (
+                "patient_count -5",
+                with("patient_count", json!(-5)),
+                vec![("greater_than_equal", "patient_count")],
+            ),
+            (
+                "patient_count 10001",
+                with("patient_count", json!(10_001)),
+                vec![("less_than_equal", "patient_count")],
+            ),
+            (
+                "patient_count beyond u64",
+                with("patient_count", json!(u64::MAX)),
+                vec![("less_than_equal", "patient_count")],
+            ),
+            (
+                "patient_count true is not 1",
+                with("patient_count", json!(true)),
+                vec![("int_type", "patient_count")],
+            ),
+            (
+                "patient_count \"42\" is not 42",
+                with("patient_count", json!("42")),
+                vec![("int_type", "patient_count")],
+            ),
+            (
+                "patient_count 42.0 is not 42",
+                with("patient_count", json!(42.0)),
+                vec![("int_type", "patient_count")],
+            ),
+            (
+                "patient_count 42.5",
+                with("patient_count", json!(42.5)),
+                vec![("int_from_float", "patient_count")],
+            ),
+            (
+                "an unknown field is named",
+                with("id", json!("x")),
+                vec![("extra_forbidden", "id")],
+            ),
+            (
+                "every missing field is listed, in order",
+                json!({}),
+                vec![
+                    ("missing", "site_id"),
+                    ("missing", "trial_phase"),
+                    ("missing", "submission_date"),
+                    ("missing", "status"),
+                    ("missing", "patient_count"),
+                ],
+            ),
+            (
+                "all errors come back together, in field order",
+                json!({
+                    "site_id": "x", "trial_phase": "V", "submission_date": "2025-02-30",
+                    "status": "done", "patient_count": 0, "notes": 1, "extra": true,
+                }),
+                vec![
+                    ("string_too_short", "site_id"),
+                    ("literal_error", "trial_phase"),
+                    ("date_parsing", "submission_date"),
+                    ("literal_error", "status"),
+                    ("greater_than_equal", "patient_count"),
+                    ("string_type", "notes"),
+                    ("extra_forbidden", "extra"),
+                ],
+            ),
+        ]
+    }
+
+    #[test]
+    fn validation_table() {
+        for (proves, body, expected) in cases() {
+            let got: Vec<(String, String)> = match record_from_value(&body) {
+                Ok(_) => vec![],
+                Err(errors) => errors
+                    .iter()
+                    .map(|e| (e.kind.to_string(), e.field().unwrap_or_default().to_owned()))
+                    .collect(),
+            };
+            let expected: Vec<(String, String)> = expected
+                .iter()
+                .map(|(k, f)| ((*k).to_owned(), (*f).to_owned()))
+                .collect();
+            assert_eq!(got, expected, "{proves}");
+        }
+    }
+
+    #[test]
+    fn site_id_is_stored_upper_cased_and_other_fields_unchanged() {
+        let record = record_from_value(&valid()).expect("valid");
+        let stored = serde_json::to_value(&record).expect("serialise");
+        assert_eq!(
+            stored,
+            json!({"site_id": "SITE001", "trial_phase": "II", "submission_date": "2025-03-15",
+                   "status": "pending", "patient_count": 42, "notes": "Initial submission"})
+        );
+    }
+
+    #[test]
+    fn bodies_that_are_not_objects_are_one_model_attributes_type_error() {
+        for body in [json!([]), json!("text"), json!(1), Value::Null] {
+            let errors = record_from_value(&body).expect_err("not an object");
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0].kind, "model_attributes_type");
+        }
+    }
+
+    #[test]
+    fn malformed_json_reports_json_invalid_at_the_byte_offset() {
+        for (body, offset) in [(&b"{bad"[..], 1), (b"", 0), (b"{\"a\":\n  ]", 8)] {
+            let errors = record_from_slice(body).expect_err("malformed");
+            assert_eq!(errors.len(), 1, "{body:?}");
+            assert_eq!(errors[0].kind, "json_invalid");
+            assert_eq!(
+                errors[0].loc,
+                vec![json!("body"), json!(offset)],
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_are_identical_on_every_call() {
+        let body = json!({"status": "nope", "trial_phase": "X"});
+        let first =
+            serde_json::to_string(&record_from_value(&body).expect_err("invalid")).expect("json");
+        for _ in 0..10 {
+            let again = serde_json::to_string(&record_from_value(&body).expect_err("invalid"))
+                .expect("json");
+            assert_eq!(first, again);
+        }
+    }
 }

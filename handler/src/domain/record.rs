@@ -109,14 +109,15 @@ impl SubmissionDate {
     pub fn parse(raw: &str) -> Result<Self, Violation> {
         let bytes = raw.as_bytes();
         let digits = |range: std::ops::Range<usize>| -> Option<u32> {
-            bytes[range]
-                .iter()
-                .try_fold(0_u32, |acc, b| b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0')))
+            bytes[range].iter().try_fold(0_u32, |acc, b| {
+                b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
+            })
         };
         if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
             return Err(Violation::NotADate);
         }
-        let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) else {
+        let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10))
+        else {
             return Err(Violation::NotADate);
         };
         if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
@@ -132,7 +133,9 @@ impl SubmissionDate {
 
 fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
-        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,

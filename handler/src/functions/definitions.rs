@@ -51,30 +51,46 @@ pub struct QueueTrigger<'a> {
 
 impl FunctionDefinition {
     pub fn http_trigger(&self) -> Option<HttpTrigger<'_>> {
-        self.bindings.iter().find(|b| b.kind == "httpTrigger").map(|b| HttpTrigger {
-            path: format!("/{}", b.route.as_deref().unwrap_or(&self.name)),
-            methods: &b.methods,
-        })
+        self.bindings
+            .iter()
+            .find(|b| b.kind == "httpTrigger")
+            .map(|b| HttpTrigger {
+                path: format!("/{}", b.route.as_deref().unwrap_or(&self.name)),
+                methods: &b.methods,
+            })
     }
 
     pub fn queue_trigger(&self) -> Option<QueueTrigger<'_>> {
-        self.bindings.iter().find(|b| b.kind == "queueTrigger").map(|b| QueueTrigger {
-            queue_name: b.queue_name.as_deref().unwrap_or_default(),
-            connection: b.connection.as_deref().unwrap_or("AzureWebJobsStorage"),
-        })
+        self.bindings
+            .iter()
+            .find(|b| b.kind == "queueTrigger")
+            .map(|b| QueueTrigger {
+                queue_name: b.queue_name.as_deref().unwrap_or_default(),
+                connection: b.connection.as_deref().unwrap_or("AzureWebJobsStorage"),
+            })
     }
 
     /// The queue output binding's name, if the function has one.
     pub fn queue_output(&self) -> Option<&Binding> {
-        self.bindings.iter().find(|b| b.kind == "queue" && b.direction == "out")
+        self.bindings
+            .iter()
+            .find(|b| b.kind == "queue" && b.direction == "out")
     }
 
     /// Whether the Functions host forwards the raw HTTP request (`enableForwardingHttpRequest`):
     /// only for exactly one `httpTrigger` in and one `http` out. Otherwise it sends the
     /// `{"Data","Metadata"}` envelope to `POST /<name>`.
     pub fn is_forwarded(&self) -> bool {
-        let trigger_in = self.bindings.iter().filter(|b| b.kind == "httpTrigger" && b.direction == "in").count();
-        let http_out = self.bindings.iter().filter(|b| b.kind == "http" && b.direction == "out").count();
+        let trigger_in = self
+            .bindings
+            .iter()
+            .filter(|b| b.kind == "httpTrigger" && b.direction == "in")
+            .count();
+        let http_out = self
+            .bindings
+            .iter()
+            .filter(|b| b.kind == "http" && b.direction == "out")
+            .count();
         trigger_in == 1 && http_out == 1 && self.bindings.len() == 2
     }
 }
@@ -133,27 +149,45 @@ impl Definitions {
             .iter()
             .map(|(name, json)| {
                 serde_json::from_str::<FunctionJson>(json)
-                    .map(|f| FunctionDefinition { name: (*name).to_owned(), bindings: f.bindings })
-                    .map_err(|e| DefinitionError { file: format!("{name}/function.json"), reason: e.to_string() })
+                    .map(|f| FunctionDefinition {
+                        name: (*name).to_owned(),
+                        bindings: f.bindings,
+                    })
+                    .map_err(|e| DefinitionError {
+                        file: format!("{name}/function.json"),
+                        reason: e.to_string(),
+                    })
             })
             .collect::<Result<_, _>>()?;
-        let host_error = |reason: String| DefinitionError { file: "host.json".into(), reason };
-        let host: serde_json::Value = serde_json::from_str(host_json).map_err(|e| host_error(e.to_string()))?;
+        let host_error = |reason: String| DefinitionError {
+            file: "host.json".into(),
+            reason,
+        };
+        let host: serde_json::Value =
+            serde_json::from_str(host_json).map_err(|e| host_error(e.to_string()))?;
         let queues: QueuesJson = serde_json::from_value(host["extensions"]["queues"].clone())
             .map_err(|e| host_error(e.to_string()))?;
-        let duration = |raw: Option<String>, default: Duration| -> Result<Duration, DefinitionError> {
-            raw.map_or(Ok(default), |raw| parse_timespan(&raw).ok_or_else(|| host_error(format!("bad timespan {raw}"))))
-        };
+        let duration =
+            |raw: Option<String>, default: Duration| -> Result<Duration, DefinitionError> {
+                raw.map_or(Ok(default), |raw| {
+                    parse_timespan(&raw).ok_or_else(|| host_error(format!("bad timespan {raw}")))
+                })
+            };
         let batch_size = queues.batch_size.unwrap_or(16);
         Ok(Self {
             functions,
             queues: QueueSettings {
-                max_polling_interval: duration(queues.max_polling_interval, Duration::from_secs(60))?,
+                max_polling_interval: duration(
+                    queues.max_polling_interval,
+                    Duration::from_secs(60),
+                )?,
                 visibility_timeout: duration(queues.visibility_timeout, Duration::ZERO)?,
                 batch_size,
                 new_batch_threshold: queues.new_batch_threshold.unwrap_or(batch_size / 2),
                 max_dequeue_count: queues.max_dequeue_count.unwrap_or(5),
-                base64: !queues.message_encoding.is_some_and(|e| e.eq_ignore_ascii_case("none")),
+                base64: !queues
+                    .message_encoding
+                    .is_some_and(|e| e.eq_ignore_ascii_case("none")),
             },
         })
     }
@@ -170,7 +204,9 @@ pub fn parse_timespan(raw: &str) -> Option<Duration> {
         _ => (0, raw),
     };
     let parts: Vec<&str> = rest.split(':').collect();
-    let [h, m, s] = parts.as_slice() else { return None };
+    let [h, m, s] = parts.as_slice() else {
+        return None;
+    };
     let seconds: f64 = s.parse().ok()?;
     let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
     if m >= 60 || !(0.0..60.0).contains(&seconds) {
@@ -189,14 +225,28 @@ mod tests {
         let ingest = defs.get("ingest_batch").expect("ingest_batch is defined");
         assert_eq!(
             ingest.queue_trigger(),
-            Some(QueueTrigger { queue_name: "mediflow-batches", connection: "MEDIFLOW_QUEUE" })
+            Some(QueueTrigger {
+                queue_name: "mediflow-batches",
+                connection: "MEDIFLOW_QUEUE"
+            })
         );
         assert_eq!(defs.queues.max_dequeue_count, 5);
         assert_eq!(defs.queues.visibility_timeout, Duration::from_secs(30));
         assert!(defs.queues.base64);
-        assert!(defs.get("submit_batch").is_some_and(|f| !f.is_forwarded() && f.queue_output().is_some()));
-        assert!(defs.get("get_record").is_some_and(FunctionDefinition::is_forwarded));
-        assert_eq!(defs.get("get_record").and_then(super::FunctionDefinition::http_trigger).map(|t| t.path), Some("/records/{id}".to_owned()));
+        assert!(
+            defs.get("submit_batch")
+                .is_some_and(|f| !f.is_forwarded() && f.queue_output().is_some())
+        );
+        assert!(
+            defs.get("get_record")
+                .is_some_and(FunctionDefinition::is_forwarded)
+        );
+        assert_eq!(
+            defs.get("get_record")
+                .and_then(super::FunctionDefinition::http_trigger)
+                .map(|t| t.path),
+            Some("/records/{id}".to_owned())
+        );
     }
 
     #[test]

@@ -46,7 +46,10 @@ impl Invocation {
             Some(Value::Object(map)) => map,
             _ => Map::new(),
         };
-        Ok(Self { data: take("Data"), metadata: take("Metadata") })
+        Ok(Self {
+            data: take("Data"),
+            metadata: take("Metadata"),
+        })
     }
 
     fn binding(&self, name: &str) -> Result<Value, EnvelopeError> {
@@ -70,9 +73,10 @@ impl Invocation {
                     single => vec![single],
                 };
                 for value in values.iter().filter_map(Value::as_str) {
-                    if let (Ok(name), Ok(value)) =
-                        (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value))
-                    {
+                    if let (Ok(name), Ok(value)) = (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(value),
+                    ) {
                         headers.append(name, value);
                     }
                 }
@@ -109,7 +113,12 @@ impl Invocation {
 
     /// `Metadata.DequeueCount`, as a number or a string.
     pub fn dequeue_count(&self) -> Option<u64> {
-        match self.metadata.get("DequeueCount").cloned().map(unwrap_encoded)? {
+        match self
+            .metadata
+            .get("DequeueCount")
+            .cloned()
+            .map(unwrap_encoded)?
+        {
             Value::Number(n) => n.as_u64(),
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
@@ -131,7 +140,10 @@ pub fn unwrap_encoded(value: Value) -> Value {
     let mut value = value;
     for _ in 0..2 {
         let Value::String(text) = &value else { break };
-        let looks_encoded = matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'[' | b'"'));
+        let looks_encoded = matches!(
+            text.trim_start().as_bytes().first(),
+            Some(b'{' | b'[' | b'"')
+        );
         match serde_json::from_str::<Value>(text) {
             Ok(decoded) if looks_encoded => value = decoded,
             _ => break,
@@ -153,10 +165,18 @@ impl InvocationResult {
     /// Sets the HTTP output binding `binding` from a status, headers and a JSON body. The status
     /// is a string, as the host's `HttpOutputBindingResponse` expects.
     #[must_use]
-    pub fn with_http(mut self, binding: &str, status: StatusCode, headers: &HeaderMap, body: &Value) -> Self {
+    pub fn with_http(
+        mut self,
+        binding: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &Value,
+    ) -> Self {
         let headers: Map<String, Value> = headers
             .iter()
-            .filter_map(|(name, value)| Some((name.as_str().to_owned(), Value::from(value.to_str().ok()?))))
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), Value::from(value.to_str().ok()?)))
+            })
             .collect();
         let response = serde_json::json!({
             "statusCode": status.as_u16().to_string(),
@@ -226,7 +246,11 @@ mod tests {
             let body = json!({"Data": {"batch": data}, "Metadata": {}}).to_string();
             let invocation = Invocation::from_slice(body.as_bytes()).expect("envelope");
             let bytes = invocation.queue_message("batch").expect("message");
-            assert_eq!(serde_json::from_slice::<Value>(&bytes).expect("json"), message, "{data}");
+            assert_eq!(
+                serde_json::from_slice::<Value>(&bytes).expect("json"),
+                message,
+                "{data}"
+            );
         }
     }
 
@@ -246,9 +270,24 @@ mod tests {
             "Body": "{\"a\":1}"
         }}, "Metadata": {}})
         .to_string();
-        let request = Invocation::from_slice(body.as_bytes()).expect("envelope").http_request("req").expect("req");
-        assert_eq!(request.headers.get("content-type").map(axum::http::HeaderValue::as_bytes), Some(&b"application/json"[..]));
-        assert_eq!(request.headers.get("x-api-key").map(axum::http::HeaderValue::as_bytes), Some(&b"k1"[..]));
+        let request = Invocation::from_slice(body.as_bytes())
+            .expect("envelope")
+            .http_request("req")
+            .expect("req");
+        assert_eq!(
+            request
+                .headers
+                .get("content-type")
+                .map(axum::http::HeaderValue::as_bytes),
+            Some(&b"application/json"[..])
+        );
+        assert_eq!(
+            request
+                .headers
+                .get("x-api-key")
+                .map(axum::http::HeaderValue::as_bytes),
+            Some(&b"k1"[..])
+        );
         assert_eq!(&request.body[..], b"{\"a\":1}");
     }
 }

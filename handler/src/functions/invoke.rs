@@ -43,26 +43,40 @@ pub async fn submit_batch(State(state): State<AppState>, body: Bytes) -> Respons
             if let Some(secs) = err.retry_after_secs() {
                 headers.insert(header::RETRY_AFTER, secs.into());
             }
-            (InvocationResult::default(), err.status(), headers, err.body())
+            (
+                InvocationResult::default(),
+                err.status(),
+                headers,
+                err.body(),
+            )
         }
     };
     let mut headers = headers;
-    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     Json(result.with_http(HTTP_OUT, status, &headers, &body)).into_response()
 }
 
 type HttpAnswer = (StatusCode, HeaderMap, Value);
 
-async fn submit(state: &AppState, request: &HttpRequestData) -> Result<(InvocationResult, HttpAnswer), Error> {
+async fn submit(
+    state: &AppState,
+    request: &HttpRequestData,
+) -> Result<(InvocationResult, HttpAnswer), Error> {
     if !authorized(state, &request.headers) {
         return Err(Error::Unauthorized);
     }
     if let Some(content_type) = request.headers.get(header::CONTENT_TYPE)
-        && !content_type.to_str().is_ok_and(is_json_content_type) {
-            return Err(Error::UnsupportedMediaType);
-        }
+        && !content_type.to_str().is_ok_and(is_json_content_type)
+    {
+        return Err(Error::UnsupportedMediaType);
+    }
     if request.body.len() > MAX_BODY_BYTES {
-        return Err(Error::PayloadTooLarge { limit: MAX_BODY_BYTES });
+        return Err(Error::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
     }
     let store = state.store.get()?;
     let (message, accepted) = batches::accept(store.as_ref(), &request.body).await?;
@@ -91,9 +105,13 @@ pub async fn ingest_batch(State(state): State<AppState>, body: Bytes) -> Respons
     };
     let dequeue_count = invocation.dequeue_count().unwrap_or(1);
     let message_id = invocation.message_id().unwrap_or_default();
-    let message = match invocation.queue_message(QUEUE_BINDING).map_err(|e| e.to_string()).and_then(|json| {
-        BatchMessage::from_slice(&json).map_err(|errors| format!("{} problem(s) in the batch envelope", errors.len()))
-    }) {
+    let message = match invocation
+        .queue_message(QUEUE_BINDING)
+        .map_err(|e| e.to_string())
+        .and_then(|json| {
+            BatchMessage::from_slice(&json)
+                .map_err(|errors| format!("{} problem(s) in the batch envelope", errors.len()))
+        }) {
         Ok(message) => message,
         Err(reason) => {
             // Never succeeds: fail, so the host retries and then poisons it (kept, not lost).

@@ -39,7 +39,11 @@ impl BatchSink {
 }
 
 /// Ingests a batch and counts its records; every host's ingestion goes through here.
-pub async fn ingest(store: &dyn RecordStore, metrics: &Metrics, message: &BatchMessage) -> Result<BatchReport, Error> {
+pub async fn ingest(
+    store: &dyn RecordStore,
+    metrics: &Metrics,
+    message: &BatchMessage,
+) -> Result<BatchReport, Error> {
     let report = batches::ingest(store, message).await?;
     metrics.count_batch(report.accepted, report.rejected);
     tracing::info!(

@@ -20,9 +20,14 @@ pub enum Accepted {
 /// POST /batches: checks the message and registers the batch as queued.
 ///
 /// Resubmitting the same batch is harmless; reusing a `batch_id` for different records is a 409.
-pub async fn accept(store: &dyn RecordStore, body: &[u8]) -> Result<(BatchMessage, Accepted), Error> {
+pub async fn accept(
+    store: &dyn RecordStore,
+    body: &[u8],
+) -> Result<(BatchMessage, Accepted), Error> {
     if body.len() > BatchMessage::MAX_JSON_BYTES {
-        return Err(Error::PayloadTooLarge { limit: BatchMessage::MAX_JSON_BYTES });
+        return Err(Error::PayloadTooLarge {
+            limit: BatchMessage::MAX_JSON_BYTES,
+        });
     }
     let message = BatchMessage::from_slice(body).map_err(Error::Validation)?;
     let stored = store.insert_batch(BatchReport::queued(&message)).await?;
@@ -62,7 +67,13 @@ pub async fn ingest(store: &dyn RecordStore, message: &BatchMessage) -> Result<B
         }
     }
     let outcomes = store.insert_many(valid.clone()).await?;
-    let report = report(message.batch_id, &message.content_sha256, verdicts, &valid, &outcomes);
+    let report = report(
+        message.batch_id,
+        &message.content_sha256,
+        verdicts,
+        &valid,
+        &outcomes,
+    );
     store.put_batch(report.clone()).await?;
     Ok(report)
 }
@@ -95,7 +106,8 @@ fn report(
                 detail: vec![FieldError {
                     kind: "record_conflict".into(),
                     loc: vec!["body".into()],
-                    msg: "A different record is already stored under this batch position's id".into(),
+                    msg: "A different record is already stored under this batch position's id"
+                        .into(),
                     input: None,
                     ctx: None,
                 }],

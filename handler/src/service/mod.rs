@@ -18,7 +18,9 @@ pub struct StoreHandle(Arc<OnceCell<SharedStore>>);
 
 impl std::fmt::Debug for StoreHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreHandle").field("ready", &self.0.initialized()).finish()
+        f.debug_struct("StoreHandle")
+            .field("ready", &self.0.initialized())
+            .finish()
     }
 }
 
@@ -36,6 +38,8 @@ impl StoreHandle {
 
     /// The store, or 503 while it is still opening.
     pub fn get(&self) -> Result<&SharedStore, Error> {
-        self.0.get().ok_or(Error::Unavailable { retry_after: std::time::Duration::from_secs(1) })
+        self.0.get().ok_or(Error::Unavailable {
+            retry_after: std::time::Duration::from_secs(1),
+        })
     }
 }

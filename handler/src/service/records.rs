@@ -44,10 +44,16 @@ pub async fn create(
     let id = idempotency_key.map_or_else(RecordId::random, RecordId::for_idempotency_key);
     let record = Record::new(id, fields);
     match store.insert(record.clone()).await? {
-        Inserted::Created => Ok(Created { record, replayed: false }),
+        Inserted::Created => Ok(Created {
+            record,
+            replayed: false,
+        }),
         Inserted::Existing(stored) if idempotency_key.is_some() => {
             if stored.fields == record.fields {
-                Ok(Created { record: stored, replayed: true })
+                Ok(Created {
+                    record: stored,
+                    replayed: true,
+                })
             } else {
                 Err(Error::IdempotencyConflict)
             }

@@ -1,6 +1,46 @@
-//! Azure Cosmos DB for NoSQL backend (`MEDIFLOW_STORE=cosmos`).
+//! Azure Cosmos DB for NoSQL backend (`MEDIFLOW_STORE=cosmos`); docs/adr/0003-cosmos-data-model.md
+//! explains the choices.
+//!
+//! One container, partition key `/id`. A record is one document (its fields, its `id`, and
+//! `kind: "record"`); a batch report is one document with id `batch-<batch uuid>` and
+//! `kind: "batch"`. Every read is a point read (`id` = partition key, about 1 RU); the service
+//! never queries. Writes are single documents, so each one is atomic: a record is stored whole or
+//! not at all.
+//!
+//! Failures are mapped here, on the typed status: 404 is "absent", 409 is "already stored" (read
+//! it back: that is how idempotent POSTs and batch redeliveries converge), 429 after the SDK's own
+//! bounded retries and every transport failure or timeout become [`StoreError::Unavailable`]
+//! (503 + `Retry-After`), a request Cosmos refuses as malformed is a bug ([`StoreError::Corrupt`]).
+//!
+//! Auth is Entra ID (workload or managed identity). Account keys exist only in builds with the
+//! `emulator` feature, for the local emulator; the database and container are created by
+//! Terraform, never by the service.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use azure_core::credentials::TokenCredential;
+use azure_data_cosmos::options::{
+    BinaryEncodingOptions, ConnectionPoolOptionsBuilder, EndToEndOperationLatencyPolicy,
+    OperationOptions, OperationOptionsBuilder, ThrottlingRetryOptionsBuilder,
+};
+use azure_data_cosmos::{
+    AccountEndpoint, AccountReference, ContainerClient, CosmosClient, CosmosError, CosmosRuntime,
+    CosmosStatus, RoutingStrategy,
+};
+use azure_identity::{
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+    WorkloadIdentityCredential,
+};
+use futures::{StreamExt, TryStreamExt, stream};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Inserted, RecordStore, SharedStore, StoreError};
 use crate::config::{ConfigError, Source};
+use crate::domain::{BatchId, BatchReport, Record, RecordId};
 use crate::secret::Secret;
 
 /// How the service authenticates to Cosmos DB (`COSMOS_CREDENTIAL`).
@@ -35,11 +75,15 @@ impl CosmosConfig {
             .ok_or_else(|| ConfigError("MEDIFLOW_STORE=cosmos needs COSMOS_ENDPOINT".into()))?;
         let credential = match env.var("COSMOS_CREDENTIAL").as_deref() {
             None | Some("workload-identity") => CosmosCredential::WorkloadIdentity,
-            Some("managed-identity") => CosmosCredential::ManagedIdentity { client_id: env.var("AZURE_CLIENT_ID") },
+            Some("managed-identity") => CosmosCredential::ManagedIdentity {
+                client_id: env.var("AZURE_CLIENT_ID"),
+            },
             #[cfg(feature = "emulator")]
-            Some("key") => CosmosCredential::Key(Secret::new(
-                env.var("COSMOS_KEY").ok_or_else(|| ConfigError("COSMOS_CREDENTIAL=key needs COSMOS_KEY".into()))?,
-            )),
+            Some("key") => {
+                CosmosCredential::Key(Secret::new(env.var("COSMOS_KEY").ok_or_else(|| {
+                    ConfigError("COSMOS_CREDENTIAL=key needs COSMOS_KEY".into())
+                })?))
+            }
             Some(other) => {
                 return Err(ConfigError(format!(
                     "COSMOS_CREDENTIAL must be `workload-identity` or `managed-identity`, not `{other}` \
@@ -49,8 +93,12 @@ impl CosmosConfig {
         };
         Ok(Self {
             endpoint,
-            database: env.var("COSMOS_DATABASE").unwrap_or_else(|| "mediflow".into()),
-            container: env.var("COSMOS_CONTAINER").unwrap_or_else(|| "records".into()),
+            database: env
+                .var("COSMOS_DATABASE")
+                .unwrap_or_else(|| "mediflow".into()),
+            container: env
+                .var("COSMOS_CONTAINER")
+                .unwrap_or_else(|| "records".into()),
             credential,
         })
     }
@@ -59,7 +107,432 @@ impl CosmosConfig {
 #[cfg(not(feature = "emulator"))]
 const _: Option<Secret> = None;
 
-/// Connects to the configured account and container. Being written: see the Cosmos issue.
-pub async fn connect(_config: &CosmosConfig) -> Result<super::SharedStore, super::StoreError> {
-    Err(super::StoreError::unavailable("the Cosmos backend is not built yet"))
+/// The longest one store operation may take, every SDK retry included (the SDK's end-to-end
+/// latency policy). A dead or black-holed endpoint answers 503 after this, never hangs a request.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A backstop around every SDK call, in case anything outside the SDK's own deadline stalls.
+const HARD_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// The SDK retries 429s itself, honouring `x-ms-retry-after-ms`; this bounds the total it may
+/// wait per operation (SDK default: 30 s). Past it the 429 reaches us and becomes a 503.
+pub const THROTTLE_RETRY_BUDGET: Duration = Duration::from_secs(2);
+
+/// At most this many 429 retries per operation (SDK default: 9 documented, 18 for data-plane).
+const THROTTLE_RETRY_COUNT: u32 = 9;
+
+/// Building the client and resolving the container (done once, at start, retried by the server).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Record creates in flight at once for [`RecordStore::insert_many`].
+const INSERT_CONCURRENCY: usize = 16;
+
+/// `Retry-After` for failures that carry no hint of their own (unreachable, timed out, 5xx).
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A document id that never exists (not a UUID, no `batch-` prefix): readiness reads it and
+/// expects 404, a 1 RU point read proving the container answers.
+const READINESS_PROBE_ID: &str = "mediflow-readiness-probe";
+
+/// Cosmos sub-status of a 404 whose *container* (or database) is missing, not the document.
+const OWNER_RESOURCE_NOT_FOUND: u16 = 1003;
+
+/// What a document is; stored as `kind` so the change feed or an export can tell them apart.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Record,
+    Batch,
+}
+
+/// A record as stored: its own fields and `id` (which is also the partition key), plus `kind`.
+/// Read back straight into [`Record`]; `kind` and Cosmos' `_rid`, `_etag`, `_ts`... are ignored.
+#[derive(Serialize)]
+struct RecordDocument<'a> {
+    #[serde(flatten)]
+    record: &'a Record,
+    kind: Kind,
+}
+
+/// A batch report as stored, under id `batch-<uuid>` (never a record id: those are bare UUIDs).
+#[derive(Serialize)]
+struct BatchDocument<'a> {
+    id: String,
+    kind: Kind,
+    #[serde(flatten)]
+    report: &'a BatchReport,
+}
+
+fn batch_document_id(id: BatchId) -> String {
+    format!("batch-{id}")
+}
+
+/// The Cosmos DB backend. Cheap to clone.
+#[derive(Clone)]
+pub struct CosmosStore {
+    container: ContainerClient,
+}
+
+impl std::fmt::Debug for CosmosStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CosmosStore").finish_non_exhaustive()
+    }
+}
+
+/// Connects to the configured account and container (`open_store` retries with backoff on error).
+pub async fn connect(config: &CosmosConfig) -> Result<SharedStore, StoreError> {
+    Ok(Arc::new(CosmosStore::connect(config).await?))
+}
+
+/// Builds a client for the configured account: the chosen credential, binary encoding off, and the
+/// bounded retry and timeout policy of this module applied to every operation.
+///
+/// Public for the emulator tests, which create their database and container with it.
+pub async fn client(config: &CosmosConfig) -> Result<CosmosClient, StoreError> {
+    let endpoint: AccountEndpoint = config.endpoint.parse().map_err(|e: CosmosError| {
+        StoreError::unavailable(format!("COSMOS_ENDPOINT is not a valid endpoint: {e}"))
+    })?;
+    let (account, emulator) = account_reference(endpoint, &config.credential)?;
+    let mut pool = ConnectionPoolOptionsBuilder::new();
+    if emulator {
+        // The emulator speaks HTTP/1.1 only; real accounts keep the SDK's HTTP/2 default.
+        pool = pool.with_is_http2_allowed(false);
+    }
+    let pool = pool
+        .build()
+        .map_err(|e| sdk_setup_error("connection pool options", &e))?;
+    let runtime = CosmosRuntime::builder()
+        .with_connection_pool(pool)
+        .build()
+        .await
+        .map_err(|e| sdk_setup_error("runtime", &e))?;
+    CosmosClient::builder()
+        .with_runtime(runtime)
+        .with_default_operation_options(operation_options())
+        // Text JSON on the wire everywhere: the emulator cannot speak binary, and our ~300-byte
+        // documents gain nothing from it. What the tests exercise is what production sends.
+        .with_binary_encoding_options(BinaryEncodingOptions::new().with_enabled(false))
+        // No region list: the SDK follows the account's own region order.
+        .build(account, RoutingStrategy::PreferredRegions(Vec::new()))
+        .await
+        .map_err(|e| map_error(&e))
+}
+
+/// Retry and deadline policy for every data operation of the client.
+fn operation_options() -> OperationOptions {
+    OperationOptionsBuilder::new()
+        .with_throttling_retry_options(
+            ThrottlingRetryOptionsBuilder::new()
+                .with_max_retry_count(THROTTLE_RETRY_COUNT)
+                .with_max_retry_wait_time(THROTTLE_RETRY_BUDGET)
+                .build(),
+        )
+        .with_end_to_end_latency_policy(EndToEndOperationLatencyPolicy::new(OPERATION_TIMEOUT))
+        .build()
+}
+
+/// The account reference for the configured credential, and whether it targets the emulator.
+fn account_reference(
+    endpoint: AccountEndpoint,
+    credential: &CosmosCredential,
+) -> Result<(AccountReference, bool), StoreError> {
+    let token: Arc<dyn TokenCredential> = match credential {
+        CosmosCredential::WorkloadIdentity => WorkloadIdentityCredential::new(None)
+            .map_err(|e| credential_error("workload identity", &e))?,
+        CosmosCredential::ManagedIdentity { client_id } => {
+            let options = ManagedIdentityCredentialOptions {
+                user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
+                ..Default::default()
+            };
+            ManagedIdentityCredential::new(Some(options))
+                .map_err(|e| credential_error("managed identity", &e))?
+        }
+        #[cfg(feature = "emulator")]
+        CosmosCredential::Key(key) => {
+            let key = azure_core::credentials::Secret::from(key.expose().to_owned());
+            return Ok((
+                AccountReference::with_authentication_key(endpoint, key),
+                true,
+            ));
+        }
+    };
+    Ok((AccountReference::with_credential(endpoint, token), false))
+}
+
+fn credential_error(kind: &str, err: &azure_core::Error) -> StoreError {
+    StoreError::unavailable(format!("cannot set up the {kind} credential: {err}"))
+}
+
+fn sdk_setup_error(what: &str, err: &CosmosError) -> StoreError {
+    StoreError::unavailable(format!("cannot set up the Cosmos DB {what}: {err}"))
+}
+
+impl CosmosStore {
+    /// Builds the client and resolves the container (which must exist: Terraform creates it).
+    pub async fn connect(config: &CosmosConfig) -> Result<Self, StoreError> {
+        let connecting = async {
+            let client = client(config).await?;
+            client
+                .database_client(config.database.as_str())
+                .container_client(config.container.as_str(), None)
+                .await
+                .map_err(|e| {
+                    StoreError::unavailable(format!(
+                        "cannot open container {}/{}: {}",
+                        config.database,
+                        config.container,
+                        map_error(&e)
+                    ))
+                })
+        };
+        let container = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| {
+                StoreError::unavailable(format!(
+                    "Cosmos DB did not answer within {CONNECT_TIMEOUT:?}"
+                ))
+            })??;
+        tracing::info!(database = %config.database, container = %config.container, "Cosmos DB container open");
+        Ok(Self { container })
+    }
+
+    /// Runs one SDK call under the backstop timer; the SDK's own outcome is for the caller to judge.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = azure_data_cosmos::Result<T>>,
+    ) -> Result<azure_data_cosmos::Result<T>, StoreError> {
+        tokio::time::timeout(HARD_TIMEOUT, call).await.map_err(|_| {
+            StoreError::unavailable(format!("Cosmos DB did not answer within {HARD_TIMEOUT:?}"))
+        })
+    }
+
+    /// Point read (`id` is the partition key). `None` when the document does not exist.
+    async fn read<T: DeserializeOwned>(&self, id: &str) -> Result<Option<T>, StoreError> {
+        match self
+            .bounded(self.container.read_item(id.to_owned(), id, None))
+            .await?
+        {
+            Ok(response) => response.into_model::<T>().map(Some).map_err(|e| {
+                StoreError::Corrupt(format!("stored document {id} is unreadable: {e}"))
+            }),
+            Err(err) if is_missing_document(err.status()) => Ok(None),
+            Err(err) => Err(map_error(&err)),
+        }
+    }
+
+    /// Creates a document; `false` when one with this id already exists (409).
+    async fn create(&self, id: &str, document: &impl Serialize) -> Result<bool, StoreError> {
+        match self
+            .bounded(
+                self.container
+                    .create_item(id.to_owned(), id, document, None),
+            )
+            .await?
+        {
+            Ok(_) => Ok(true),
+            Err(err) if err.status().is_conflict() => Ok(false),
+            Err(err) => Err(map_error(&err)),
+        }
+    }
+
+    /// Reads back the document a create conflicted with.
+    async fn read_conflicting<T: DeserializeOwned>(&self, id: &str) -> Result<T, StoreError> {
+        // Nothing is ever deleted, so a 409 followed by a 404 means the store is inconsistent
+        // (or a container was swapped underneath us): not something a retry by us would fix.
+        self.read(id).await?.ok_or_else(|| {
+            StoreError::unavailable(format!(
+                "document {id} conflicted on create but cannot be read"
+            ))
+        })
+    }
+}
+
+/// A 404 about the document itself (not a missing container or database, sub-status 1003).
+fn is_missing_document(status: CosmosStatus) -> bool {
+    status.is_not_found()
+        && status
+            .sub_status()
+            .is_none_or(|s| s.value() != OWNER_RESOURCE_NOT_FOUND)
+}
+
+/// Maps a failure the caller did not handle (404 and 409 are handled where they mean something).
+fn map_error(err: &CosmosError) -> StoreError {
+    let status = err.status();
+    if status.is_throttled() {
+        // The SDK already waited out its retry budget; pass the service's hint to the client.
+        let retry_after = err
+            .response()
+            .and_then(|response| response.headers().retry_after_ms)
+            .map_or(DEFAULT_RETRY_AFTER, Duration::from_millis);
+        return StoreError::Unavailable {
+            retry_after,
+            reason: format!(
+                "Cosmos DB is throttling (429) beyond the {THROTTLE_RETRY_BUDGET:?} retry budget"
+            ),
+        };
+    }
+    let code = u16::from(status.status_code());
+    if status.is_bad_request() || code == 413 {
+        // We built a request Cosmos refuses: a bug on our side, never the client's input.
+        return StoreError::Corrupt(format!("Cosmos DB refused the request ({code}): {err}"));
+    }
+    // Everything else (unreachable, timed out, 5xx, 401/403 misconfiguration, 412, a missing
+    // container) is the store not being able to serve right now.
+    StoreError::Unavailable {
+        retry_after: DEFAULT_RETRY_AFTER,
+        reason: format!("Cosmos DB ({code}): {err}"),
+    }
+}
+
+#[async_trait]
+impl RecordStore for CosmosStore {
+    async fn insert(&self, record: Record) -> Result<Inserted, StoreError> {
+        let id = record.id.to_string();
+        if self
+            .create(
+                &id,
+                &RecordDocument {
+                    record: &record,
+                    kind: Kind::Record,
+                },
+            )
+            .await?
+        {
+            return Ok(Inserted::Created);
+        }
+        Ok(Inserted::Existing(self.read_conflicting(&id).await?))
+    }
+
+    /// Creates concurrently (at most [`INSERT_CONCURRENCY`] in flight), outcomes in input order.
+    /// The first failure ends the call; records created before it stay, which is harmless: every
+    /// insert is insert-if-absent under a deterministic id, so the retry completes the rest.
+    async fn insert_many(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
+        stream::iter(records.into_iter().map(|record| self.insert(record)))
+            .buffered(INSERT_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
+        self.read(&id.to_string()).await
+    }
+
+    async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError> {
+        let id = batch_document_id(report.batch_id);
+        if self
+            .create(
+                &id,
+                &BatchDocument {
+                    id: id.clone(),
+                    kind: Kind::Batch,
+                    report: &report,
+                },
+            )
+            .await?
+        {
+            return Ok(report);
+        }
+        self.read_conflicting(&id).await
+    }
+
+    async fn put_batch(&self, report: BatchReport) -> Result<(), StoreError> {
+        let id = batch_document_id(report.batch_id);
+        let document = BatchDocument {
+            id: id.clone(),
+            kind: Kind::Batch,
+            report: &report,
+        };
+        match self
+            .bounded(self.container.upsert_item(id.clone(), &id, &document, None))
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(err) => Err(map_error(&err)),
+        }
+    }
+
+    async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError> {
+        self.read(&batch_document_id(id)).await
+    }
+
+    /// A point read of a document that never exists: 404 means the container answers.
+    async fn check(&self) -> Result<(), StoreError> {
+        match self
+            .bounded(
+                self.container
+                    .read_item(READINESS_PROBE_ID, READINESS_PROBE_ID, None),
+            )
+            .await?
+        {
+            Err(err) if !is_missing_document(err.status()) => Err(map_error(&err)),
+            _ => Ok(()),
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        "cosmos"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{BatchMessage, NewRecord};
+
+    fn record() -> Record {
+        let fields: NewRecord = serde_json::from_value(serde_json::json!({
+            "site_id": "SITE001", "trial_phase": "II", "submission_date": "2025-03-15",
+            "status": "pending", "patient_count": 42, "notes": "n"
+        }))
+        .expect("valid fields");
+        Record::new(RecordId::random(), fields)
+    }
+
+    #[test]
+    fn a_record_document_is_the_record_plus_kind_and_reads_back_as_the_record() {
+        let record = record();
+        let document = serde_json::to_value(RecordDocument {
+            record: &record,
+            kind: Kind::Record,
+        })
+        .expect("json");
+        assert_eq!(
+            document["id"],
+            record.id.to_string(),
+            "id is the record id (and the partition key)"
+        );
+        assert_eq!(document["kind"], "record");
+        // What Cosmos hands back carries system properties too; they must not get in the way.
+        let mut stored = document.clone();
+        stored["_rid"] = "abc==".into();
+        stored["_etag"] = "\"0\"".into();
+        stored["_ts"] = 1_700_000_000.into();
+        let back: Record = serde_json::from_value(stored).expect("reads back");
+        assert_eq!(back, record);
+    }
+
+    #[test]
+    fn a_batch_document_has_a_prefixed_id_that_no_record_id_can_take() {
+        let message = BatchMessage::from_value(serde_json::json!({
+            "batch_id": "0b5e5ad4-3d1c-4a8e-9d0e-4a4f4b1f2c3d", "records": [{}]
+        }))
+        .expect("valid batch");
+        let report = BatchReport::queued(&message);
+        let id = batch_document_id(report.batch_id);
+        assert_eq!(id, "batch-0b5e5ad4-3d1c-4a8e-9d0e-4a4f4b1f2c3d");
+        assert!(
+            RecordId::parse(&id).is_none(),
+            "a batch document id never parses as a record id"
+        );
+        let document = serde_json::to_value(BatchDocument {
+            id: id.clone(),
+            kind: Kind::Batch,
+            report: &report,
+        })
+        .expect("json");
+        assert_eq!(document["id"], id);
+        assert_eq!(document["kind"], "batch");
+        let back: BatchReport = serde_json::from_value(document).expect("reads back");
+        assert_eq!(back, report);
+    }
 }

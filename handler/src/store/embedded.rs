@@ -24,8 +24,14 @@ const BATCHES: TableDefinition<u128, &[u8]> = TableDefinition::new("batches");
 const MAX_GROUP: usize = 256;
 
 enum Write {
-    Insert(Vec<Record>, oneshot::Sender<Result<Vec<Inserted>, StoreError>>),
-    InsertBatch(BatchReport, oneshot::Sender<Result<BatchReport, StoreError>>),
+    Insert(
+        Vec<Record>,
+        oneshot::Sender<Result<Vec<Inserted>, StoreError>>,
+    ),
+    InsertBatch(
+        BatchReport,
+        oneshot::Sender<Result<BatchReport, StoreError>>,
+    ),
     PutBatch(BatchReport, oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -45,8 +51,9 @@ impl std::fmt::Debug for EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`. Fails if another process holds it.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
         let db = Database::create(dir.join("mediflow.redb"))
             .map_err(|e| StoreError::unavailable(format!("cannot open the embedded store: {e}")))?;
         let txn = db.begin_write().map_err(unavailable)?;
@@ -163,7 +170,9 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<Outcome, StoreError> {
                     outcomes.push(Inserted::Existing(existing));
                     continue;
                 }
-                table.insert(key, encode(record)?.as_slice()).map_err(unavailable)?;
+                table
+                    .insert(key, encode(record)?.as_slice())
+                    .map_err(unavailable)?;
                 outcomes.push(Inserted::Created);
             }
             Ok(Outcome::Inserted(outcomes))
@@ -176,13 +185,18 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<Outcome, StoreError> {
                     .map(Outcome::Batch)
                     .map_err(|e| StoreError::Corrupt(e.to_string()));
             }
-            table.insert(key, encode(report)?.as_slice()).map_err(unavailable)?;
+            table
+                .insert(key, encode(report)?.as_slice())
+                .map_err(unavailable)?;
             Ok(Outcome::Batch(report.clone()))
         }
         Write::PutBatch(report, _) => {
             let mut table = txn.open_table(BATCHES).map_err(unavailable)?;
             table
-                .insert(report.batch_id.as_uuid().as_u128(), encode(report)?.as_slice())
+                .insert(
+                    report.batch_id.as_uuid().as_u128(),
+                    encode(report)?.as_slice(),
+                )
                 .map_err(unavailable)?;
             Ok(Outcome::Done)
         }

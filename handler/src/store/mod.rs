@@ -28,7 +28,10 @@ pub enum StoreError {
     /// The store is down, overloaded or unreachable: try again after `retry_after`.
     /// Clients get 503 with `Retry-After`; queue messages are retried.
     #[error("store unavailable: {reason}")]
-    Unavailable { retry_after: Duration, reason: String },
+    Unavailable {
+        retry_after: Duration,
+        reason: String,
+    },
     /// Stored data could not be read back (a bug or corruption, never the client's fault).
     #[error("store data is unreadable: {0}")]
     Corrupt(String),
@@ -36,7 +39,10 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn unavailable(reason: impl std::fmt::Display) -> Self {
-        Self::Unavailable { retry_after: Duration::from_secs(1), reason: reason.to_string() }
+        Self::Unavailable {
+            retry_after: Duration::from_secs(1),
+            reason: reason.to_string(),
+        }
     }
 }
 

@@ -19,7 +19,9 @@ pub struct ObservedStore {
 
 impl std::fmt::Debug for ObservedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObservedStore").field("backend", &self.inner.backend()).finish_non_exhaustive()
+        f.debug_struct("ObservedStore")
+            .field("backend", &self.inner.backend())
+            .finish_non_exhaustive()
     }
 }
 
@@ -28,10 +30,15 @@ impl ObservedStore {
         Arc::new(Self { inner, metrics })
     }
 
-    async fn timed<T>(&self, operation: &'static str, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let started = Instant::now();
         let result = call.await;
-        self.metrics.observe_store(operation, result.is_ok(), started.elapsed());
+        self.metrics
+            .observe_store(operation, result.is_ok(), started.elapsed());
         result
     }
 }
@@ -43,7 +50,8 @@ impl RecordStore for ObservedStore {
     }
 
     async fn insert_many(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
-        self.timed("insert_many", self.inner.insert_many(records)).await
+        self.timed("insert_many", self.inner.insert_many(records))
+            .await
     }
 
     async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
@@ -51,7 +59,8 @@ impl RecordStore for ObservedStore {
     }
 
     async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError> {
-        self.timed("insert_batch", self.inner.insert_batch(report)).await
+        self.timed("insert_batch", self.inner.insert_batch(report))
+            .await
     }
 
     async fn put_batch(&self, report: BatchReport) -> Result<(), StoreError> {

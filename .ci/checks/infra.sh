@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Offline checks of the infrastructure code (infra/) and the pipeline (azure-pipelines.yml).
+# Run from anywhere inside the repository:  bash .ci/checks/infra.sh
+#
+#   1. terraform fmt -check   (terraform if installed, else HashiCorp's hclwrite formatter, see below)
+#   2. schema check           every resource/data/ephemeral block against the provider schemas,
+#                             plus proof that a deliberately broken fixture is rejected
+#   3. checkov                security policies; every skip is justified in place
+#   4. pipeline schema        azure-pipelines.yml against check-jsonschema's vendor.azure-pipelines
+#
+# Tools: Python packages pinned in .ci/checks/requirements-infra*.txt, installed into .tools/
+# venvs on first use. Provider schemas: ../shared/schemas/terraform beside the checkout
+# (override with MEDIFLOW_SHARED_DIR). `terraform init/validate/plan` need the network and run in
+# the pipeline, not here.
+set -euo pipefail
+
+repo="$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)"
+cd "$repo"
+shared="${MEDIFLOW_SHARED_DIR:-$repo/../shared}"
+checks=".ci/checks"
+tools=".tools"
+venv="$tools/venv"
+checkov_venv="$tools/venv-checkov"
+failures=()
+started=$SECONDS
+
+step() { printf '\n== %s\n' "$*"; }
+pass() { printf 'PASS %s\n' "$*"; }
+fail() { printf 'FAIL %s\n' "$*"; failures+=("$*"); }
+
+# A venv with the pinned requirements; reinstalled only when the requirements file changes.
+ensure_venv() {
+  local dir="$1" requirements="$2" stamp
+  stamp="$dir/.requirements-$(basename "$requirements").sha256"
+  if [ ! -x "$dir/bin/python" ]; then
+    python3 -m venv "$dir"
+  fi
+  if ! sha256sum --status -c "$stamp" 2>/dev/null; then
+    # Refuse to install anywhere but into the venv (e.g. if another script is recreating it).
+    if ! "$dir/bin/python" -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then
+      echo "FAIL $dir/bin/python is not a working venv (being recreated?); run again" >&2
+      exit 1
+    fi
+    echo "installing $requirements into $dir"
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --require-virtualenv -r "$requirements"
+    sha256sum "$requirements" >"$stamp"
+  fi
+}
+
+step "tools"
+ensure_venv "$venv" "$checks/requirements-infra.txt"
+ensure_venv "$checkov_venv" "$checks/requirements-infra-checkov.txt"
+"$venv/bin/python" - <<'EOF'
+import importlib.metadata as m, sys
+names = {d.metadata["Name"].lower() for d in m.distributions()}
+if "bc-python-hcl2" in names:
+    sys.exit("FAIL .tools/venv has bc-python-hcl2 (from checkov), which overwrites python-hcl2's `hcl2` package; install checkov only into .tools/venv-checkov")
+print("python-hcl2", m.version("python-hcl2"), "| check-jsonschema", m.version("check-jsonschema"))
+EOF
+echo "checkov $("$checkov_venv/bin/checkov" --version)"
+
+# ---------------------------------------------------------------------------------------------
+step "1. terraform fmt -check -recursive infra/"
+# HashiCorp publishes terraform only on its own release site, which the development machines
+# cannot reach (only crates.io, PyPI, npm and Debian). When terraform is missing, the check uses
+# @cdktf/hcl-tools (npm, by HashiCorp): hclwrite.Format compiled to WebAssembly, the formatter
+# `terraform fmt` itself runs. terraform fmt additionally rewrites two legacy forms, which are
+# checked here with patterns: interpolation-only strings ("${var.x}") and quoted type constraints.
+hcl_tools_version="0.21.0"
+tf_files=()
+while IFS= read -r -d '' file; do tf_files+=("$file"); done < <(find infra -name '*.tf' -not -path '*/.terraform/*' -print0 | sort -z)
+if command -v terraform >/dev/null 2>&1; then
+  echo "using $(command -v terraform) ($(TF_CLI_CONFIG_FILE=/dev/null terraform version | head -n 1))"
+  if TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive -diff infra/; then
+    pass "terraform fmt: ${#tf_files[@]} files formatted"
+  else
+    fail "terraform fmt: files above need \`terraform fmt -recursive infra/\`"
+  fi
+elif command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  hcl_tools="$tools/hcl-tools"
+  if [ ! -f "$hcl_tools/node_modules/@cdktf/hcl-tools/package.json" ] ||
+     ! grep -q "\"version\": \"$hcl_tools_version\"" "$hcl_tools/node_modules/@cdktf/hcl-tools/package.json"; then
+    npm install --silent --no-audit --no-fund --prefix "$hcl_tools" "@cdktf/hcl-tools@$hcl_tools_version"
+  fi
+  echo "terraform not installed: using @cdktf/hcl-tools $hcl_tools_version (hclwrite.Format)"
+  if HCL_TOOLS="$repo/$hcl_tools/node_modules/@cdktf/hcl-tools" node - "${tf_files[@]}" <<'EOF'
+const fs = require("fs");
+const { format } = require(process.env.HCL_TOOLS);
+(async () => {
+  let bad = 0;
+  for (const file of process.argv.slice(2)) {
+    const source = fs.readFileSync(file, "utf8");
+    if ((await format(source)) !== source) { console.log(`not formatted: ${file}`); bad++; }
+    source.split("\n").forEach((line, i) => {
+      if (/=\s*"\$\{[^"]*\}"\s*$/.test(line) && !/\}\$\{|\}[^"]+\$\{/.test(line)) {
+        console.log(`${file}:${i + 1}: interpolation-only string; terraform fmt unwraps it`); bad++;
+      }
+      if (/^\s*type\s*=\s*"(string|number|bool|list|map|set)"\s*$/.test(line)) {
+        console.log(`${file}:${i + 1}: quoted type constraint; terraform fmt unquotes it`); bad++;
+      }
+    });
+  }
+  process.exit(bad ? 1 : 0);
+})().catch((e) => { console.error(e); process.exit(2); });
+EOF
+  then
+    pass "hclwrite format: ${#tf_files[@]} files formatted"
+  else
+    fail "format: files above need \`terraform fmt -recursive infra/\`"
+  fi
+else
+  fail "terraform fmt: neither terraform nor node/npm is installed (install terraform, or nodejs+npm from Debian)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "2. provider schema check (python-hcl2 + $shared/schemas/terraform)"
+schema_dir="$shared/schemas/terraform"
+if [ ! -d "$schema_dir" ]; then
+  fail "schema check: $schema_dir is missing (shared/ must sit beside the checkout)"
+else
+  if "$venv/bin/python" "$checks/tf_schema_check.py" --schema-dir "$schema_dir" infra; then
+    pass "schema check: infra/"
+  else
+    fail "schema check: infra/ has the findings above"
+  fi
+  fixture="$checks/fixtures/tf-schema-broken"
+  set +e
+  rejected="$("$venv/bin/python" "$checks/tf_schema_check.py" --schema-dir "$schema_dir" --quiet "$fixture")"
+  rc=$?
+  set -e
+  missing=0
+  while IFS= read -r expected; do
+    [ -z "$expected" ] && continue
+    if ! grep -qF -- "$expected" <<<"$rejected"; then
+      echo "expected finding not reported: $expected"
+      missing=$((missing + 1))
+    fi
+  done <"$fixture/expected-findings.txt"
+  if [ "$rc" -eq 1 ] && [ "$missing" -eq 0 ]; then
+    pass "schema check rejects the broken fixture ($(grep -c '^ERROR' <<<"$rejected") findings, all $(grep -c . "$fixture/expected-findings.txt") expected ones present)"
+  else
+    printf '%s\n' "$rejected"
+    fail "schema check: broken fixture not rejected as expected (exit $rc, $missing expected findings missing)"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "3. checkov -d infra/"
+checkov_out="$(mktemp)"
+if "$checkov_venv/bin/checkov" --directory infra --framework terraform --quiet --compact \
+     --skip-download --output cli >"$checkov_out" 2>&1; then
+  pass "checkov: no failed policy (skips are justified in place)"
+else
+  cat "$checkov_out"
+  fail "checkov: failed policies above (fix, or skip in place with #checkov:skip=ID:reason)"
+fi
+skips="$(grep -rhoE '#checkov:skip=CKV[0-9A-Z_]+:' infra | sort | uniq -c | awk '{print $2}' | sed 's/#checkov:skip=//; s/:$//' | tr '\n' ' ')"
+unjustified="$(grep -rnE '#checkov:skip=CKV[0-9A-Z_]+(:\s*)?$' infra || true)"
+if [ -n "$unjustified" ]; then
+  printf '%s\n' "$unjustified"
+  fail "checkov: skips without a reason"
+else
+  echo "skipped (each with a reason in place): ${skips:-none}"
+fi
+rm -f "$checkov_out"
+
+# ---------------------------------------------------------------------------------------------
+step "4. azure-pipelines.yml against vendor.azure-pipelines (all scalars as strings)"
+if "$venv/bin/python" "$checks/azure_pipelines_check.py" azure-pipelines.yml; then
+  pass "pipeline schema"
+else
+  fail "pipeline schema: azure-pipelines.yml does not validate"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "summary ($((SECONDS - started)) s)"
+if [ "${#failures[@]}" -gt 0 ]; then
+  printf 'FAILED: %s\n' "${failures[@]}"
+  exit 1
+fi
+echo "infra checks: 4 passed, 0 failed"

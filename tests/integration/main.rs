@@ -1,0 +1,14 @@
+//! Integration tests: the built `handler` binary started as a process, called over real sockets,
+//! against real emulators (Cosmos: `tests/emulators`, Azure Storage queues: Azurite).
+//!
+//! One test binary (link once); each module is one area. `support` starts apps and emulators.
+
+mod support;
+
+mod auth;
+mod cosmos;
+mod durability;
+mod functions_host;
+mod http_api;
+mod idempotency;
+mod store_contract;
