@@ -90,6 +90,9 @@ mkdir -p "$context/prebuilt/linux-amd64"
 cp Dockerfile .dockerignore host.json "$context/"
 cp -R function-definitions "$context/"
 cp "$binary" "$context/prebuilt/linux-amd64/handler"
+# Compare against this snapshot: a concurrent cargo build may replace $binary during the run.
+binary_name="$binary"
+binary="$context/prebuilt/linux-amd64/handler"
 
 # --- assertions ---------------------------------------------------------------------------------
 # check_config IMAGE ARCH USER ENTRYPOINT_JSON CMD_JSON PORTS ENV...: the OCI config must match.
@@ -176,14 +179,15 @@ check_config localhost/mediflow:check amd64 65532:65532 '["/handler"]' null "808
 mnt="$(mount_image localhost/mediflow:check)"
 same_file "$binary" "$mnt/handler" 755
 # The stand-in base's root holds etc, home and tmp: the standalone stage may add /handler only.
-[[ "$(ls -A "$mnt" | tr '\n' ' ')" == "etc handler home tmp " ]] \
-  || fail "standalone image root is '$(ls -A "$mnt" | tr '\n' ' ')', want the base plus /handler"
+root_entries="$(find "$mnt" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort | paste -sd ' ' -)"
+[[ "$root_entries" == "etc handler home tmp" ]] \
+  || fail "standalone image root is '$root_entries', want the base (etc home tmp) plus handler"
 machine="$(elf_machine "$binary")"
 if [[ -n "$machine" ]]; then
-  [[ "$machine" == *X86-64* ]] || fail "$binary is $machine, not x86-64"
+  [[ "$machine" == *X86-64* ]] || fail "$binary_name is $machine, not x86-64"
   check_links "$binary"
 else
-  note "$binary is not an ELF file (a stand-in): architecture and library checks skipped"
+  note "$binary_name is not an ELF file (a stand-in): architecture and library checks skipped"
 fi
 layer_bytes="$(stat -c %s "$mnt/handler")"
 note "standalone linux/amd64 ok: /handler (${layer_bytes} bytes) as 65532, ports 8080 9090"
@@ -202,7 +206,7 @@ for definition in function-definitions/*/function.json; do
   same_file "$definition" "$app/$name/function.json"
 done
 [[ ! -e "$app/function-definitions" ]] || fail "function-definitions/ must be flattened into the app root"
-note "functions linux/amd64 ok: handler, host.json and $(ls function-definitions | wc -l) function(s) in /home/site/wwwroot"
+note "functions linux/amd64 ok: handler, host.json and $(find function-definitions -mindepth 2 -maxdepth 2 -name function.json | wc -l) function(s) in /home/site/wwwroot"
 
 # --- standalone, linux/arm64 --------------------------------------------------------------------
 arm64_binary="$work/handler-arm64"

@@ -210,6 +210,7 @@ printf 'a: 1\na: 2\n' >"$work/broken/duplicate.yaml"
 expect_reject "duplicate key (yamllint)" 'key-duplicates' \
   yamllint --strict -c .yamllint.yaml "$work/broken/duplicate.yaml"
 
+# shellcheck disable=SC2016 # the $ is the Dockerfile's, matched literally
 sed 's/^FROM \${STANDALONE_BASE} AS standalone$/FROM debian AS standalone/' Dockerfile >"$work/broken/Dockerfile"
 expect_reject "untagged base image (hadolint)" 'DL3006' hadolint --config .hadolint.yaml "$work/broken/Dockerfile"
 

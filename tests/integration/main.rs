@@ -11,4 +11,5 @@ mod durability;
 mod functions_host;
 mod http_api;
 mod idempotency;
+mod queue_trigger;
 mod store_contract;

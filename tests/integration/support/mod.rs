@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test module uses a different part of the support code")]
 
+pub mod azurite;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
