@@ -39,6 +39,9 @@ pub enum Error {
     /// 400: the body could not be read (the client went away or sent a broken stream).
     #[error("request body unreadable")]
     BodyUnreadable,
+    /// 408: the client took longer than [`crate::api::extract::BODY_READ_TIMEOUT`] to send its body.
+    #[error("request body not received in time")]
+    RequestTimeout,
     /// 413: the body is larger than the route accepts.
     #[error("payload too large")]
     PayloadTooLarge { limit: usize },
@@ -76,6 +79,7 @@ impl Error {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyUnreadable => StatusCode::BAD_REQUEST,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::IdempotencyConflict | Self::BatchConflict => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -98,6 +102,7 @@ impl Error {
                 "Unsupported media type: send the body as application/json"
             }
             Self::BodyUnreadable => "The request body could not be read",
+            Self::RequestTimeout => "The request body was not received in time; nothing was stored",
             Self::PayloadTooLarge { limit } => {
                 return json!({ "detail": format!("Request body is larger than the {limit} bytes this route accepts") });
             }
@@ -135,6 +140,12 @@ impl IntoResponse for Error {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, Self::PayloadTooLarge { .. } | Self::RequestTimeout) {
+            // The body was not read to its end: the connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if matches!(self, Self::Unauthorized) {
             response.headers_mut().insert(

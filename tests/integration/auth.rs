@@ -17,12 +17,21 @@ async fn app_with_keys(content: &str) -> KeyedApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let key_file = dir.path().join("api-keys");
     std::fs::write(&key_file, content).expect("write keys");
-    let app = App::start(AppOptions::default().env("MEDIFLOW_API_KEYS_FILE", key_file.display().to_string())).await;
-    KeyedApp { app, key_file, _dir: dir }
+    let app = App::start(
+        AppOptions::default().env("MEDIFLOW_API_KEYS_FILE", key_file.display().to_string()),
+    )
+    .await;
+    KeyedApp {
+        app,
+        key_file,
+        _dir: dir,
+    }
 }
 
 async fn status_with_key(app: &App, key: Option<&str>) -> StatusCode {
-    let mut request = reqwest::Client::new().post(app.url("/records")).json(&valid_record());
+    let mut request = reqwest::Client::new()
+        .post(app.url("/records"))
+        .json(&valid_record());
     if let Some(key) = key {
         request = request.header("x-api-key", key);
     }
@@ -34,27 +43,50 @@ async fn status_with_key(app: &App, key: Option<&str>) -> StatusCode {
 #[tokio::test]
 async fn every_data_route_refuses_requests_without_a_valid_key() {
     let keyed = app_with_keys("k-current\n").await;
-    let definitions = handler::functions::definitions::Definitions::embedded().expect("definitions");
+    let definitions =
+        handler::functions::definitions::Definitions::embedded().expect("definitions");
     let client = reqwest::Client::new();
     let mut protected = 0;
     for function in &definitions.functions {
-        let Some(trigger) = function.http_trigger() else { continue };
-        let path = trigger.path.replace("{id}", "1d0d5edd-9738-453c-8966-aaa2be88a9f5").replace("{batch_id}", "1d0d5edd-9738-453c-8966-aaa2be88a9f5");
+        let Some(trigger) = function.http_trigger() else {
+            continue;
+        };
+        let path = trigger
+            .path
+            .replace("{id}", "1d0d5edd-9738-453c-8966-aaa2be88a9f5")
+            .replace("{batch_id}", "1d0d5edd-9738-453c-8966-aaa2be88a9f5");
         for method in trigger.methods {
-            let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).expect("method");
+            let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                .expect("method");
             let public = handler::api::PUBLIC_FUNCTIONS.contains(&function.name.as_str());
             for key in [None, Some("wrong"), Some("")] {
-                let mut request = client.request(method.clone(), keyed.app.url(&path)).json(&json!({}));
+                let mut request = client
+                    .request(method.clone(), keyed.app.url(&path))
+                    .json(&json!({}));
                 if let Some(key) = key {
                     request = request.header("x-api-key", key);
                 }
                 let response = request.send().await.expect("request");
                 if public {
-                    assert_ne!(response.status(), StatusCode::UNAUTHORIZED, "{} is public", function.name);
+                    assert_ne!(
+                        response.status(),
+                        StatusCode::UNAUTHORIZED,
+                        "{} is public",
+                        function.name
+                    );
                 } else {
-                    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{} {method} {path} with key {key:?}", function.name);
+                    assert_eq!(
+                        response.status(),
+                        StatusCode::UNAUTHORIZED,
+                        "{} {method} {path} with key {key:?}",
+                        function.name
+                    );
                     let body: Value = response.json().await.expect("json");
-                    assert!(body["detail"].as_str().is_some_and(|d| d.contains("X-API-Key")));
+                    assert!(
+                        body["detail"]
+                            .as_str()
+                            .is_some_and(|d| d.contains("X-API-Key"))
+                    );
                 }
             }
             if !public {
@@ -62,27 +94,45 @@ async fn every_data_route_refuses_requests_without_a_valid_key() {
             }
         }
     }
-    assert!(protected >= 4, "records and batches routes are protected ({protected})");
-    assert_eq!(status_with_key(&keyed.app, Some("k-current")).await, StatusCode::CREATED);
+    assert!(
+        protected >= 4,
+        "records and batches routes are protected ({protected})"
+    );
+    assert_eq!(
+        status_with_key(&keyed.app, Some("k-current")).await,
+        StatusCode::CREATED
+    );
 }
 
 #[tokio::test]
 async fn a_rotated_key_file_is_picked_up_without_restart() {
     let keyed = app_with_keys("k-old\n").await;
-    assert_eq!(status_with_key(&keyed.app, Some("k-old")).await, StatusCode::CREATED);
-    assert_eq!(status_with_key(&keyed.app, Some("k-new")).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status_with_key(&keyed.app, Some("k-old")).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        status_with_key(&keyed.app, Some("k-new")).await,
+        StatusCode::UNAUTHORIZED
+    );
 
     // During a rotation the secret holds both keys; both work.
     std::fs::write(&keyed.key_file, "k-old\nk-new\n").expect("write");
     wait_for(&keyed.app, Some("k-new"), StatusCode::CREATED).await;
-    assert_eq!(status_with_key(&keyed.app, Some("k-old")).await, StatusCode::CREATED);
+    assert_eq!(
+        status_with_key(&keyed.app, Some("k-old")).await,
+        StatusCode::CREATED
+    );
 
     // After it, the old key is refused. The CSI driver swaps files atomically: do the same.
     let staged = keyed.key_file.with_extension("staged");
     std::fs::write(&staged, "k-new\n").expect("write");
     std::fs::rename(&staged, &keyed.key_file).expect("rename");
     wait_for(&keyed.app, Some("k-old"), StatusCode::UNAUTHORIZED).await;
-    assert_eq!(status_with_key(&keyed.app, Some("k-new")).await, StatusCode::CREATED);
+    assert_eq!(
+        status_with_key(&keyed.app, Some("k-new")).await,
+        StatusCode::CREATED
+    );
 }
 
 async fn wait_for(app: &App, key: Option<&str>, expected: StatusCode) {
@@ -92,7 +142,10 @@ async fn wait_for(app: &App, key: Option<&str>, expected: StatusCode) {
         if status == expected {
             return;
         }
-        assert!(Instant::now() < deadline, "key {key:?} still answers {status}, expected {expected}");
+        assert!(
+            Instant::now() < deadline,
+            "key {key:?} still answers {status}, expected {expected}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -114,16 +167,41 @@ async fn keys_bodies_and_patient_data_never_reach_the_logs() {
     body["site_id"] = Value::from("SITEZQX42");
     let client = reqwest::Client::new();
     for key in ["super-secret-key-7731", "wrong-key-9921"] {
-        client.post(keyed.app.url("/records")).header("x-api-key", key).json(&body).send().await.expect("POST");
+        client
+            .post(keyed.app.url("/records"))
+            .header("x-api-key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
     }
     let mut invalid = body.clone();
     invalid["patient_count"] = json!("PATIENT-COUNT-SECRET");
-    client.post(keyed.app.url("/records")).header("x-api-key", "super-secret-key-7731").json(&invalid).send().await.expect("POST");
+    client
+        .post(keyed.app.url("/records"))
+        .header("x-api-key", "super-secret-key-7731")
+        .json(&invalid)
+        .send()
+        .await
+        .expect("POST");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let logs = keyed.app.logs().join("\n");
-    assert!(logs.contains("request answered"), "the access log is there:\n{logs}");
-    for secret in ["super-secret-key-7731", "wrong-key-9921", "PATIENT-NOTE", "SITEZQX42", "PATIENT-COUNT-SECRET", "Jane"] {
-        assert!(!logs.contains(secret), "{secret} leaked into the logs:\n{logs}");
+    assert!(
+        logs.contains("request answered"),
+        "the access log is there:\n{logs}"
+    );
+    for secret in [
+        "super-secret-key-7731",
+        "wrong-key-9921",
+        "PATIENT-NOTE",
+        "SITEZQX42",
+        "PATIENT-COUNT-SECRET",
+        "Jane",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
     }
 }
 
@@ -131,5 +209,9 @@ async fn keys_bodies_and_patient_data_never_reach_the_logs() {
 async fn auth_off_without_a_key_file_is_announced_loudly() {
     let app = App::standalone().await;
     assert_eq!(status_with_key(&app, None).await, StatusCode::CREATED);
-    assert!(app.logs().iter().any(|l| l.contains("WARN") && l.contains("auth is OFF")));
+    assert!(
+        app.logs()
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("auth is OFF"))
+    );
 }

@@ -17,30 +17,48 @@ use crate::support::{App, AppOptions, valid_record};
 const BOUNDED: Duration = Duration::from_secs(9);
 
 async fn start_app(container: &CosmosContainer) -> App {
-    let options = container.env().into_iter().fold(AppOptions::default(), |o, (k, v)| o.env(&k, v));
+    let options = container
+        .env()
+        .into_iter()
+        .fold(AppOptions::default(), |o, (k, v)| o.env(&k, v));
     App::start(options).await
 }
 
 async fn post_record(app: &App) -> reqwest::Response {
-    reqwest::Client::new().post(app.url("/records")).json(&valid_record()).send().await.expect("POST /records")
+    reqwest::Client::new()
+        .post(app.url("/records"))
+        .json(&valid_record())
+        .send()
+        .await
+        .expect("POST /records")
 }
 
 async fn get(app: &App, path: &str) -> reqwest::Response {
-    reqwest::Client::new().get(app.url(path)).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    reqwest::Client::new()
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// Asserts a 503 with a `Retry-After` of at least one second, answered within [`BOUNDED`].
 async fn assert_unavailable(what: &str, started: Instant, response: reqwest::Response) {
     let elapsed = started.elapsed();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{what}");
-    let retry_after: u64 = response.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
     assert!(retry_after >= 1, "{what}: Retry-After {retry_after}");
     assert!(elapsed < BOUNDED, "{what}: the 503 took {elapsed:?}");
 }
 
 #[tokio::test]
 async fn get_record_is_a_point_read_not_a_query() {
-    let Some(emulator) = CosmosEmulator::shared() else { return };
+    let Some(emulator) = CosmosEmulator::shared() else {
+        return;
+    };
     let container = emulator.fresh_container().await;
     let app = start_app(&container).await;
     app.wait_until_ready().await;
@@ -55,15 +73,30 @@ async fn get_record_is_a_point_read_not_a_query() {
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let after = emulator.kinds(&container.database).await;
 
-    let delta = |kind: &str| after.get(kind).copied().unwrap_or(0) - before.get(kind).copied().unwrap_or(0);
-    assert_eq!(delta("read_doc"), 2, "one point read per GET (found and not found): {after:?}");
-    assert_eq!(after.get("query_docs"), None, "the service never queries: {after:?}");
-    assert_eq!(after.get("read_feed"), None, "nor reads the feed: {after:?}");
+    let delta =
+        |kind: &str| after.get(kind).copied().unwrap_or(0) - before.get(kind).copied().unwrap_or(0);
+    assert_eq!(
+        delta("read_doc"),
+        2,
+        "one point read per GET (found and not found): {after:?}"
+    );
+    assert_eq!(
+        after.get("query_docs"),
+        None,
+        "the service never queries: {after:?}"
+    );
+    assert_eq!(
+        after.get("read_feed"),
+        None,
+        "nor reads the feed: {after:?}"
+    );
 }
 
 #[tokio::test]
 async fn throttling_is_retried_within_a_budget_then_answered_503_until_it_clears() {
-    let Some(emulator) = CosmosEmulator::dedicated() else { return };
+    let Some(emulator) = CosmosEmulator::dedicated() else {
+        return;
+    };
     let container = emulator.fresh_container().await;
     let app = start_app(&container).await;
     app.wait_until_ready().await;
@@ -74,8 +107,16 @@ async fn throttling_is_retried_within_a_budget_then_answered_503_until_it_clears
     let throttled_before = emulator.throttled().await;
     emulator.throttle(3, 50, Some(&["read_doc"])).await;
     let response = get(&app, &path).await;
-    assert_eq!(response.status(), StatusCode::OK, "a short burst of 429s is absorbed");
-    assert_eq!(emulator.throttled().await - throttled_before, 3, "the burst really hit the read");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "a short burst of 429s is absorbed"
+    );
+    assert_eq!(
+        emulator.throttled().await - throttled_before,
+        3,
+        "the burst really hit the read"
+    );
 
     // A storm: the retry budget runs out and the client is told when to come back.
     emulator.throttle(100_000, 100, None).await;
@@ -92,7 +133,9 @@ async fn throttling_is_retried_within_a_budget_then_answered_503_until_it_clears
 
 #[tokio::test]
 async fn an_outage_answers_503_and_loses_no_acknowledged_record() {
-    let Some(emulator) = CosmosEmulator::dedicated() else { return };
+    let Some(emulator) = CosmosEmulator::dedicated() else {
+        return;
+    };
     let container = emulator.fresh_container().await;
     let app = start_app(&container).await;
     app.wait_until_ready().await;
@@ -105,36 +148,75 @@ async fn an_outage_answers_503_and_loses_no_acknowledged_record() {
 
     emulator.down().await;
     let started = Instant::now();
-    assert_unavailable("POST while Cosmos is down", started, post_record(&app).await).await;
+    assert_unavailable(
+        "POST while Cosmos is down",
+        started,
+        post_record(&app).await,
+    )
+    .await;
     let path = format!("/records/{}", acknowledged[0]["id"].as_str().expect("id"));
     let started = Instant::now();
     assert_unavailable("GET while Cosmos is down", started, get(&app, &path).await).await;
     let started = Instant::now();
     let ready = get(&app, "/ready").await;
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "not ready while the store is down");
-    assert!(started.elapsed() < BOUNDED, "readiness answered in {:?}", started.elapsed());
-    assert_eq!(get(&app, "/health").await.status(), StatusCode::OK, "but alive");
+    assert_eq!(
+        ready.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready while the store is down"
+    );
+    assert!(
+        started.elapsed() < BOUNDED,
+        "readiness answered in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        get(&app, "/health").await.status(),
+        StatusCode::OK,
+        "but alive"
+    );
 
     emulator.up().await;
     app.wait_until_ready().await;
     for record in &acknowledged {
-        let response = get(&app, &format!("/records/{}", record["id"].as_str().expect("id"))).await;
-        assert_eq!(response.status(), StatusCode::OK, "acknowledged before the outage: {}", record["id"]);
+        let response = get(
+            &app,
+            &format!("/records/{}", record["id"].as_str().expect("id")),
+        )
+        .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "acknowledged before the outage: {}",
+            record["id"]
+        );
         assert_eq!(&response.json::<Value>().await.expect("json"), record);
     }
-    assert_eq!(post_record(&app).await.status(), StatusCode::CREATED, "writes work again");
+    assert_eq!(
+        post_record(&app).await.status(),
+        StatusCode::CREATED,
+        "writes work again"
+    );
 }
 
 #[tokio::test]
 async fn starting_while_cosmos_is_down_is_alive_not_ready_until_it_is_up() {
-    let Some(emulator) = CosmosEmulator::dedicated() else { return };
+    let Some(emulator) = CosmosEmulator::dedicated() else {
+        return;
+    };
     let container = emulator.fresh_container().await;
     emulator.down().await;
     let app = start_app(&container).await; // returns once /health answers 200
     assert_eq!(get(&app, "/health").await.status(), StatusCode::OK);
-    assert_eq!(get(&app, "/ready").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get(&app, "/ready").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let response = post_record(&app).await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "no store yet: nothing stored");
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no store yet: nothing stored"
+    );
     assert!(response.headers().contains_key("retry-after"));
 
     emulator.up().await;

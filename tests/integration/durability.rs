@@ -41,13 +41,25 @@ async fn every_acknowledged_record_survives_kill_9_and_restart() {
     while let Some(id) = acked_rx.recv().await {
         acked.push(id);
     }
-    assert!(acked.len() > 20, "the load produced acknowledged writes before the kill ({})", acked.len());
+    assert!(
+        acked.len() > 20,
+        "the load produced acknowledged writes before the kill ({})",
+        acked.len()
+    );
 
     let app = app.restart().await;
     app.wait_until_ready().await;
     for id in &acked {
-        let response = client.get(app.url(&format!("/records/{id}"))).send().await.expect("GET");
-        assert_eq!(response.status(), StatusCode::OK, "acknowledged record {id} lost after kill -9");
+        let response = client
+            .get(app.url(&format!("/records/{id}")))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "acknowledged record {id} lost after kill -9"
+        );
     }
 }
 
@@ -58,7 +70,14 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_cleanly() {
     let mut requests = Vec::new();
     for _ in 0..64 {
         let (client, url) = (client.clone(), app.url("/records"));
-        requests.push(tokio::spawn(async move { client.post(&url).json(&valid_record()).send().await.map(|r| r.status()) }));
+        requests.push(tokio::spawn(async move {
+            client
+                .post(&url)
+                .json(&valid_record())
+                .send()
+                .await
+                .map(|r| r.status())
+        }));
     }
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let status = tokio::task::spawn_blocking(move || {
@@ -68,7 +87,10 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_cleanly() {
     .await
     .expect("join");
     let (status, app) = status;
-    assert!(status.is_some_and(|s| s.success()), "exit status after SIGTERM: {status:?}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status after SIGTERM: {status:?}"
+    );
     for request in requests {
         match request.await.expect("join") {
             // Answered: it must have been answered fully and correctly.
@@ -77,5 +99,8 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_cleanly() {
             Err(err) => assert!(err.is_connect() || err.is_request(), "{err}"),
         }
     }
-    assert!(app.logs().iter().any(|l| l.contains("shutting down")), "the drain is logged");
+    assert!(
+        app.logs().iter().any(|l| l.contains("shutting down")),
+        "the drain is logged"
+    );
 }

@@ -7,7 +7,12 @@ use serde_json::{Value, json};
 use crate::support::{App, AppOptions, Backend, valid_record};
 
 async fn post(app: &App, body: &Value) -> reqwest::Response {
-    reqwest::Client::new().post(app.url("/records")).json(body).send().await.expect("POST /records")
+    reqwest::Client::new()
+        .post(app.url("/records"))
+        .json(body)
+        .send()
+        .await
+        .expect("POST /records")
 }
 
 /// Runs each case against the embedded store and against Cosmos (when the emulator is there).
@@ -31,10 +36,15 @@ per_backend!(
 );
 
 async fn create_answers_201_with_the_normalised_record_in_contract_key_order(backend: Backend) {
-    let Some(app) = backend.start(AppOptions::default()).await else { return };
+    let Some(app) = backend.start(AppOptions::default()).await else {
+        return;
+    };
     let response = post(&app, &valid_record()).await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    let location = response.headers()["location"].to_str().expect("ascii").to_owned();
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     assert!(response.headers().contains_key("x-request-id"));
     let text = response.text().await.expect("body");
     let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&text)
@@ -42,28 +52,49 @@ async fn create_answers_201_with_the_normalised_record_in_contract_key_order(bac
         .keys()
         .cloned()
         .collect();
-    assert_eq!(keys, ["site_id", "trial_phase", "submission_date", "status", "patient_count", "notes", "id"]);
+    assert_eq!(
+        keys,
+        [
+            "site_id",
+            "trial_phase",
+            "submission_date",
+            "status",
+            "patient_count",
+            "notes",
+            "id"
+        ]
+    );
     let body: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(body["site_id"], "SITE001", "site_id is stored upper-cased");
     assert_eq!(body["patient_count"], 42);
     let id = body["id"].as_str().expect("id");
-    assert!(uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 4), "a random UUID v4 id: {id}");
+    assert!(
+        uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 4),
+        "a random UUID v4 id: {id}"
+    );
     assert_eq!(location, format!("/records/{id}"));
 }
 
 async fn get_returns_exactly_what_create_returned(backend: Backend) {
-    let Some(app) = backend.start(AppOptions::default()).await else { return };
+    let Some(app) = backend.start(AppOptions::default()).await else {
+        return;
+    };
     let mut body = valid_record();
     body.as_object_mut().expect("object").remove("notes");
     let created: Value = post(&app, &body).await.json().await.expect("json");
     assert_eq!(created["notes"], "", "notes defaults to an empty string");
-    let response = reqwest::get(app.url(&format!("/records/{}", created["id"].as_str().expect("id")))).await.expect("GET");
+    let response =
+        reqwest::get(app.url(&format!("/records/{}", created["id"].as_str().expect("id"))))
+            .await
+            .expect("GET");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.json::<Value>().await.expect("json"), created);
 }
 
 async fn every_field_error_comes_back_in_one_422(backend: Backend) {
-    let Some(app) = backend.start(AppOptions::default()).await else { return };
+    let Some(app) = backend.start(AppOptions::default()).await else {
+        return;
+    };
     let body = json!({"site_id": "ßßßßßßßßßßß", "trial_phase": "V", "submission_date": 1_741_996_800,
                       "status": "done", "patient_count": true, "notes": "x", "id": "chosen"});
     let response = post(&app, &body).await;
@@ -73,16 +104,24 @@ async fn every_field_error_comes_back_in_one_422(backend: Backend) {
         .as_array()
         .expect("detail list")
         .iter()
-        .map(|e| (e["type"].as_str().unwrap_or(""), e["loc"][1].as_str().unwrap_or("")))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or(""),
+                e["loc"][1].as_str().unwrap_or(""),
+            )
+        })
         .collect();
-    assert_eq!(got, [
-        ("string_pattern_mismatch", "site_id"),
-        ("literal_error", "trial_phase"),
-        ("date_type", "submission_date"),
-        ("literal_error", "status"),
-        ("int_type", "patient_count"),
-        ("extra_forbidden", "id"),
-    ]);
+    assert_eq!(
+        got,
+        [
+            ("string_pattern_mismatch", "site_id"),
+            ("literal_error", "trial_phase"),
+            ("date_type", "submission_date"),
+            ("literal_error", "status"),
+            ("int_type", "patient_count"),
+            ("extra_forbidden", "id"),
+        ]
+    );
     for error in detail["detail"].as_array().expect("list") {
         assert_eq!(error["loc"][0], "body");
         assert!(error["msg"].as_str().is_some_and(|m| !m.is_empty()));
@@ -90,41 +129,96 @@ async fn every_field_error_comes_back_in_one_422(backend: Backend) {
 }
 
 async fn unknown_and_malformed_ids_are_404_with_the_contract_body(backend: Backend) {
-    let Some(app) = backend.start(AppOptions::default()).await else { return };
-    for id in ["1d0d5edd-9738-453c-8966-aaa2be88a9f5", "not-a-uuid", "%F0%9F%92%A9", "batch-1d0d5edd-9738-453c-8966-aaa2be88a9f5"] {
-        let response = reqwest::get(app.url(&format!("/records/{id}"))).await.expect("GET");
+    let Some(app) = backend.start(AppOptions::default()).await else {
+        return;
+    };
+    for id in [
+        "1d0d5edd-9738-453c-8966-aaa2be88a9f5",
+        "not-a-uuid",
+        "%F0%9F%92%A9",
+        "batch-1d0d5edd-9738-453c-8966-aaa2be88a9f5",
+    ] {
+        let response = reqwest::get(app.url(&format!("/records/{id}")))
+            .await
+            .expect("GET");
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{id}");
-        assert_eq!(response.json::<Value>().await.expect("json"), json!({"detail": "Record not found"}), "{id}");
+        assert_eq!(
+            response.json::<Value>().await.expect("json"),
+            json!({"detail": "Record not found"}),
+            "{id}"
+        );
     }
 }
 
 async fn batches_ingest_in_process_without_a_queue(backend: Backend) {
-    let Some(app) = backend.start(AppOptions::default()).await else { return };
+    let Some(app) = backend.start(AppOptions::default()).await else {
+        return;
+    };
     let batch_id = uuid::Uuid::new_v4().to_string();
     let mut invalid = valid_record();
     invalid["patient_count"] = json!(0);
-    let message = json!({"batch_id": batch_id, "records": [valid_record(), invalid, valid_record()]});
+    let message =
+        json!({"batch_id": batch_id, "records": [valid_record(), invalid, valid_record()]});
     let client = reqwest::Client::new();
-    let response = client.post(app.url("/batches")).json(&message).send().await.expect("POST /batches");
+    let response = client
+        .post(app.url("/batches"))
+        .json(&message)
+        .send()
+        .await
+        .expect("POST /batches");
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    assert_eq!(response.headers()["location"], format!("/batches/{batch_id}").as_str());
-    let report: Value = client.get(app.url(&format!("/batches/{batch_id}"))).send().await.expect("GET").json().await.expect("json");
+    assert_eq!(
+        response.headers()["location"],
+        format!("/batches/{batch_id}").as_str()
+    );
+    let report: Value = client
+        .get(app.url(&format!("/batches/{batch_id}")))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(report["status"], "completed");
-    assert_eq!((report["received"].as_u64(), report["accepted"].as_u64(), report["rejected"].as_u64()), (Some(3), Some(2), Some(1)));
+    assert_eq!(
+        (
+            report["received"].as_u64(),
+            report["accepted"].as_u64(),
+            report["rejected"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1))
+    );
     assert_eq!(report["rejected_records"][0]["index"], 1);
     // The same detail POST /records gives for that record.
     let direct: Value = post(&app, &invalid).await.json().await.expect("json");
     assert_eq!(report["rejected_records"][0]["detail"], direct["detail"]);
     for id in report["record_ids"].as_array().expect("ids") {
-        let record = client.get(app.url(&format!("/records/{}", id.as_str().expect("id")))).send().await.expect("GET");
+        let record = client
+            .get(app.url(&format!("/records/{}", id.as_str().expect("id"))))
+            .send()
+            .await
+            .expect("GET");
         assert_eq!(record.status(), StatusCode::OK);
     }
     // Resubmission: same answer, no new records.
-    let again: Value = client.post(app.url("/batches")).json(&message).send().await.expect("POST").json().await.expect("json");
+    let again: Value = client
+        .post(app.url("/batches"))
+        .json(&message)
+        .send()
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(again["record_ids"], report["record_ids"]);
     // Same batch id, different records: refused.
     let other = json!({"batch_id": batch_id, "records": [valid_record()]});
-    let conflict = client.post(app.url("/batches")).json(&other).send().await.expect("POST");
+    let conflict = client
+        .post(app.url("/batches"))
+        .json(&other)
+        .send()
+        .await
+        .expect("POST");
     assert_eq!(conflict.status(), StatusCode::CONFLICT);
 }
 
@@ -135,22 +229,96 @@ async fn bodies_that_are_not_records_get_clear_4xx_answers() {
     let client = reqwest::Client::new();
     let url = app.url("/records");
     let cases: Vec<(&str, reqwest::RequestBuilder, StatusCode, Option<&str>)> = vec![
-        ("malformed JSON", client.post(&url).header("content-type", "application/json").body("{bad"), StatusCode::UNPROCESSABLE_ENTITY, Some("json_invalid")),
-        ("empty body", client.post(&url).header("content-type", "application/json"), StatusCode::UNPROCESSABLE_ENTITY, Some("json_invalid")),
-        ("a JSON array", client.post(&url).json(&json!([valid_record()])), StatusCode::UNPROCESSABLE_ENTITY, Some("model_attributes_type")),
-        ("text/plain", client.post(&url).header("content-type", "text/plain").body(valid_record().to_string()), StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
-        ("a form", client.post(&url).form(&[("site_id", "abc")]), StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
-        ("no content type at all (as the old service accepted)", client.post(&url).body(valid_record().to_string()), StatusCode::CREATED, None),
-        ("charset parameter", client.post(&url).header("content-type", "application/json; charset=utf-8").body(valid_record().to_string()), StatusCode::CREATED, None),
-        ("over 1 MiB", client.post(&url).header("content-type", "application/json").body(vec![b' '; 1024 * 1024 + 1]), StatusCode::PAYLOAD_TOO_LARGE, None),
-        ("invalid UTF-8", client.post(&url).header("content-type", "application/json").body(vec![b'{', 0xff, b'}']), StatusCode::UNPROCESSABLE_ENTITY, Some("json_invalid")),
-        ("deep nesting", client.post(&url).header("content-type", "application/json").body("[".repeat(100_000)), StatusCode::UNPROCESSABLE_ENTITY, Some("json_invalid")),
+        (
+            "malformed JSON",
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body("{bad"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("json_invalid"),
+        ),
+        (
+            "empty body",
+            client.post(&url).header("content-type", "application/json"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("json_invalid"),
+        ),
+        (
+            "a JSON array",
+            client.post(&url).json(&json!([valid_record()])),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("model_attributes_type"),
+        ),
+        (
+            "text/plain",
+            client
+                .post(&url)
+                .header("content-type", "text/plain")
+                .body(valid_record().to_string()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+        ),
+        (
+            "a form",
+            client.post(&url).form(&[("site_id", "abc")]),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+        ),
+        (
+            "no content type at all (as the old service accepted)",
+            client.post(&url).body(valid_record().to_string()),
+            StatusCode::CREATED,
+            None,
+        ),
+        (
+            "charset parameter",
+            client
+                .post(&url)
+                .header("content-type", "application/json; charset=utf-8")
+                .body(valid_record().to_string()),
+            StatusCode::CREATED,
+            None,
+        ),
+        (
+            "over 1 MiB",
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(vec![b' '; 1024 * 1024 + 1]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+        (
+            "invalid UTF-8",
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(vec![b'{', 0xff, b'}']),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("json_invalid"),
+        ),
+        (
+            "deep nesting",
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body("[".repeat(100_000)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("json_invalid"),
+        ),
     ];
     for (what, request, status, kind) in cases {
         let response = request.send().await.expect(what);
         assert_eq!(response.status(), status, "{what}");
-        let body: Value = response.json().await.unwrap_or_else(|e| panic!("{what}: JSON body expected: {e}"));
-        assert!(status.is_success() || body.get("detail").is_some(), "{what}: {body}");
+        let body: Value = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: JSON body expected: {e}"));
+        assert!(
+            status.is_success() || body.get("detail").is_some(),
+            "{what}: {body}"
+        );
         if let Some(kind) = kind {
             assert_eq!(body["detail"][0]["type"], kind, "{what}");
         }
@@ -161,20 +329,60 @@ async fn bodies_that_are_not_records_get_clear_4xx_answers() {
 async fn other_paths_and_methods_answer_like_the_old_service() {
     let app = App::standalone().await;
     let client = reqwest::Client::new();
-    let health: Value = client.get(app.url("/health")).send().await.expect("GET").json().await.expect("json");
+    let health: Value = client
+        .get(app.url("/health"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(health, json!({"status": "ok", "version": "1.0.0"}));
     let ready = client.get(app.url("/ready")).send().await.expect("GET");
     assert_eq!(ready.status(), StatusCode::OK);
     for (method, path, status, detail) in [
-        (reqwest::Method::GET, "/nowhere", StatusCode::NOT_FOUND, "Not Found"),
-        (reqwest::Method::GET, "/", StatusCode::NOT_FOUND, "Not Found"),
-        (reqwest::Method::DELETE, "/records", StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
-        (reqwest::Method::PUT, "/records/abc", StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
-        (reqwest::Method::POST, "/health", StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
+        (
+            reqwest::Method::GET,
+            "/nowhere",
+            StatusCode::NOT_FOUND,
+            "Not Found",
+        ),
+        (
+            reqwest::Method::GET,
+            "/",
+            StatusCode::NOT_FOUND,
+            "Not Found",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/records",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/records/abc",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed",
+        ),
+        (
+            reqwest::Method::POST,
+            "/health",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed",
+        ),
     ] {
-        let response = client.request(method.clone(), app.url(path)).send().await.expect("request");
+        let response = client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(response.status(), status, "{method} {path}");
-        assert_eq!(response.json::<Value>().await.expect("json"), json!({"detail": detail}), "{method} {path}");
+        assert_eq!(
+            response.json::<Value>().await.expect("json"),
+            json!({"detail": detail}),
+            "{method} {path}"
+        );
     }
 }
 
@@ -183,8 +391,15 @@ async fn metrics_count_requests_by_route_and_status() {
     let app = App::standalone().await;
     post(&app, &valid_record()).await;
     post(&app, &json!({})).await;
-    reqwest::get(app.url("/records/unknown")).await.expect("GET");
-    let text = reqwest::get(app.url("/metrics")).await.expect("GET").text().await.expect("text");
+    reqwest::get(app.url("/records/unknown"))
+        .await
+        .expect("GET");
+    let text = reqwest::get(app.url("/metrics"))
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("text");
     for line in [
         r#"mediflow_http_requests_total{route="/records",method="POST",status="201"} 1"#,
         r#"mediflow_http_requests_total{route="/records",method="POST",status="422"} 1"#,
@@ -192,34 +407,93 @@ async fn metrics_count_requests_by_route_and_status() {
     ] {
         assert!(text.contains(line), "missing {line} in:\n{text}");
     }
-    assert!(text.contains("mediflow_store_operation_duration_seconds_bucket"), "store latency is exported");
+    assert!(
+        text.contains("mediflow_store_operation_duration_seconds_bucket"),
+        "store latency is exported"
+    );
 }
 
 #[tokio::test]
 async fn metrics_move_to_their_own_port_when_configured() {
     let port = crate::support::free_port();
-    let app = App::start(AppOptions::default().env("MEDIFLOW_METRICS_ADDR", format!("127.0.0.1:{port}"))).await;
+    let app =
+        App::start(AppOptions::default().env("MEDIFLOW_METRICS_ADDR", format!("127.0.0.1:{port}")))
+            .await;
     let main = reqwest::get(app.url("/metrics")).await.expect("GET");
-    assert_eq!(main.status(), StatusCode::NOT_FOUND, "not on the public port");
-    let own = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.expect("GET");
+    assert_eq!(
+        main.status(),
+        StatusCode::NOT_FOUND,
+        "not on the public port"
+    );
+    let own = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("GET");
     assert_eq!(own.status(), StatusCode::OK);
-    assert!(own.text().await.expect("text").contains("# TYPE mediflow_http_requests counter"));
+    assert!(
+        own.text()
+            .await
+            .expect("text")
+            .contains("# TYPE mediflow_http_requests counter")
+    );
 }
 
 #[tokio::test]
 async fn the_openapi_document_lists_every_http_function() {
     let app = App::standalone().await;
-    let spec: Value = reqwest::get(app.url("/openapi.json")).await.expect("GET").json().await.expect("json");
-    assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
-    let definitions = handler::functions::definitions::Definitions::embedded().expect("definitions");
+    let spec: Value = reqwest::get(app.url("/openapi.json"))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        spec["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3."))
+    );
+    let definitions =
+        handler::functions::definitions::Definitions::embedded().expect("definitions");
     for function in &definitions.functions {
-        let Some(trigger) = function.http_trigger() else { continue };
+        let Some(trigger) = function.http_trigger() else {
+            continue;
+        };
         if function.name == "openapi" {
             continue;
         }
         for method in trigger.methods {
             let operation = &spec["paths"][trigger.path.as_str()][method.as_str()];
-            assert_eq!(operation["operationId"], function.name.as_str(), "{method} {} documented", trigger.path);
+            assert_eq!(
+                operation["operationId"],
+                function.name.as_str(),
+                "{method} {} documented",
+                trigger.path
+            );
         }
     }
+}
+
+/// A client that announces a body and stops sending it is answered 408 after the body timeout,
+/// and the connection does not hang forever.
+#[tokio::test]
+async fn a_client_that_stalls_mid_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = App::standalone().await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = "POST /records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"site_id\":";
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let started = std::time::Instant::now();
+    let mut answer = vec![0_u8; 4096];
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(20), stream.read(&mut answer)).await;
+    let n = read
+        .expect("answered before the test's own timeout")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(9),
+        "after the body timeout, not before"
+    );
 }

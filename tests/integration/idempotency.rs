@@ -28,7 +28,13 @@ async fn the_same_key_and_body_return_the_same_record() {
     for _ in 0..10 {
         let (app_url, key) = (app.url("/records"), key.clone());
         retries.push(tokio::spawn(async move {
-            reqwest::Client::new().post(app_url).header("idempotency-key", key).json(&valid_record()).send().await.expect("POST")
+            reqwest::Client::new()
+                .post(app_url)
+                .header("idempotency-key", key)
+                .json(&valid_record())
+                .send()
+                .await
+                .expect("POST")
         }));
     }
     for retry in retries {
@@ -43,38 +49,71 @@ async fn the_same_key_and_body_return_the_same_record() {
 async fn the_same_key_with_a_different_body_is_a_conflict() {
     let app = App::standalone().await;
     let key = uuid::Uuid::new_v4().to_string();
-    assert_eq!(post_with_key(&app, &key, &valid_record()).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        post_with_key(&app, &key, &valid_record()).await.status(),
+        StatusCode::CREATED
+    );
     let mut other = valid_record();
     other["patient_count"] = Value::from(43);
     let response = post_with_key(&app, &key, &other).await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
     let body: Value = response.json().await.expect("json");
-    assert!(body["detail"].as_str().is_some_and(|d| d.contains("Idempotency-Key")));
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("Idempotency-Key"))
+    );
 }
 
 #[tokio::test]
 async fn a_normalised_equal_body_is_the_same_request() {
     let app = App::standalone().await;
     let key = uuid::Uuid::new_v4().to_string();
-    let first: Value = post_with_key(&app, &key, &valid_record()).await.json().await.expect("json");
+    let first: Value = post_with_key(&app, &key, &valid_record())
+        .await
+        .json()
+        .await
+        .expect("json");
     let mut upper = valid_record();
     upper["site_id"] = Value::from("SITE001");
     let again = post_with_key(&app, &key, &upper).await;
-    assert_eq!(again.status(), StatusCode::CREATED, "site_id is stored upper-cased either way");
-    assert_eq!(again.json::<Value>().await.expect("json")["id"], first["id"]);
+    assert_eq!(
+        again.status(),
+        StatusCode::CREATED,
+        "site_id is stored upper-cased either way"
+    );
+    assert_eq!(
+        again.json::<Value>().await.expect("json")["id"],
+        first["id"]
+    );
 }
 
 #[tokio::test]
 async fn different_keys_make_different_records_and_bad_keys_are_refused() {
     let app = App::standalone().await;
-    let a: Value = post_with_key(&app, "key-a", &valid_record()).await.json().await.expect("json");
-    let b: Value = post_with_key(&app, "key-b", &valid_record()).await.json().await.expect("json");
+    let a: Value = post_with_key(&app, "key-a", &valid_record())
+        .await
+        .json()
+        .await
+        .expect("json");
+    let b: Value = post_with_key(&app, "key-b", &valid_record())
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_ne!(a["id"], b["id"]);
     let long = "k".repeat(256);
     for bad in [long.as_str(), "has space", "tab\tkey"] {
         let response = post_with_key(&app, bad, &valid_record()).await;
-        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad:?}"
+        );
         let body: Value = response.json().await.expect("json");
-        assert_eq!(body["detail"][0]["loc"], serde_json::json!(["header", "idempotency-key"]));
+        assert_eq!(
+            body["detail"][0]["loc"],
+            serde_json::json!(["header", "idempotency-key"])
+        );
     }
 }

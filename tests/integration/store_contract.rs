@@ -14,20 +14,40 @@ type Case = for<'a> fn(&'a dyn RecordStore) -> BoxFuture<'a, ()>;
 
 /// (what the case proves, the case)
 const CASES: &[(&str, Case)] = &[
-    ("an inserted record reads back identical", |s| Box::pin(insert_then_get_round_trips(s))),
-    ("inserting an existing id stores nothing and returns the stored record", |s| {
-        Box::pin(insert_of_existing_id_returns_existing_unchanged(s))
+    ("an inserted record reads back identical", |s| {
+        Box::pin(insert_then_get_round_trips(s))
     }),
-    ("insert_many answers in input order, new and existing mixed, past one concurrency window", |s| {
-        Box::pin(insert_many_keeps_order_with_mixed_outcomes(s))
+    (
+        "inserting an existing id stores nothing and returns the stored record",
+        |s| Box::pin(insert_of_existing_id_returns_existing_unchanged(s)),
+    ),
+    (
+        "insert_many answers in input order, new and existing mixed, past one concurrency window",
+        |s| Box::pin(insert_many_keeps_order_with_mixed_outcomes(s)),
+    ),
+    ("insert_many of nothing is nothing", |s| {
+        Box::pin(insert_many_of_nothing(s))
     }),
-    ("insert_many of nothing is nothing", |s| Box::pin(insert_many_of_nothing(s))),
-    ("an unknown record id reads as absent", |s| Box::pin(get_of_unknown_id_is_none(s))),
-    ("insert_batch stores only when absent and returns the stored report", |s| Box::pin(insert_batch_is_insert_if_absent(s))),
-    ("put_batch replaces the stored report", |s| Box::pin(put_batch_overwrites(s))),
-    ("an unknown batch id reads as absent", |s| Box::pin(get_batch_of_unknown_id_is_none(s))),
-    ("a record and a batch with the same UUID do not collide", |s| Box::pin(records_and_batches_do_not_collide(s))),
-    ("check succeeds on a working store", |s| Box::pin(check_succeeds(s))),
+    ("an unknown record id reads as absent", |s| {
+        Box::pin(get_of_unknown_id_is_none(s))
+    }),
+    (
+        "insert_batch stores only when absent and returns the stored report",
+        |s| Box::pin(insert_batch_is_insert_if_absent(s)),
+    ),
+    ("put_batch replaces the stored report", |s| {
+        Box::pin(put_batch_overwrites(s))
+    }),
+    ("an unknown batch id reads as absent", |s| {
+        Box::pin(get_batch_of_unknown_id_is_none(s))
+    }),
+    (
+        "a record and a batch with the same UUID do not collide",
+        |s| Box::pin(records_and_batches_do_not_collide(s)),
+    ),
+    ("check succeeds on a working store", |s| {
+        Box::pin(check_succeeds(s))
+    }),
 ];
 
 async fn run_contract(backend: &str, store: &dyn RecordStore) {
@@ -40,7 +60,8 @@ async fn run_contract(backend: &str, store: &dyn RecordStore) {
 #[tokio::test]
 async fn embedded() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = handler::store::embedded::EmbeddedStore::open(dir.path()).expect("open embedded store");
+    let store =
+        handler::store::embedded::EmbeddedStore::open(dir.path()).expect("open embedded store");
     run_contract("embedded", &store).await;
 }
 
@@ -79,7 +100,12 @@ fn report(batch_id: BatchId, state: BatchState, record_ids: Vec<RecordId>) -> Ba
         record_ids,
         rejected_records: vec![RejectedRecord {
             index: accepted,
-            detail: vec![FieldError::body("patient_count", "greater_than_equal", "Input should be >= 1", Value::from(0))],
+            detail: vec![FieldError::body(
+                "patient_count",
+                "greater_than_equal",
+                "Input should be >= 1",
+                Value::from(0),
+            )],
         }],
         content_sha256: "0".repeat(64),
     }
@@ -92,8 +118,12 @@ fn new_batch_id() -> BatchId {
 // ---------------------------------------------------------------------------------------- cases
 
 async fn insert_then_get_round_trips(store: &dyn RecordStore) {
-    let record = record("round trip: ünïcödé, \"quotes\", 500-char limit is the API's, not the store's");
-    assert_eq!(store.insert(record.clone()).await.expect("insert"), Inserted::Created);
+    let record =
+        record("round trip: ünïcödé, \"quotes\", 500-char limit is the API's, not the store's");
+    assert_eq!(
+        store.insert(record.clone()).await.expect("insert"),
+        Inserted::Created
+    );
     assert_eq!(store.get(record.id).await.expect("get"), Some(record));
 }
 
@@ -101,8 +131,15 @@ async fn insert_of_existing_id_returns_existing_unchanged(store: &dyn RecordStor
     let first = record("first");
     store.insert(first.clone()).await.expect("insert");
     let second = Record::new(first.id, fields("SITE999", 7, "second"));
-    assert_eq!(store.insert(second).await.expect("insert again"), Inserted::Existing(first.clone()));
-    assert_eq!(store.get(first.id).await.expect("get"), Some(first), "the second insert must not overwrite");
+    assert_eq!(
+        store.insert(second).await.expect("insert again"),
+        Inserted::Existing(first.clone())
+    );
+    assert_eq!(
+        store.get(first.id).await.expect("get"),
+        Some(first),
+        "the second insert must not overwrite"
+    );
 }
 
 async fn insert_many_keeps_order_with_mixed_outcomes(store: &dyn RecordStore) {
@@ -115,22 +152,40 @@ async fn insert_many_keeps_order_with_mixed_outcomes(store: &dyn RecordStore) {
     let resubmitted: Vec<Record> = records
         .iter()
         .enumerate()
-        .map(|(i, r)| if i % 3 == 0 { Record::new(r.id, fields("SITE002", 1, "resubmitted")) } else { r.clone() })
+        .map(|(i, r)| {
+            if i % 3 == 0 {
+                Record::new(r.id, fields("SITE002", 1, "resubmitted"))
+            } else {
+                r.clone()
+            }
+        })
         .collect();
     let outcomes = store.insert_many(resubmitted).await.expect("insert_many");
     let expected: Vec<Inserted> = records
         .iter()
         .enumerate()
-        .map(|(i, r)| if i % 3 == 0 { Inserted::Existing(r.clone()) } else { Inserted::Created })
+        .map(|(i, r)| {
+            if i % 3 == 0 {
+                Inserted::Existing(r.clone())
+            } else {
+                Inserted::Created
+            }
+        })
         .collect();
     assert_eq!(outcomes, expected);
     for record in &records {
-        assert_eq!(store.get(record.id).await.expect("get").as_ref(), Some(record));
+        assert_eq!(
+            store.get(record.id).await.expect("get").as_ref(),
+            Some(record)
+        );
     }
 }
 
 async fn insert_many_of_nothing(store: &dyn RecordStore) {
-    assert_eq!(store.insert_many(Vec::new()).await.expect("insert_many"), Vec::new());
+    assert_eq!(
+        store.insert_many(Vec::new()).await.expect("insert_many"),
+        Vec::new()
+    );
 }
 
 async fn get_of_unknown_id_is_none(store: &dyn RecordStore) {
@@ -140,32 +195,85 @@ async fn get_of_unknown_id_is_none(store: &dyn RecordStore) {
 async fn insert_batch_is_insert_if_absent(store: &dyn RecordStore) {
     let id = new_batch_id();
     let first = report(id, BatchState::Queued, Vec::new());
-    assert_eq!(store.insert_batch(first.clone()).await.expect("insert_batch"), first);
+    assert_eq!(
+        store
+            .insert_batch(first.clone())
+            .await
+            .expect("insert_batch"),
+        first
+    );
     let second = report(id, BatchState::Completed, vec![RecordId::random()]);
-    assert_eq!(store.insert_batch(second).await.expect("insert_batch again"), first, "the stored report is returned");
-    assert_eq!(store.get_batch(id).await.expect("get_batch"), Some(first), "and left unchanged");
+    assert_eq!(
+        store
+            .insert_batch(second)
+            .await
+            .expect("insert_batch again"),
+        first,
+        "the stored report is returned"
+    );
+    assert_eq!(
+        store.get_batch(id).await.expect("get_batch"),
+        Some(first),
+        "and left unchanged"
+    );
 }
 
 async fn put_batch_overwrites(store: &dyn RecordStore) {
     let id = new_batch_id();
-    store.put_batch(report(id, BatchState::Queued, Vec::new())).await.expect("put_batch");
-    let completed = report(id, BatchState::Completed, vec![RecordId::random(), RecordId::random()]);
-    store.put_batch(completed.clone()).await.expect("put_batch again");
-    assert_eq!(store.get_batch(id).await.expect("get_batch"), Some(completed));
+    store
+        .put_batch(report(id, BatchState::Queued, Vec::new()))
+        .await
+        .expect("put_batch");
+    let completed = report(
+        id,
+        BatchState::Completed,
+        vec![RecordId::random(), RecordId::random()],
+    );
+    store
+        .put_batch(completed.clone())
+        .await
+        .expect("put_batch again");
+    assert_eq!(
+        store.get_batch(id).await.expect("get_batch"),
+        Some(completed)
+    );
 }
 
 async fn get_batch_of_unknown_id_is_none(store: &dyn RecordStore) {
-    assert_eq!(store.get_batch(new_batch_id()).await.expect("get_batch"), None);
+    assert_eq!(
+        store.get_batch(new_batch_id()).await.expect("get_batch"),
+        None
+    );
 }
 
 async fn records_and_batches_do_not_collide(store: &dyn RecordStore) {
     let uuid = uuid::Uuid::new_v4().to_string();
-    let record = Record::new(RecordId::parse(&uuid).expect("uuid"), fields("SITE003", 3, "same uuid as a batch"));
-    let batch = report(BatchId::parse(&uuid).expect("uuid"), BatchState::Queued, Vec::new());
-    assert_eq!(store.insert(record.clone()).await.expect("insert"), Inserted::Created);
-    assert_eq!(store.insert_batch(batch.clone()).await.expect("insert_batch"), batch, "the batch is new, not the record");
+    let record = Record::new(
+        RecordId::parse(&uuid).expect("uuid"),
+        fields("SITE003", 3, "same uuid as a batch"),
+    );
+    let batch = report(
+        BatchId::parse(&uuid).expect("uuid"),
+        BatchState::Queued,
+        Vec::new(),
+    );
+    assert_eq!(
+        store.insert(record.clone()).await.expect("insert"),
+        Inserted::Created
+    );
+    assert_eq!(
+        store
+            .insert_batch(batch.clone())
+            .await
+            .expect("insert_batch"),
+        batch,
+        "the batch is new, not the record"
+    );
     assert_eq!(store.get(record.id).await.expect("get"), Some(record));
-    assert_eq!(store.get_batch(batch.batch_id).await.expect("get_batch"), Some(batch));
+    assert_eq!(
+        store.get_batch(batch.batch_id).await.expect("get_batch"),
+        Some(batch)
+    );
 }
 
 async fn check_succeeds(store: &dyn RecordStore) {

@@ -10,6 +10,9 @@ use crate::error::Error;
 /// Largest request body accepted on any route.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Longest a client may take to send its body (slow-body clients hold a connection, not a thread).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A request body declared as JSON (or undeclared, as the previous service accepted), at most
 /// [`MAX_BODY_BYTES`]. The bytes are decoded by the domain, which reports every field error.
 #[derive(Debug)]
@@ -50,8 +53,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if declared_length.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
             return Err(too_large);
         }
-        axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-            .await
+        let read = tokio::time::timeout(
+            BODY_READ_TIMEOUT,
+            axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES),
+        );
+        read.await
+            .map_err(|_| Error::RequestTimeout)?
             .map(JsonBody)
             .map_err(|err| {
                 let is_limit = std::error::Error::source(&err).is_some_and(

@@ -15,6 +15,9 @@ use crate::error::{Error, InternalErrorReason};
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
+/// Longest a request may take end to end (store retries are bounded well below this).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Gives the request an id (returned in `X-Request-Id`, on every log line of the request), logs
 /// one access line (method, route template, status, latency; never the body, query or path
 /// values), and records the request metrics.
@@ -28,7 +31,17 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let handled = tokio::time::timeout(REQUEST_TIMEOUT, next.run(request))
+        .instrument(span.clone())
+        .await;
+    // A handler that outlives the limit is abandoned: the client hears 503 and may retry (with an
+    // Idempotency-Key the retry cannot duplicate a write that finished late).
+    let mut response = handled.unwrap_or_else(|_| {
+        Error::Unavailable {
+            retry_after: std::time::Duration::from_secs(1),
+        }
+        .into_response()
+    });
     let elapsed = started.elapsed();
     let status = response.status();
     span.in_scope(|| {

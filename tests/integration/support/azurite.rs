@@ -8,14 +8,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use azure_storage_queue::models::{QueueClientGetPropertiesResultHeaders, QueueClientPeekMessagesOptions, QueueMessage};
+use azure_storage_queue::models::{
+    QueueClientGetPropertiesResultHeaders, QueueClientPeekMessagesOptions, QueueMessage,
+};
 use azure_storage_queue::{QueueClient, QueueServiceClient};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 /// Azurite's well-known development account and key (public).
 pub const ACCOUNT: &str = "devstoreaccount1";
-pub const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+pub const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 fn emulators_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/emulators"))
@@ -33,25 +36,47 @@ impl Azurite {
     /// unless `MEDIFLOW_REQUIRE_EMULATORS=1`, which makes that a failure.
     pub async fn start() -> Option<Self> {
         let bin = emulators_dir().join("node_modules/.bin/azurite-queue");
-        let node = Command::new("node").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let node = Command::new("node")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         if !node.is_ok_and(|s| s.success()) || !bin.exists() {
             let why = format!(
                 "Azurite unavailable: needs `node` on PATH and `npm ci` in {} ({} missing)",
                 emulators_dir().display(),
-                if bin.exists() { "node" } else { "node_modules/.bin/azurite-queue" }
+                if bin.exists() {
+                    "node"
+                } else {
+                    "node_modules/.bin/azurite-queue"
+                }
             );
-            assert!(!super::emulators_required(), "{why} (MEDIFLOW_REQUIRE_EMULATORS=1)");
+            assert!(
+                !super::emulators_required(),
+                "{why} (MEDIFLOW_REQUIRE_EMULATORS=1)"
+            );
             eprintln!("SKIP: {why}");
             return None;
         }
-        let mut azurite = Self { port: super::free_port(), child: None, location: tempfile::tempdir().expect("temp dir") };
+        let mut azurite = Self {
+            port: super::free_port(),
+            child: None,
+            location: tempfile::tempdir().expect("temp dir"),
+        };
         azurite.spawn().await;
         Some(azurite)
     }
 
     async fn spawn(&mut self) {
         let child = Command::new(emulators_dir().join("node_modules/.bin/azurite-queue"))
-            .args(["--queueHost", "127.0.0.1", "--queuePort", &self.port.to_string(), "--silent", "--skipApiVersionCheck"])
+            .args([
+                "--queueHost",
+                "127.0.0.1",
+                "--queuePort",
+                &self.port.to_string(),
+                "--silent",
+                "--skipApiVersionCheck",
+            ])
             .arg("--location")
             .arg(self.location.path())
             .stdin(Stdio::null())
@@ -62,7 +87,11 @@ impl Azurite {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "Azurite did not listen on {} within 60 s", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "Azurite did not listen on {} within 60 s",
+                self.port
+            );
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("Azurite exited at start: {status}");
             }
@@ -72,8 +101,12 @@ impl Azurite {
 
     /// Stops the emulator (SIGINT, then SIGKILL after 5 s); its data stays in the folder.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -98,20 +131,31 @@ impl Azurite {
 
     /// A connection string with the account key: the handler signs its own SAS from it.
     pub fn connection_string(&self) -> String {
-        format!("DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};QueueEndpoint={}", self.endpoint())
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};QueueEndpoint={}",
+            self.endpoint()
+        )
     }
 
     /// An account SAS URL (the other form `MEDIFLOW_QUEUE` takes).
     pub fn sas_url(&self) -> String {
         let secret = handler::secret::Secret::new(self.connection_string());
-        handler::queue::client::connection_service_url(&secret).expect("sign a SAS").to_string()
+        handler::queue::client::connection_service_url(&secret)
+            .expect("sign a SAS")
+            .to_string()
     }
 
     /// The test's own client for `queue`.
     pub fn queue(&self, name: &str) -> TestQueue {
         let url = azure_core::http::Url::parse(&self.sas_url()).expect("url");
-        let client = QueueServiceClient::new(url, None, None).expect("service client").queue_client(name).expect("queue client");
-        TestQueue { client, name: name.to_owned() }
+        let client = QueueServiceClient::new(url, None, None)
+            .expect("service client")
+            .queue_client(name)
+            .expect("queue client");
+        TestQueue {
+            client,
+            name: name.to_owned(),
+        }
     }
 }
 
@@ -139,13 +183,23 @@ impl TestQueue {
 
     /// Sends the text exactly as given.
     pub async fn send_text(&self, text: &str) {
-        let message = QueueMessage { message_text: Some(text.to_owned()) }.try_into().expect("message");
-        self.client.send_message(message, None).await.expect("send message");
+        let message = QueueMessage {
+            message_text: Some(text.to_owned()),
+        }
+        .try_into()
+        .expect("message");
+        self.client
+            .send_message(message, None)
+            .await
+            .expect("send message");
     }
 
     /// The visible messages' texts (up to 32), without receiving them.
     pub async fn peek(&self) -> Vec<String> {
-        let options = QueueClientPeekMessagesOptions { number_of_messages: Some(32), ..Default::default() };
+        let options = QueueClientPeekMessagesOptions {
+            number_of_messages: Some(32),
+            ..Default::default()
+        };
         match self.client.peek_messages(Some(options)).await {
             Ok(response) => response
                 .into_model()
@@ -155,7 +209,9 @@ impl TestQueue {
                 .into_iter()
                 .filter_map(|m| m.message_text)
                 .collect(),
-            Err(err) if err.http_status() == Some(azure_core::http::StatusCode::NotFound) => Vec::new(),
+            Err(err) if err.http_status() == Some(azure_core::http::StatusCode::NotFound) => {
+                Vec::new()
+            }
             Err(err) => panic!("peek {}: {}", self.name, err.kind()),
         }
     }
@@ -163,7 +219,10 @@ impl TestQueue {
     /// Every message, visible or leased (approximate count; exact on Azurite). 0 if no queue.
     pub async fn count(&self) -> i64 {
         match self.client.get_properties(None).await {
-            Ok(response) => response.approximate_messages_count().expect("count header").unwrap_or(0),
+            Ok(response) => response
+                .approximate_messages_count()
+                .expect("count header")
+                .unwrap_or(0),
             Err(err) if err.http_status() == Some(azure_core::http::StatusCode::NotFound) => 0,
             Err(err) => panic!("properties of {}: {}", self.name, err.kind()),
         }

@@ -23,7 +23,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 /// The emulator's well-known key (the emulator accepts any key; this one is public).
-pub const EMULATOR_KEY: &str = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
+pub const EMULATOR_KEY: &str =
+    "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
 
 /// How long the launcher may take to print `ready` (about 1 s idle, several under load).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,15 +36,24 @@ fn emulators_dir() -> PathBuf {
 /// Why the emulator cannot run here, if it cannot.
 fn missing_prerequisite() -> Option<String> {
     if !cfg!(feature = "emulator") {
-        return Some("the test binary was built without the `emulator` feature (use --all-features)".into());
+        return Some(
+            "the test binary was built without the `emulator` feature (use --all-features)".into(),
+        );
     }
-    let node = Command::new("node").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     if !node.is_ok_and(|s| s.success()) {
         return Some("`node` is not on PATH".into());
     }
     let package = emulators_dir().join("node_modules/@vercel/cosmosdb-server");
     if !package.is_dir() {
-        return Some(format!("{} is missing (run `npm ci` in tests/emulators)", package.display()));
+        return Some(format!(
+            "{} is missing (run `npm ci` in tests/emulators)",
+            package.display()
+        ));
     }
     None
 }
@@ -77,7 +87,9 @@ impl CosmosEmulator {
     pub fn shared() -> Option<&'static Self> {
         static SHARED: OnceLock<CosmosEmulator> = OnceLock::new();
         check_prerequisites()?;
-        Some(SHARED.get_or_init(|| Self::start().unwrap_or_else(|e| panic!("cannot start the Cosmos emulator: {e}"))))
+        Some(SHARED.get_or_init(|| {
+            Self::start().unwrap_or_else(|e| panic!("cannot start the Cosmos emulator: {e}"))
+        }))
     }
 
     /// An emulator for one test alone (for fault injection); stopped when dropped.
@@ -89,7 +101,17 @@ impl CosmosEmulator {
     fn start() -> Result<Self, String> {
         let mut child = Command::new("node")
             .arg(emulators_dir().join("cosmos-emulator.js"))
-            .args(["--http", "--host", "127.0.0.1", "--port", "0", "--control-port", "0", "--exit-on-stdin-eof", "--quiet"])
+            .args([
+                "--http",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--control-port",
+                "0",
+                "--exit-on-stdin-eof",
+                "--quiet",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -102,7 +124,10 @@ impl CosmosEmulator {
         std::thread::spawn(move || {
             use std::io::BufRead;
             let mut control = None;
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 let mut words = line.split_whitespace();
                 let port = |w: Option<&str>| w.and_then(|p| p.parse::<u16>().ok());
                 match words.next() {
@@ -117,7 +142,12 @@ impl CosmosEmulator {
             let _ = tx.send(None);
         });
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Some((control_port, data_port))) => Ok(Self { data_port, control_port, child, _stdin: stdin }),
+            Ok(Some((control_port, data_port))) => Ok(Self {
+                data_port,
+                control_port,
+                child,
+                _stdin: stdin,
+            }),
             outcome => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -142,9 +172,19 @@ impl CosmosEmulator {
             Some(body) => client.post(&url).json(&body),
             None => client.get(&url),
         };
-        let response = request.send().await.unwrap_or_else(|e| panic!("control {path}: {e}"));
-        assert!(response.status().is_success(), "control {path} answered {}", response.status());
-        response.json().await.unwrap_or_else(|e| panic!("control {path}: {e}"))
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("control {path}: {e}"));
+        assert!(
+            response.status().is_success(),
+            "control {path} answered {}",
+            response.status()
+        );
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("control {path}: {e}"))
     }
 
     /// Request counts by kind (`read_doc`, `query_docs`, `create_doc`...) for one database.
@@ -152,20 +192,30 @@ impl CosmosEmulator {
         let stats = self.control("/stats", None).await;
         stats["dbs"][database]
             .as_object()
-            .map(|kinds| kinds.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
+            .map(|kinds| {
+                kinds
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// How many 429s the emulator injected so far.
     pub async fn throttled(&self) -> u64 {
-        self.control("/stats", None).await["throttled"].as_u64().unwrap_or(0)
+        self.control("/stats", None).await["throttled"]
+            .as_u64()
+            .unwrap_or(0)
     }
 
     /// The next `count` document operations (of `kinds`, or any) answer 429 with
     /// `x-ms-retry-after-ms: retry_after_ms`; `count` 0 clears it.
     pub async fn throttle(&self, count: u32, retry_after_ms: u64, kinds: Option<&[&str]>) {
-        self.control("/fault/throttle", Some(json!({ "count": count, "retry_after_ms": retry_after_ms, "kinds": kinds })))
-            .await;
+        self.control(
+            "/fault/throttle",
+            Some(json!({ "count": count, "retry_after_ms": retry_after_ms, "kinds": kinds })),
+        )
+        .await;
     }
 
     /// Closes the data port (connections refused); data is kept.
@@ -197,10 +247,15 @@ impl CosmosEmulator {
             .create_database(&container.database, None)
             .await
             .unwrap_or_else(|e| panic!("create database: {e}"));
-        let policy_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/policies/cosmos-indexing-policy.json");
-        let policy: IndexingPolicy = serde_json::from_slice(&std::fs::read(&policy_file).expect("indexing policy file"))
-            .expect("infra/policies/cosmos-indexing-policy.json is a valid Cosmos indexing policy");
-        let properties = ContainerProperties::new(container.container.clone(), "/id".into()).with_indexing_policy(policy);
+        let policy_file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../infra/policies/cosmos-indexing-policy.json");
+        let policy: IndexingPolicy =
+            serde_json::from_slice(&std::fs::read(&policy_file).expect("indexing policy file"))
+                .expect(
+                    "infra/policies/cosmos-indexing-policy.json is a valid Cosmos indexing policy",
+                );
+        let properties = ContainerProperties::new(container.container.clone(), "/id".into())
+            .with_indexing_policy(policy);
         client
             .database_client(container.database.as_str())
             .create_container(properties, None)
@@ -211,7 +266,9 @@ impl CosmosEmulator {
 
     #[cfg(not(feature = "emulator"))]
     pub async fn fresh_container(&self) -> CosmosContainer {
-        unreachable!("check_prerequisites refuses to start the emulator without the `emulator` feature")
+        unreachable!(
+            "check_prerequisites refuses to start the emulator without the `emulator` feature"
+        )
     }
 }
 

@@ -1,7 +1,10 @@
 //! Starting the real binary for a test: `App::start(...)` gives a running `handler` process on a
 //! free port, with its own data folder, killed when dropped.
 
-#![allow(dead_code, reason = "each test module uses a different part of the support code")]
+#![allow(
+    dead_code,
+    reason = "each test module uses a different part of the support code"
+)]
 
 pub mod azurite;
 
@@ -17,7 +20,10 @@ pub mod cosmos_emulator;
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Whether the emulator tests must run (CI: a missing emulator is a failure, not a skip).
@@ -58,7 +64,12 @@ pub struct AppOptions {
 
 impl Default for AppOptions {
     fn default() -> Self {
-        Self { hosting: Hosting::Standalone, env: Vec::new(), data_dir: None, wait_ready: true }
+        Self {
+            hosting: Hosting::Standalone,
+            env: Vec::new(),
+            data_dir: None,
+            wait_ready: true,
+        }
     }
 }
 
@@ -109,7 +120,9 @@ impl App {
         env.insert("LOG_FORMAT".into(), "json".into());
         match options.hosting {
             Hosting::Standalone => env.insert("MEDIFLOW_ADDR".into(), format!("127.0.0.1:{port}")),
-            Hosting::CustomHandler => env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string()),
+            Hosting::CustomHandler => {
+                env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string())
+            }
         };
         env.extend(options.env);
         let mut child = Command::new(BINARY)
@@ -121,7 +134,19 @@ impl App {
             .spawn()
             .expect("start handler");
         let logs = Arc::new(Mutex::new(Vec::new()));
-        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let logs = Arc::clone(&logs);
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -157,7 +182,12 @@ impl App {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if client.get(self.url(path)).send().await.is_ok_and(|r| r.status().is_success()) {
+            if client
+                .get(self.url(path))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -170,12 +200,20 @@ impl App {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if client.get(self.url("/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+            if client
+                .get(self.url("/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("handler never became ready; logs:\n{}", self.logs().join("\n"));
+        panic!(
+            "handler never became ready; logs:\n{}",
+            self.logs().join("\n")
+        );
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -199,7 +237,9 @@ impl App {
 
     /// Sends SIGTERM and waits for the exit status (at most `timeout`).
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -213,10 +253,21 @@ impl App {
     /// Restarts the process with the same settings and data folder (after a kill).
     pub async fn restart(mut self) -> Self {
         self.kill_hard();
-        let env: Vec<(String, String)> = self.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let temp = self._temp.take();
-        let mut options = AppOptions { hosting: self.hosting, env, data_dir: Some(self.data_dir.clone()), wait_ready: true };
-        options.env.retain(|(k, _)| k != "MEDIFLOW_ADDR" && k != "FUNCTIONS_CUSTOMHANDLER_PORT");
+        let mut options = AppOptions {
+            hosting: self.hosting,
+            env,
+            data_dir: Some(self.data_dir.clone()),
+            wait_ready: true,
+        };
+        options
+            .env
+            .retain(|(k, _)| k != "MEDIFLOW_ADDR" && k != "FUNCTIONS_CUSTOMHANDLER_PORT");
         let mut app = Self::start(options).await;
         app._temp = temp;
         app
