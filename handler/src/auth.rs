@@ -115,7 +115,7 @@ impl ApiKeys {
                     }
                     Ok(Ok(_)) => {}
                     Ok(Err(err)) => {
-                        tracing::warn!(error = %err, "API keys file unreadable; keeping the current keys")
+                        tracing::warn!(error = %err, "API keys file unreadable; keeping the current keys");
                     }
                     Err(err) => tracing::warn!(error = %err, "API keys reload task failed"),
                 }

@@ -16,11 +16,14 @@ use crate::support::{App, AppOptions, valid_record};
 /// loaded 2-core machine. A hung request would blow far past it.
 const BOUNDED: Duration = Duration::from_secs(9);
 
+/// Starts the binary on `container`; returns once `/health` answers (not necessarily `/ready`).
 async fn start_app(container: &CosmosContainer) -> App {
     let options = container
         .env()
         .into_iter()
-        .fold(AppOptions::default(), |o, (k, v)| o.env(&k, v));
+        .fold(AppOptions::default().no_wait_ready(), |o, (k, v)| {
+            o.env(&k, v)
+        });
     App::start(options).await
 }
 
@@ -42,7 +45,7 @@ async fn get(app: &App, path: &str) -> reqwest::Response {
 }
 
 /// Asserts a 503 with a `Retry-After` of at least one second, answered within [`BOUNDED`].
-async fn assert_unavailable(what: &str, started: Instant, response: reqwest::Response) {
+fn assert_unavailable(what: &str, started: Instant, response: &reqwest::Response) {
     let elapsed = started.elapsed();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{what}");
     let retry_after: u64 = response.headers()["retry-after"]
@@ -121,9 +124,9 @@ async fn throttling_is_retried_within_a_budget_then_answered_503_until_it_clears
     // A storm: the retry budget runs out and the client is told when to come back.
     emulator.throttle(100_000, 100, None).await;
     let started = Instant::now();
-    assert_unavailable("GET during a 429 storm", started, get(&app, &path).await).await;
+    assert_unavailable("GET during a 429 storm", started, &get(&app, &path).await);
     let started = Instant::now();
-    assert_unavailable("POST during a 429 storm", started, post_record(&app).await).await;
+    assert_unavailable("POST during a 429 storm", started, &post_record(&app).await);
 
     // Cleared: everything works again.
     emulator.throttle(0, 0, None).await;
@@ -151,12 +154,11 @@ async fn an_outage_answers_503_and_loses_no_acknowledged_record() {
     assert_unavailable(
         "POST while Cosmos is down",
         started,
-        post_record(&app).await,
-    )
-    .await;
+        &post_record(&app).await,
+    );
     let path = format!("/records/{}", acknowledged[0]["id"].as_str().expect("id"));
     let started = Instant::now();
-    assert_unavailable("GET while Cosmos is down", started, get(&app, &path).await).await;
+    assert_unavailable("GET while Cosmos is down", started, &get(&app, &path).await);
     let started = Instant::now();
     let ready = get(&app, "/ready").await;
     assert_eq!(

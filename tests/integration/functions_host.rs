@@ -9,12 +9,15 @@ use serde_json::{Value, json};
 
 use crate::support::{App, AppOptions, Hosting, valid_record};
 
+/// Turns a batch message into the shape the host delivers it in.
+type Encoder = Box<dyn Fn(&Value) -> Value>;
+
 async fn custom_handler(options: AppOptions) -> App {
     App::start(options.hosting(Hosting::CustomHandler)).await
 }
 
 /// A queue-trigger invocation as the host sends it (functions-custom-handlers.md "Request payload").
-fn queue_invocation(data: Value, dequeue_count: Value) -> Value {
+fn queue_invocation(data: &Value, dequeue_count: &Value) -> Value {
     json!({
         "Data": { "batch": data },
         "Metadata": {
@@ -29,7 +32,7 @@ fn queue_invocation(data: Value, dequeue_count: Value) -> Value {
     })
 }
 
-fn http_invocation(headers: Value, body: &str) -> Value {
+fn http_invocation(headers: &Value, body: &str) -> Value {
     json!({
         "Data": { "req": {
             "Url": "http://localhost:7071/batches",
@@ -88,7 +91,7 @@ async fn the_readiness_ping_and_forwarded_routes_work_on_the_host_port() {
 async fn ingest_batch_accepts_every_message_shape_the_host_sends() {
     let app = custom_handler(AppOptions::default()).await;
     app.wait_until_ready().await;
-    let shapes: Vec<(&str, Box<dyn Fn(&Value) -> Value>, Value)> = vec![
+    let shapes: Vec<(&str, Encoder, Value)> = vec![
         ("a JSON object", Box::new(|m: &Value| m.clone()), json!(1)),
         (
             "a JSON string",
@@ -116,7 +119,7 @@ async fn ingest_batch_accepts_every_message_shape_the_host_sends() {
         let response = invoke(
             &app,
             "ingest_batch",
-            &queue_invocation(encode(&message), dequeue_count),
+            &queue_invocation(&encode(&message), &dequeue_count),
         )
         .await;
         assert_eq!(response.status(), StatusCode::OK, "{shape}");
@@ -152,7 +155,7 @@ async fn a_redelivered_message_creates_no_duplicates() {
         let response = invoke(
             &app,
             "ingest_batch",
-            &queue_invocation(message.clone(), json!(attempt)),
+            &queue_invocation(&message, &json!(attempt)),
         )
         .await;
         assert_eq!(response.status(), StatusCode::OK);
@@ -178,7 +181,7 @@ async fn messages_that_can_never_succeed_fail_the_invocation_so_the_host_poisons
     let batch_id = uuid::Uuid::new_v4().to_string();
     let first = json!({"batch_id": batch_id, "records": [valid_record()]});
     assert_eq!(
-        invoke(&app, "ingest_batch", &queue_invocation(first, json!(1)))
+        invoke(&app, "ingest_batch", &queue_invocation(&first, &json!(1)))
             .await
             .status(),
         StatusCode::OK
@@ -195,7 +198,7 @@ async fn messages_that_can_never_succeed_fail_the_invocation_so_the_host_poisons
             json!({"batch_id": batch_id, "records": [valid_record(), valid_record()]}),
         ),
     ] {
-        let response = invoke(&app, "ingest_batch", &queue_invocation(data, json!(1))).await;
+        let response = invoke(&app, "ingest_batch", &queue_invocation(&data, &json!(1))).await;
         assert!(
             !response.status().is_success(),
             "{what}: a failure makes the host retry, then poison"
@@ -229,7 +232,7 @@ async fn submit_batch_answers_through_the_http_output_and_enqueues_through_the_q
     let response = invoke(
         &app,
         "submit_batch",
-        &http_invocation(headers, &message.to_string()),
+        &http_invocation(&headers, &message.to_string()),
     )
     .await;
     assert_eq!(
@@ -258,12 +261,7 @@ async fn submit_batch_answers_through_the_http_output_and_enqueues_through_the_q
     assert_eq!(queued["batch_id"], batch_id.as_str());
 
     // The host then delivers that message to ingest_batch.
-    let ingest = invoke(
-        &app,
-        "ingest_batch",
-        &queue_invocation(queued.clone(), json!(1)),
-    )
-    .await;
+    let ingest = invoke(&app, "ingest_batch", &queue_invocation(queued, &json!(1))).await;
     assert_eq!(ingest.status(), StatusCode::OK);
 
     // Without a key, the HTTP output says 401 and nothing is enqueued.
@@ -271,7 +269,7 @@ async fn submit_batch_answers_through_the_http_output_and_enqueues_through_the_q
         &app,
         "submit_batch",
         &http_invocation(
-            json!({"Content-Type": ["application/json"]}),
+            &json!({"Content-Type": ["application/json"]}),
             &message.to_string(),
         ),
     )

@@ -11,5 +11,6 @@ mod durability;
 mod functions_host;
 mod http_api;
 mod idempotency;
+mod properties;
 mod queue_trigger;
 mod store_contract;

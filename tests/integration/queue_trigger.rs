@@ -2,8 +2,8 @@
 //! store) reads `mediflow-batches`, ingests, deletes, retries and poisons, across emulator
 //! outages, `kill -9` and SIGTERM. Plus the batch message's published JSON Schema.
 //!
-//! Store outages (retry, then poison after maxDequeueCount) need the Cosmos emulator's fault
-//! injection and are not covered here yet.
+//! Store outages (retry, then poison after maxDequeueCount) use the Cosmos emulator's fault
+//! injection (`support::cosmos_emulator`).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -153,50 +153,7 @@ async fn queue_messages_are_ingested_and_redelivery_or_resubmission_adds_nothing
             .clone()
     };
     for ((report, (valid, invalid)), (_, message)) in reports.iter().zip(shapes).zip(&messages) {
-        assert_eq!(
-            (
-                report["received"].as_u64(),
-                report["accepted"].as_u64(),
-                report["rejected"].as_u64()
-            ),
-            (
-                Some((valid + invalid) as u64),
-                Some(valid as u64),
-                Some(invalid as u64)
-            ),
-            "{report}"
-        );
-        let record_ids = report["record_ids"].as_array().expect("record_ids");
-        assert_eq!(record_ids.len(), valid);
-        for (n, id) in record_ids.iter().enumerate() {
-            let stored: Value = client
-                .get(app.url(&format!("/records/{}", id.as_str().expect("id"))))
-                .send()
-                .await
-                .expect("GET")
-                .json()
-                .await
-                .expect("json");
-            assert_eq!(
-                stored["notes"], message["records"][n]["notes"],
-                "record {n} of {}",
-                report["batch_id"]
-            );
-        }
-        let rejected = report["rejected_records"]
-            .as_array()
-            .expect("rejected_records");
-        for (k, rejected) in rejected.iter().enumerate() {
-            assert_eq!(
-                rejected["index"],
-                json!(valid + k),
-                "invalid records follow the valid ones"
-            );
-            assert_eq!(
-                rejected["detail"], invalid_detail,
-                "the same detail POST /records gives"
-            );
-        }
+        assert_report_matches(&app, report, (valid, invalid), message, &invalid_detail).await;
     }
 
     // Redelivery (the same message again on the queue) and resubmission (POST /batches).
@@ -230,6 +187,62 @@ async fn queue_messages_are_ingested_and_redelivery_or_resubmission_adds_nothing
         "nothing was poisoned"
     );
     assert_logs_are_clean(&app, &["PATIENT-NOTE"]);
+}
+
+/// A completed report says what became of each record of `message` (`valid` valid records
+/// first, then `invalid` ones): counts, readable records in input order, the rejection detail.
+async fn assert_report_matches(
+    app: &App,
+    report: &Value,
+    (valid, invalid): (usize, usize),
+    message: &Value,
+    invalid_detail: &Value,
+) {
+    let client = reqwest::Client::new();
+    assert_eq!(
+        (
+            report["received"].as_u64(),
+            report["accepted"].as_u64(),
+            report["rejected"].as_u64()
+        ),
+        (
+            Some((valid + invalid) as u64),
+            Some(valid as u64),
+            Some(invalid as u64)
+        ),
+        "{report}"
+    );
+    let record_ids = report["record_ids"].as_array().expect("record_ids");
+    assert_eq!(record_ids.len(), valid);
+    for (n, id) in record_ids.iter().enumerate() {
+        let stored: Value = client
+            .get(app.url(&format!("/records/{}", id.as_str().expect("id"))))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            stored["notes"], message["records"][n]["notes"],
+            "record {n} of {}",
+            report["batch_id"]
+        );
+    }
+    let rejected = report["rejected_records"]
+        .as_array()
+        .expect("rejected_records");
+    for (k, rejected) in rejected.iter().enumerate() {
+        assert_eq!(
+            rejected["index"],
+            json!(valid + k),
+            "invalid records follow the valid ones"
+        );
+        assert_eq!(
+            rejected["detail"], *invalid_detail,
+            "the same detail POST /records gives"
+        );
+    }
 }
 
 async fn wait_until<F, Fut>(within: Duration, mut condition: F)
@@ -393,26 +406,22 @@ async fn the_trigger_survives_an_azurite_outage_and_ingests_what_is_sent_after()
 
 #[tokio::test]
 async fn kill_9_mid_batch_then_restart_loses_nothing_and_doubles_nothing() {
+    const MESSAGES: usize = 60;
     let Some(azurite) = azurite().await else {
         return;
     };
     let queue = azurite.queue(QUEUE);
     let mut messages = Vec::new();
-    for n in 0..150 {
-        let (id, message) = batch(40, 2, &format!("kill {n}"));
+    // Big batches (242 records, about 36 KB) keep the trigger busy, so the kill lands mid-batch.
+    for n in 0..MESSAGES {
+        let (id, message) = batch(240, 2, &format!("kill {n}"));
         queue.send_json(&message.to_string()).await;
         messages.push(id);
     }
     let mut app = app_on(azurite.connection_string()).await;
-    // Kill as soon as the trigger has completed something.
+    // Kill as soon as the trigger has completed something: it is busy with the next ones.
     wait_until(Duration::from_secs(30), || async {
-        let mut any = false;
-        for id in messages.iter().take(20) {
-            any |= report(&app, id)
-                .await
-                .is_some_and(|r| r["status"] == "completed");
-        }
-        any
+        queue_metric(&app, "completed").await > 0
     })
     .await;
     app.kill_hard();
@@ -434,7 +443,7 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_doubles_nothing() {
                 report["accepted"].as_u64(),
                 report["rejected"].as_u64()
             ),
-            (Some(42), Some(40), Some(2)),
+            (Some(242), Some(240), Some(2)),
             "{report}"
         );
         for id in report["record_ids"].as_array().expect("ids") {
@@ -444,9 +453,18 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_doubles_nothing() {
             );
         }
     }
-    assert_eq!(all_ids.len(), 150 * 40);
+    assert_eq!(all_ids.len(), MESSAGES * 240);
+    // Some message was leased by the killed process and handled again after restart.
+    assert!(
+        app.logs().iter().any(|line| {
+            let line: Value = serde_json::from_str(line).unwrap_or_default();
+            line["fields"]["message"] == "batch message completed"
+                && line["fields"]["dequeue_count"].as_u64() >= Some(2)
+        }),
+        "no message was in flight at the kill; the test proves nothing"
+    );
     // A sample of the records is readable with the right content.
-    for (n, report) in reports.iter().enumerate().step_by(25) {
+    for (n, report) in reports.iter().enumerate().step_by(10) {
         let id = report["record_ids"][7].as_str().expect("id");
         let stored: Value = reqwest::get(app.url(&format!("/records/{id}")))
             .await
@@ -474,8 +492,9 @@ async fn sigterm_finishes_in_flight_messages_and_exits_0_within_the_drain_time()
     };
     let queue = azurite.queue(QUEUE);
     let mut messages = Vec::new();
-    for n in 0..120 {
-        let (id, message) = batch(40, 0, &format!("term {n}"));
+    // Big batches keep the trigger busy, so SIGTERM lands with messages in flight.
+    for n in 0..60 {
+        let (id, message) = batch(240, 0, &format!("term {n}"));
         queue.send_json(&message.to_string()).await;
         messages.push(id);
     }
@@ -486,9 +505,7 @@ async fn sigterm_finishes_in_flight_messages_and_exits_0_within_the_drain_time()
     let mut app = App::start(options).await;
     app.wait_until_ready().await;
     wait_until(Duration::from_secs(30), || async {
-        report(&app, &messages[0])
-            .await
-            .is_some_and(|r| r["status"] == "completed")
+        queue_metric(&app, "completed").await > 0
     })
     .await;
     let started = Instant::now();
@@ -505,6 +522,19 @@ async fn sigterm_finishes_in_flight_messages_and_exits_0_within_the_drain_time()
         started.elapsed() < Duration::from_secs(25),
         "exited within the drain time ({:?})",
         started.elapsed()
+    );
+    let in_flight_at_stop = app.logs().iter().find_map(|line| {
+        let line: Value = serde_json::from_str(line).unwrap_or_default();
+        let stopping = line["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("queue trigger stopping"));
+        stopping
+            .then(|| line["fields"]["in_flight"].as_u64())
+            .flatten()
+    });
+    assert!(
+        in_flight_at_stop.is_some_and(|n| n > 0),
+        "no message was in flight at SIGTERM ({in_flight_at_stop:?}); the test proves nothing"
     );
     assert!(
         app.logs()
@@ -602,4 +632,94 @@ fn the_batch_message_schema_matches_the_decoder() {
         &handler::domain::decode::FIELDS[..5],
         "every field but notes is required"
     );
+}
+
+/// The store down (Cosmos emulator's fault injection): a message is released and retried after
+/// host.json's visibilityTimeout (30 s) and succeeds once the store is back; one that keeps
+/// failing goes to the poison queue on its maxDequeueCount-th (5th) attempt with nothing stored.
+/// Slow by design: four 30 s visibility timeouts.
+#[tokio::test]
+async fn store_outages_are_retried_then_poisoned_after_max_dequeue_count() {
+    let Some(azurite) = azurite().await else {
+        return;
+    };
+    let Some(cosmos) = crate::support::cosmos_emulator::CosmosEmulator::dedicated() else {
+        return;
+    };
+    let container = cosmos.fresh_container().await;
+    let options = container.env().into_iter().fold(
+        AppOptions::default().env("MEDIFLOW_QUEUE", azurite.connection_string()),
+        |options, (k, v)| options.env(&k, v),
+    );
+    let app = App::start(options).await;
+    app.wait_until_ready().await;
+    let (queue, poison) = (azurite.queue(QUEUE), azurite.queue(POISON));
+    let retried = |n: u64| {
+        let app = &app;
+        async move { queue_metric(app, "retried").await >= n }
+    };
+
+    // Down, then back: retried, then completed.
+    cosmos.down().await;
+    let (recovered_id, recovered) = batch(3, 1, "recovered");
+    queue.send_json(&recovered.to_string()).await;
+    wait_until(Duration::from_secs(60), || retried(1)).await;
+    cosmos.up().await;
+    let reports = completed(
+        &app,
+        std::slice::from_ref(&recovered_id),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        (
+            reports[0]["accepted"].as_u64(),
+            reports[0]["rejected"].as_u64()
+        ),
+        (Some(3), Some(1))
+    );
+
+    // Down for good: retried maxDequeueCount - 1 times, then poisoned.
+    cosmos.down().await;
+    let (doomed_id, doomed) = batch(2, 0, "doomed");
+    let doomed_text = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(doomed.to_string())
+    };
+    queue.send_text(&doomed_text).await;
+    wait_until(Duration::from_secs(240), || async {
+        poison.count().await == 1
+    })
+    .await;
+    assert_eq!(
+        poison.peek().await,
+        vec![doomed_text],
+        "the original text is kept"
+    );
+    assert_eq!(queue.count().await, 0);
+    assert_eq!(queue_metric(&app, "poisoned").await, 1);
+    assert!(
+        queue_metric(&app, "retried").await >= 5,
+        "4 retries before the 5th, last attempt"
+    );
+    cosmos.up().await;
+    let missing = reqwest::get(app.url(&format!("/batches/{doomed_id}")))
+        .await
+        .expect("GET");
+    assert_eq!(
+        missing.status(),
+        StatusCode::NOT_FOUND,
+        "nothing of the poisoned batch was stored"
+    );
+    for index in 0..2 {
+        let id = handler::domain::RecordId::for_batch_item(doomed_id.parse().expect("uuid"), index);
+        let record = reqwest::get(app.url(&format!("/records/{id}")))
+            .await
+            .expect("GET");
+        assert_eq!(
+            record.status(),
+            StatusCode::NOT_FOUND,
+            "record {index} of the poisoned batch"
+        );
+    }
 }

@@ -133,6 +133,10 @@ impl BatchQueue {
     /// Connects to the queue named `queue_name` (and `<queue_name>-poison`). Builds the clients
     /// only: no request is made, so an unreachable queue service does not stop the process (the
     /// trigger retries). `base64`: encode sent messages as the Functions default expects.
+    #[expect(
+        clippy::unused_async,
+        reason = "the server awaits it; a connection check may be added"
+    )]
     pub async fn connect(
         config: &QueueConfig,
         queue_name: &str,
@@ -556,10 +560,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn connection_strings_parse_to_an_endpoint_and_a_way_to_sign() {
-        // (what the case proves, MEDIFLOW_QUEUE, expected endpoint and auth)
-        let cases: Vec<(&str, &str, Result<(&str, ConnectionAuth), &str>)> = vec![
+    /// (what the case proves, MEDIFLOW_QUEUE, expected endpoint and auth, or part of the refusal)
+    type Case = (
+        &'static str,
+        &'static str,
+        Result<(&'static str, ConnectionAuth), &'static str>,
+    );
+
+    fn connection_cases() -> Vec<Case> {
+        vec![
             (
                 "the development shortcut is Azurite's well-known account",
                 "UseDevelopmentStorage=true",
@@ -633,8 +642,12 @@ mod tests {
                 Err("neither QueueEndpoint"),
             ),
             ("garbage", "not a connection string", Err("without `=`")),
-        ];
-        for (proves, raw, expected) in cases {
+        ]
+    }
+
+    #[test]
+    fn connection_strings_parse_to_an_endpoint_and_a_way_to_sign() {
+        for (proves, raw, expected) in connection_cases() {
             let got = ConnectionString::parse(raw);
             match expected {
                 Ok((endpoint, auth)) => {

@@ -239,7 +239,10 @@ async fn handle(context: Arc<Context>, mut message: Received) {
         with_lease(&context.queue, &mut message, work).await
     };
     let (verdict, outcome) = match result {
-        Ok(_) => (Verdict::Delete, Outcome::Completed),
+        Ok(_) => {
+            tracing::info!(%batch_id, message_id = %message.id, dequeue_count = message.dequeue_count, "batch message completed");
+            (Verdict::Delete, Outcome::Completed)
+        }
         Err(Error::BatchConflict) => {
             tracing::warn!(%batch_id, message_id = %message.id, dequeue_count = message.dequeue_count,
                 "batch_id already used for different records: moving the message to the poison queue");

@@ -336,14 +336,21 @@ impl CosmosStore {
     }
 
     /// Reads back the document a create conflicted with.
+    ///
+    /// Another replica (or another pod, with its own session) may have written it a moment ago,
+    /// and a session read without that writer's token can briefly miss it; a few quick re-reads
+    /// cover that. Nothing is ever deleted, so a document still missing after them means the store
+    /// is not serving consistently: 503, and the caller's retry converges.
     async fn read_conflicting<T: DeserializeOwned>(&self, id: &str) -> Result<T, StoreError> {
-        // Nothing is ever deleted, so a 409 followed by a 404 means the store is inconsistent
-        // (or a container was swapped underneath us): not something a retry by us would fix.
-        self.read(id).await?.ok_or_else(|| {
-            StoreError::unavailable(format!(
-                "document {id} conflicted on create but cannot be read"
-            ))
-        })
+        for pause_ms in [0, 50, 200] {
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            if let Some(stored) = self.read(id).await? {
+                return Ok(stored);
+            }
+        }
+        Err(StoreError::unavailable(format!(
+            "document {id} conflicted on create but cannot be read"
+        )))
     }
 }
 

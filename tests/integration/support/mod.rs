@@ -48,7 +48,7 @@ pub struct App {
     child: Child,
     logs: Arc<Mutex<Vec<String>>>,
     env: HashMap<String, String>,
-    _temp: Option<tempfile::TempDir>,
+    temp_dir: Option<tempfile::TempDir>,
 }
 
 /// Settings for [`App::start`].
@@ -104,13 +104,12 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_handler");
 impl App {
     /// Starts the binary and waits until `/health` answers (or `/` under the custom-handler host).
     pub async fn start(options: AppOptions) -> Self {
-        let (temp, data_dir) = match options.data_dir {
-            Some(dir) => (None, dir),
-            None => {
-                let temp = tempfile::tempdir().expect("temp dir");
-                let dir = temp.path().join("data");
-                (Some(temp), dir)
-            }
+        let (temp, data_dir) = if let Some(dir) = options.data_dir {
+            (None, dir)
+        } else {
+            let temp = tempfile::tempdir().expect("temp dir");
+            let dir = temp.path().join("data");
+            (Some(temp), dir)
         };
         let wait_ready = options.wait_ready;
         let port = free_port();
@@ -161,7 +160,7 @@ impl App {
             child,
             logs,
             env,
-            _temp: temp,
+            temp_dir: temp,
         };
         app.wait_until_serving().await;
         if wait_ready {
@@ -258,7 +257,7 @@ impl App {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let temp = self._temp.take();
+        let temp = self.temp_dir.take();
         let mut options = AppOptions {
             hosting: self.hosting,
             env,
@@ -269,7 +268,7 @@ impl App {
             .env
             .retain(|(k, _)| k != "MEDIFLOW_ADDR" && k != "FUNCTIONS_CUSTOMHANDLER_PORT");
         let mut app = Self::start(options).await;
-        app._temp = temp;
+        app.temp_dir = temp;
         app
     }
 }
@@ -307,7 +306,7 @@ impl Backend {
         let options = match self {
             Self::Embedded => options,
             Self::Cosmos => {
-                let env = cosmos_app_env().await?;
+                let env = cosmos_emulator::cosmos_app_env().await?;
                 env.into_iter().fold(options, |o, (k, v)| o.env(&k, v))
             }
         };
@@ -315,8 +314,3 @@ impl Backend {
     }
 }
 
-/// Env vars for an app on a fresh Cosmos container (wired to the emulator harness).
-async fn cosmos_app_env() -> Option<Vec<(String, String)>> {
-    eprintln!("SKIP: Cosmos harness not wired yet");
-    None
-}
