@@ -79,14 +79,16 @@ fi
 location="$base/openapi.json"
 url_args=()
 if [ -n "${API_FUZZ_SPEC:-}" ]; then
-  location="$API_FUZZ_SPEC"
+  location="$(realpath "$API_FUZZ_SPEC")"
   url_args=(--url "$base")
 fi
 
 echo "schemathesis $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))') against $base (seed $seed, $max_examples examples, at most ${max_time}s)"
 status=0
+# Run from the temp folder: schemathesis keeps a .schemathesis/ cache in its working directory.
+cd "$work"
 timeout --signal=INT --kill-after=5 "$max_time" \
-  "$venv/bin/schemathesis" run "$location" "${url_args[@]}" \
+  "$repo/$venv/bin/schemathesis" run "$location" "${url_args[@]}" \
   --header "X-API-Key: $api_key" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing \
@@ -98,6 +100,7 @@ timeout --signal=INT --kill-after=5 "$max_time" \
   --no-color \
   --output-sanitize true \
   || status=$?
+cd "$repo"
 
 if grep -q '"level":"ERROR"\|ERROR' "$work/handler.log"; then
   echo "FAIL the handler logged errors during the run:" >&2

@@ -53,11 +53,16 @@ pub struct Config {
     pub json_logs: bool,
     /// The batch queue for the standalone host; `None` processes batches in-process.
     pub queue: Option<QueueConfig>,
+    /// `AzureFunctionsJobHost__extensions__queues__<setting>`: overrides of host.json's queue
+    /// settings (the Functions host's own convention), honoured by the standalone trigger too.
+    pub queue_overrides: Vec<(String, String)>,
 }
 
 /// Where configuration values come from (the process environment, or a map in tests).
 pub trait Source {
     fn var(&self, name: &str) -> Option<String>;
+    /// Every variable whose name starts with `prefix`, with the prefix removed.
+    fn with_prefix(&self, prefix: &str) -> Vec<(String, String)>;
 }
 
 /// The process environment.
@@ -68,11 +73,23 @@ impl Source for Environment {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok().filter(|v| !v.is_empty())
     }
+
+    fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        std::env::vars()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_owned(), v)))
+            .collect()
+    }
 }
 
 impl<S: std::hash::BuildHasher> Source for std::collections::HashMap<String, String, S> {
     fn var(&self, name: &str) -> Option<String> {
         self.get(name).cloned().filter(|v| !v.is_empty())
+    }
+
+    fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        self.iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_owned(), v.clone())))
+            .collect()
     }
 }
 
@@ -128,6 +145,7 @@ impl Config {
                 .var("LOG_FORMAT")
                 .is_some_and(|f| f.eq_ignore_ascii_case("json")),
             queue,
+            queue_overrides: env.with_prefix(crate::functions::definitions::QUEUE_OVERRIDE_PREFIX),
         })
     }
 }

@@ -67,7 +67,8 @@ pub struct Application {
 impl Application {
     /// Validates the configuration, loads keys and definitions, and binds the listeners.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let definitions = Definitions::embedded()?;
+        let mut definitions = Definitions::embedded()?;
+        definitions.apply_queue_overrides(&config.queue_overrides)?;
         let (addr, host) = match config.mode {
             Mode::CustomHandler { port } => (
                 SocketAddr::from(([127, 0, 0, 1], port)),

@@ -635,9 +635,10 @@ fn the_batch_message_schema_matches_the_decoder() {
 }
 
 /// The store down (Cosmos emulator's fault injection): a message is released and retried after
-/// host.json's visibilityTimeout (30 s) and succeeds once the store is back; one that keeps
-/// failing goes to the poison queue on its maxDequeueCount-th (5th) attempt with nothing stored.
-/// Slow by design: four 30 s visibility timeouts.
+/// the visibilityTimeout and succeeds once the store is back; one that keeps failing goes to the
+/// poison queue on its maxDequeueCount-th (5th) attempt with nothing stored. The visibility
+/// timeout is shortened to 2 s through the Functions host's app-setting override (the same
+/// variable works under the host), so the test does not wait out four 30 s timeouts.
 #[tokio::test]
 async fn store_outages_are_retried_then_poisoned_after_max_dequeue_count() {
     let Some(azurite) = azurite().await else {
@@ -648,11 +649,15 @@ async fn store_outages_are_retried_then_poisoned_after_max_dequeue_count() {
     };
     let container = cosmos.fresh_container().await;
     let options = container.env().into_iter().fold(
-        AppOptions::default().env("MEDIFLOW_QUEUE", azurite.connection_string()),
+        AppOptions::default()
+            .env("MEDIFLOW_QUEUE", azurite.connection_string())
+            .env(
+                "AzureFunctionsJobHost__extensions__queues__visibilityTimeout",
+                "00:00:02",
+            ),
         |options, (k, v)| options.env(&k, v),
     );
     let app = App::start(options).await;
-    app.wait_until_ready().await;
     let (queue, poison) = (azurite.queue(QUEUE), azurite.queue(POISON));
     let retried = |n: u64| {
         let app = &app;

@@ -192,10 +192,40 @@ impl Definitions {
         })
     }
 
+    /// Applies app-setting overrides of host.json's queue settings, as the Functions host does:
+    /// `AzureFunctionsJobHost__extensions__queues__<setting>` (e.g. `visibilityTimeout`).
+    pub fn apply_queue_overrides(
+        &mut self,
+        overrides: &[(String, String)],
+    ) -> Result<(), DefinitionError> {
+        let bad = |name: &str, value: &str| DefinitionError {
+            file: format!("{QUEUE_OVERRIDE_PREFIX}{name}"),
+            reason: format!("unusable value {value:?}"),
+        };
+        for (name, value) in overrides {
+            let number = || value.parse::<u32>().map_err(|_| bad(name, value));
+            let timespan = || parse_timespan(value).ok_or_else(|| bad(name, value));
+            let queues = &mut self.queues;
+            match name.to_ascii_lowercase().as_str() {
+                "maxpollinginterval" => queues.max_polling_interval = timespan()?,
+                "visibilitytimeout" => queues.visibility_timeout = timespan()?,
+                "batchsize" => queues.batch_size = number()?,
+                "newbatchthreshold" => queues.new_batch_threshold = number()?,
+                "maxdequeuecount" => queues.max_dequeue_count = number()?,
+                "messageencoding" => queues.base64 = !value.eq_ignore_ascii_case("none"),
+                _ => return Err(bad(name, value)),
+            }
+        }
+        Ok(())
+    }
+
     pub fn get(&self, name: &str) -> Option<&FunctionDefinition> {
         self.functions.iter().find(|f| f.name == name)
     }
 }
+
+/// Prefix of the app settings that override host.json's `extensions.queues`.
+pub const QUEUE_OVERRIDE_PREFIX: &str = "AzureFunctionsJobHost__extensions__queues__";
 
 /// Parses a .NET `TimeSpan` as host.json writes it: `hh:mm:ss` or `d.hh:mm:ss`.
 pub fn parse_timespan(raw: &str) -> Option<Duration> {
@@ -247,6 +277,32 @@ mod tests {
                 .map(|t| t.path),
             Some("/records/{id}".to_owned())
         );
+    }
+
+    #[test]
+    fn app_settings_override_host_json_queue_settings() {
+        let mut defs = Definitions::embedded().expect("embedded definitions parse");
+        let overrides = [
+            ("visibilityTimeout".to_owned(), "00:00:02".to_owned()),
+            ("maxDequeueCount".to_owned(), "3".to_owned()),
+        ];
+        defs.apply_queue_overrides(&overrides)
+            .expect("valid overrides");
+        assert_eq!(
+            (
+                defs.queues.visibility_timeout,
+                defs.queues.max_dequeue_count
+            ),
+            (Duration::from_secs(2), 3)
+        );
+        for bad in [
+            ("batchSize", "many"),
+            ("visibilityTimeout", "30"),
+            ("unknownSetting", "1"),
+        ] {
+            let overrides = [(bad.0.to_owned(), bad.1.to_owned())];
+            assert!(defs.apply_queue_overrides(&overrides).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

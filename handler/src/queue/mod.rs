@@ -44,7 +44,14 @@ pub async fn ingest(
     metrics: &Metrics,
     message: &BatchMessage,
 ) -> Result<BatchReport, Error> {
-    let report = batches::ingest(store, message).await?;
+    let batches::Ingested {
+        report,
+        newly_completed,
+    } = batches::ingest(store, message).await?;
+    if !newly_completed {
+        tracing::info!(batch_id = %report.batch_id, "batch already ingested (redelivery)");
+        return Ok(report);
+    }
     metrics.count_batch(report.accepted, report.rejected);
     tracing::info!(
         batch_id = %report.batch_id,

@@ -41,17 +41,28 @@ pub async fn accept(
     Ok((message, accepted))
 }
 
+/// The outcome of [`ingest`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    pub report: BatchReport,
+    /// False when the batch had been completed before (a redelivery): nothing new happened.
+    pub newly_completed: bool,
+}
+
 /// The queue trigger's work: ingests one batch message, at least once, with effect exactly once.
 ///
-/// Returns the report, or a store error (transient: the message must be retried). A message whose
+/// Returns the outcome, or a store error (transient: the message must be retried). A message whose
 /// `batch_id` was already used for different records is [`Error::BatchConflict`] (permanent).
-pub async fn ingest(store: &dyn RecordStore, message: &BatchMessage) -> Result<BatchReport, Error> {
+pub async fn ingest(store: &dyn RecordStore, message: &BatchMessage) -> Result<Ingested, Error> {
     if let Some(stored) = store.get_batch(message.batch_id).await? {
         if stored.content_sha256 != message.content_sha256 {
             return Err(Error::BatchConflict);
         }
         if stored.status == BatchState::Completed {
-            return Ok(stored);
+            return Ok(Ingested {
+                report: stored,
+                newly_completed: false,
+            });
         }
     }
     let mut valid = Vec::new();
@@ -75,7 +86,10 @@ pub async fn ingest(store: &dyn RecordStore, message: &BatchMessage) -> Result<B
         &outcomes,
     );
     store.put_batch(report.clone()).await?;
-    Ok(report)
+    Ok(Ingested {
+        report,
+        newly_completed: true,
+    })
 }
 
 fn report(

@@ -313,4 +313,3 @@ impl Backend {
         Some(App::start(options).await)
     }
 }
-
