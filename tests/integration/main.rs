@@ -13,4 +13,5 @@ mod http_api;
 mod idempotency;
 mod properties;
 mod queue_trigger;
+mod soak;
 mod store_contract;

@@ -69,8 +69,10 @@ fn json_tree(floats: bool) -> impl Strategy<Value = Value> {
 fn plausible_field_value() -> impl Strategy<Value = Value> {
     prop_oneof![
         "[A-Za-z0-9]{0,22}".prop_map(Value::from),
-        prop::sample::select(vec!["I", "II", "III", "IV", "V", "ii", "pending", "Pending"])
-            .prop_map(Value::from),
+        prop::sample::select(vec![
+            "I", "II", "III", "IV", "V", "ii", "pending", "Pending"
+        ])
+        .prop_map(Value::from),
         "[0-9]{4}-[0-9]{2}-[0-9]{2}".prop_map(Value::from),
         (-5_i64..10_010).prop_map(Value::from),
         Just(json!(42.0)),
@@ -185,7 +187,8 @@ fn broken_field() -> impl Strategy<Value = (String, Break)> {
     .boxed();
     let phase = prop_oneof![
         "(?s).{0,6}"
-            .prop_filter("not a phase", |s| !["I", "II", "III", "IV"].contains(&s.as_str()))
+            .prop_filter("not a phase", |s| !["I", "II", "III", "IV"]
+                .contains(&s.as_str()))
             .prop_map(Value::from),
         not_a_string(),
     ]
@@ -200,10 +203,13 @@ fn broken_field() -> impl Strategy<Value = (String, Break)> {
     ]
     .boxed();
     let date = prop_oneof![
-        (1_u32..=9999, 1_u32..=12, 32_u32..=99).prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
-        (1_u32..=9999, 13_u32..=99, 1_u32..=28).prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
+        (1_u32..=9999, 1_u32..=12, 32_u32..=99)
+            .prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
+        (1_u32..=9999, 13_u32..=99, 1_u32..=28)
+            .prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
         (1_u32..=9999, 1_u32..=28).prop_map(|(y, d)| format!("{y:04}-00-{d:02}")),
-        (1_u32..=9999).prop_filter("not a leap year", |y| days_in_month(*y, 2) == 28)
+        (1_u32..=9999)
+            .prop_filter("not a leap year", |y| days_in_month(*y, 2) == 28)
             .prop_map(|y| format!("{y:04}-02-29")),
         real_date().prop_map(|d| d.replace('-', "/")),
         real_date().prop_map(|d| format!("{d}T00:00:00Z")),
@@ -226,7 +232,13 @@ fn broken_field() -> impl Strategy<Value = (String, Break)> {
     ]
     .boxed();
     let notes = prop_oneof!["(?s).{501,600}".prop_map(Value::from), not_a_string()].boxed();
-    let required = ["site_id", "trial_phase", "submission_date", "status", "patient_count"];
+    let required = [
+        "site_id",
+        "trial_phase",
+        "submission_date",
+        "status",
+        "patient_count",
+    ];
     prop_oneof![
         set("site_id", site_id),
         set("trial_phase", phase),
@@ -466,8 +478,14 @@ fn any_accepted_batch_keeps_its_hash_when_queued() {
     let spellings = [
         format!(r#"{{"batch_id":"{id}","records":{records}}}"#),
         format!(r#"{{"records":{records},"batch_id":"{id}"}}"#),
-        format!(r#"{{"batch_id":"{}","records":{records}}}"#, id.to_uppercase()),
-        format!(r#"{{"batch_id":"{}","records":{records}}}"#, id.replace('-', "")),
+        format!(
+            r#"{{"batch_id":"{}","records":{records}}}"#,
+            id.to_uppercase()
+        ),
+        format!(
+            r#"{{"batch_id":"{}","records":{records}}}"#,
+            id.replace('-', "")
+        ),
     ];
     for text in spellings {
         let message = BatchMessage::from_slice(text.as_bytes()).expect("valid");
@@ -659,13 +677,15 @@ fn random_request() -> impl Strategy<Value = RandomRequest> {
         idempotency_key,
         prop::bool::weighted(0.9),
     )
-        .prop_map(|(path, body, content_type, idempotency_key, right_key)| RandomRequest {
-            path,
-            body,
-            content_type,
-            idempotency_key,
-            right_key,
-        })
+        .prop_map(
+            |(path, body, content_type, idempotency_key, right_key)| RandomRequest {
+                path,
+                body,
+                content_type,
+                idempotency_key,
+                right_key,
+            },
+        )
 }
 
 /// Random bodies and headers POSTed to the running binary (auth on) never get a 5xx: only the
@@ -733,7 +753,9 @@ fn random_requests_never_get_a_server_error() {
         let json: Value = serde_json::from_slice(&body)
             .map_err(|e| TestCaseError::fail(format!("{status} body is not JSON: {e}")))?;
         if status >= 400 && json.get("detail").is_none() {
-            return Err(TestCaseError::fail(format!("{status} without detail: {json}")));
+            return Err(TestCaseError::fail(format!(
+                "{status} without detail: {json}"
+            )));
         }
         let plain_record_post = request.path == "/records"
             && request.right_key

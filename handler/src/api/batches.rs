@@ -20,6 +20,7 @@ use crate::service::batches::{self, Accepted};
         (status = 202, description = "Accepted; poll the Location", body = BatchReport, headers(("Location" = String, description = "/batches/{batch_id}"))),
         (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
         (status = 409, description = "batch_id reused for different records", body = crate::api::openapi::Detail),
+        (status = 408, description = "Body not received within 10 s; nothing stored", body = crate::api::openapi::Detail),
         (status = 413, description = "Message larger than 48 KiB (a 64 KiB base64 queue message)", body = crate::api::openapi::Detail),
         (status = 415, description = "Body not declared as JSON", body = crate::api::openapi::Detail),
         (status = 422, description = "The message envelope is invalid", body = crate::api::openapi::ValidationErrors),

@@ -24,6 +24,7 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
         (status = 201, description = "Stored", body = Record, headers(("Location" = String, description = "/records/{id}"))),
         (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
         (status = 409, description = "Idempotency-Key reused with a different body", body = crate::api::openapi::Detail),
+        (status = 408, description = "Body not received within 10 s; nothing stored", body = crate::api::openapi::Detail),
         (status = 413, description = "Body larger than 1 MiB", body = crate::api::openapi::Detail),
         (status = 415, description = "Body not declared as JSON", body = crate::api::openapi::Detail),
         (status = 422, description = "Validation errors, all of them", body = crate::api::openapi::ValidationErrors),
