@@ -40,4 +40,10 @@ if [ -f .ci/checks/images.sh ]; then
   bash .ci/checks/images.sh "$root/target/debug/handler"
 fi
 
+step "API fuzzing (schemathesis against the running binary's own OpenAPI document)"
+bash .ci/checks/api-fuzz.sh "$root/target/debug/handler"
+
+step "dependency policy (cargo deny: licenses, bans, sources)"
+bash .ci/checks/deny.sh
+
 step "done"

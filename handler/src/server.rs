@@ -165,18 +165,10 @@ impl Application {
             Arc::clone(&self.state.metrics),
         ));
 
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
-        let http = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stopped(stop_rx.clone()));
-        let metrics = self.metrics_listener.map(|listener| {
-            tokio::spawn(
-                axum::serve(listener, self.metrics_router)
-                    .with_graceful_shutdown(stopped(stop_rx.clone()))
-                    .into_future(),
-            )
-        });
+        let http = serve(self.listener, self.router, stop_rx.clone());
+        let metrics = self
+            .metrics_listener
+            .map(|listener| tokio::spawn(serve(listener, self.metrics_router, stop_rx.clone())));
         let trigger = self.queue.map(|(queue, settings)| {
             tokio::spawn(trigger::run(
                 queue,
@@ -186,7 +178,7 @@ impl Application {
                 stop_rx.clone(),
             ))
         });
-        let mut http = tokio::spawn(http.into_future());
+        let mut http = tokio::spawn(http);
 
         let store_abort = store_ready.abort_handle();
         // Completes only if the store can never open (a fatal local error).
@@ -198,7 +190,10 @@ impl Application {
         };
         let outcome = tokio::select! {
             () = shutdown => Ok(()),
-            served = &mut http => served.map_err(|e| StartError::Serve(std::io::Error::other(e))).and_then(|r| r.map_err(StartError::Serve)),
+            served = &mut http => Err(StartError::Serve(std::io::Error::other(match served {
+                Ok(()) => "the HTTP server stopped".to_owned(),
+                Err(err) => err.to_string(),
+            }))),
             err = store_failed => Err(StartError::Store(err)),
         };
         tracing::info!("shutting down: no new requests or messages; finishing in-flight work");
@@ -222,6 +217,46 @@ impl Application {
         tracing::info!("stopped");
         outcome
     }
+}
+
+/// Longest a client may take to send a request's head (request line and headers): a slow-loris
+/// client loses its connection instead of holding it.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 on `listener` until `stop` turns true, then lets every open connection finish
+/// its in-flight request (idle keep-alive connections are closed at once).
+async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                    let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        // A client that goes away or times out ends its own connection only.
+                        let _ = connection.await;
+                    });
+                }
+                Err(err) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = &mut stopped => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

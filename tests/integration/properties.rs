@@ -464,14 +464,12 @@ proptest! {
     }
 }
 
-/// FINDING (reported to the lead): a POST /batches body that is valid but not in canonical form
-/// (`records` before `batch_id`, or the id in upper case / without hyphens / in braces) is
-/// registered under the hash of its own text, while the queue carries `to_json()`, whose hash
-/// differs: the queue trigger then sees a "different batch reusing the id" (409, poison queue).
-/// Run with `--run-ignored only` to reproduce; un-ignore once the hash is taken over the
-/// canonical form.
+/// Found by this suite and fixed: a POST /batches body that is valid but not in canonical form
+/// (`records` before `batch_id`, or the id in upper case / without hyphens / in braces) was
+/// registered under the hash of its own text, while the queue carries `to_json()`: the queue
+/// trigger then saw a "different batch reusing the id" (poison queue). The hash is now taken over
+/// the canonical form.
 #[test]
-#[ignore = "finding: content_sha256 is not taken over the canonical message (see doc comment)"]
 fn any_accepted_batch_keeps_its_hash_when_queued() {
     let id = "6c1f3e1e-7d0a-4a55-9f6e-0d1b2c3d4e5f";
     let records = json!([crate::support::valid_record()]);

@@ -67,9 +67,7 @@ impl BatchMessage {
                 ctx: None,
             }]);
         };
-        let content_sha256 = hex(&Sha256::digest(
-            serde_json::to_vec(&object).unwrap_or_default(),
-        ));
+
         let mut errors = Vec::new();
         let batch_id = match object.remove("batch_id") {
             None => {
@@ -152,18 +150,24 @@ impl BatchMessage {
             )
         }));
         match (batch_id, records) {
-            (Some(batch_id), Some(records)) if errors.is_empty() => Ok(Self {
-                batch_id,
-                records,
-                content_sha256,
-            }),
+            (Some(batch_id), Some(records)) if errors.is_empty() => {
+                // Hash the canonical form (what goes on the queue), not the client's spelling, so
+                // key order or UUID case cannot make a redelivery look like a different batch.
+                let canonical = json!({ "batch_id": batch_id, "records": records }).to_string();
+                let content_sha256 = hex(&Sha256::digest(canonical.as_bytes()));
+                Ok(Self {
+                    batch_id,
+                    records,
+                    content_sha256,
+                })
+            }
             _ => Err(errors),
         }
     }
 
     /// The message as canonical JSON text: what goes on the queue.
     pub fn to_json(&self) -> String {
-        serde_json::json!({ "batch_id": self.batch_id, "records": self.records }).to_string()
+        json!({ "batch_id": self.batch_id, "records": self.records }).to_string()
     }
 
     /// Decodes raw message JSON (the queue message text, or a POST /batches body).

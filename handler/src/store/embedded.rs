@@ -20,6 +20,10 @@ use crate::domain::{BatchId, BatchReport, Record, RecordId};
 const RECORDS: TableDefinition<u128, &[u8]> = TableDefinition::new("records");
 const BATCHES: TableDefinition<u128, &[u8]> = TableDefinition::new("batches");
 
+/// redb's page cache. Its default (1 GiB) would outgrow a pod's memory limit as data grows; reads
+/// beyond the cache go to the OS page cache, which the kernel can reclaim.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Most writes folded into one commit.
 const MAX_GROUP: usize = 256;
 
@@ -54,7 +58,9 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
-        let db = Database::create(dir.join("mediflow.redb"))
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("mediflow.redb"))
             .map_err(|e| StoreError::unavailable(format!("cannot open the embedded store: {e}")))?;
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(RECORDS).map_err(unavailable)?;
