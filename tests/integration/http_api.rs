@@ -542,3 +542,30 @@ async fn a_chunked_body_over_1_mib_is_refused_with_413() {
         Err(err) => assert!(err.is_request() || err.is_body(), "{err}"),
     }
 }
+
+/// A client that stops in the middle of its request head (slow loris) is disconnected after the
+/// header-read timeout instead of holding a connection for ever.
+#[tokio::test]
+async fn a_client_that_stalls_mid_head_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = App::standalone().await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /records HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "the connection is still open after 20 s");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(9),
+        "closed by the timeout, not at once"
+    );
+}
