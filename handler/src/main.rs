@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    handler::telemetry::init(config.json_logs);
+    let _log_guard = handler::telemetry::init(config.json_logs);
     let started = match Application::build(config).await {
         Ok(app) => app,
         Err(err) => {

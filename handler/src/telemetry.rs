@@ -4,13 +4,21 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber; call once at start.
-pub fn init(json: bool) {
+/// Keeps the log writer thread alive; dropping it flushes what is buffered.
+pub type LogGuard = Option<tracing_appender::non_blocking::WorkerGuard>;
+
+/// Installs the global subscriber; call once at start and keep the guard until exit.
+///
+/// Lines go through a writer thread (`tracing_appender::non_blocking`), so a request never waits
+/// for stdout: one `write(2)` per access line cost a third of GET throughput (BENCHMARKS.md). The
+/// buffer is lossy only under a flood (a log line is dropped, never a request delayed).
+pub fn init(json: bool) -> LogGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,typespec_client_core=warn,azure_core=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     let installed = if json {
         builder
             .json()
@@ -21,5 +29,5 @@ pub fn init(json: bool) {
         builder.with_target(false).try_init()
     };
     // A second init (tests) keeps the first subscriber.
-    drop(installed);
+    installed.ok().map(|()| guard)
 }

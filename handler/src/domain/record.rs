@@ -251,8 +251,17 @@ impl RecordId {
     }
 
     /// The id of record `index` of batch `batch`: the same on every redelivery or resubmission.
+    ///
+    /// A UUID v8 (custom): the first 8 bytes come from a v5 hash of the batch id, the last 8 are
+    /// the index. Records of one batch get neighbouring keys, so the embedded store writes a batch
+    /// into a few B-tree pages instead of hundreds (7x faster commits measured, BENCHMARKS.md);
+    /// 60 bits of batch prefix keep batches apart.
     pub fn for_batch_item(batch: Uuid, index: usize) -> Self {
-        Self(Uuid::new_v5(&batch, index.to_string().as_bytes()))
+        let prefix = Uuid::new_v5(&batch, b"mediflow-batch-records");
+        let mut bytes = [0_u8; 16];
+        bytes[..8].copy_from_slice(&prefix.as_bytes()[..8]);
+        bytes[8..].copy_from_slice(&(index as u64).to_be_bytes());
+        Self(uuid::Builder::from_custom_bytes(bytes).into_uuid())
     }
 
     /// Parses a path segment; anything that is not a UUID cannot name a record.
@@ -288,5 +297,46 @@ pub struct Record {
 impl Record {
     pub fn new(id: RecordId, fields: NewRecord) -> Self {
         Self { fields, id }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecordId;
+    use uuid::Uuid;
+
+    #[test]
+    fn batch_item_ids_are_deterministic_distinct_and_clustered_per_batch() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(
+            RecordId::for_batch_item(a, 7),
+            RecordId::for_batch_item(a, 7),
+            "same on redelivery"
+        );
+        assert_ne!(
+            RecordId::for_batch_item(a, 7),
+            RecordId::for_batch_item(b, 7),
+            "batches differ"
+        );
+        let ids: Vec<u128> = (0..500)
+            .map(|i| RecordId::for_batch_item(a, i).as_uuid().as_u128())
+            .collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "one batch's keys are ordered by index"
+        );
+        assert!(
+            ids.iter().all(|k| k >> 64 == ids[0] >> 64),
+            "and share one 64-bit prefix"
+        );
+        assert_eq!(
+            RecordId::for_batch_item(a, 0).as_uuid().get_version_num(),
+            8
+        );
+        assert_eq!(
+            RecordId::random().as_uuid().get_version_num(),
+            4,
+            "plain POSTs keep v4 ids (the contract)"
+        );
     }
 }
