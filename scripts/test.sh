@@ -46,4 +46,7 @@ bash .ci/checks/api-fuzz.sh "$root/target/debug/handler"
 step "dependency policy (cargo deny: licenses, bans, sources)"
 bash .ci/checks/deny.sh
 
+step "benchmark smoke run (proves the benchmark works; judges no figure)"
+bash scripts/bench.sh --smoke
+
 step "done"
