@@ -75,13 +75,9 @@ async fn the_readiness_ping_and_forwarded_routes_work_on_the_host_port() {
         .expect("POST");
     assert_eq!(created.status(), StatusCode::CREATED);
     let created: Value = created.json().await.expect("json");
-    let read: Value =
-        reqwest::get(app.url(&format!("/records/{}", created["id"].as_str().expect("id"))))
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("json");
+    let read: Value = app
+        .get_json(&format!("/records/{}", created["id"].as_str().expect("id")))
+        .await;
     assert_eq!(read, created);
     // The handler listens on 127.0.0.1 only, as the host calls it.
     assert!(app.addr.ip().is_loopback());
@@ -130,12 +126,7 @@ async fn ingest_batch_accepts_every_message_shape_the_host_sends() {
                 .is_some_and(|l| l.contains("1 accepted, 1 rejected")),
             "{shape}: {result}"
         );
-        let report: Value = reqwest::get(app.url(&format!("/batches/{batch_id}")))
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("json");
+        let report: Value = app.get_json(&format!("/batches/{batch_id}")).await;
         assert_eq!(
             (report["accepted"].as_u64(), report["rejected"].as_u64()),
             (Some(1), Some(1)),
@@ -159,12 +150,7 @@ async fn a_redelivered_message_creates_no_duplicates() {
         )
         .await;
         assert_eq!(response.status(), StatusCode::OK);
-        let report: Value = reqwest::get(app.url(&format!("/batches/{batch_id}")))
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("json");
+        let report: Value = app.get_json(&format!("/batches/{batch_id}")).await;
         reports.push(report);
     }
     assert!(

@@ -366,13 +366,9 @@ async fn undecodable_and_conflicting_messages_go_to_the_poison_queue_at_once_wit
         "the conflicting batch changed nothing"
     );
     for id in before["record_ids"].as_array().expect("ids") {
-        let stored: Value =
-            reqwest::get(app.url(&format!("/records/{}", id.as_str().expect("id"))))
-                .await
-                .expect("GET")
-                .json()
-                .await
-                .expect("json");
+        let stored: Value = app
+            .get_json(&format!("/records/{}", id.as_str().expect("id")))
+            .await;
         assert_ne!(stored["notes"], "changed");
     }
 }
@@ -466,12 +462,7 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_doubles_nothing() {
     // A sample of the records is readable with the right content.
     for (n, report) in reports.iter().enumerate().step_by(10) {
         let id = report["record_ids"][7].as_str().expect("id");
-        let stored: Value = reqwest::get(app.url(&format!("/records/{id}")))
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("json");
+        let stored: Value = app.get_json(&format!("/records/{id}")).await;
         assert_eq!(stored["notes"], format!("kill {n} record 7"));
     }
     wait_until(Duration::from_secs(20), || async {

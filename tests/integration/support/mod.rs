@@ -219,6 +219,16 @@ impl App {
         format!("http://{}{path}", self.addr)
     }
 
+    /// `GET path` (no API key), answered with a JSON body.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        reqwest::get(self.url(path))
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
     /// Every line the process wrote so far (stdout and stderr).
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().expect("logs").clone()
