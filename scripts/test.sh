@@ -25,6 +25,8 @@ fi
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+# The production build: no `emulator` feature, so no Cosmos key path compiles in.
+cargo clippy -p handler --bins -- -D warnings
 
 step "unit and integration tests"
 MEDIFLOW_REQUIRE_EMULATORS=1 cargo nextest run --workspace --all-features --no-fail-fast

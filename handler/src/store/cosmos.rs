@@ -41,6 +41,7 @@ use serde::de::DeserializeOwned;
 use super::{Inserted, RecordStore, SharedStore, StoreError};
 use crate::config::{ConfigError, Source};
 use crate::domain::{BatchId, BatchReport, Record, RecordId};
+#[cfg(feature = "emulator")]
 use crate::secret::Secret;
 
 /// How the service authenticates to Cosmos DB (`COSMOS_CREDENTIAL`).
@@ -103,9 +104,6 @@ impl CosmosConfig {
         })
     }
 }
-
-#[cfg(not(feature = "emulator"))]
-const _: Option<Secret> = None;
 
 /// The longest one store operation may take, every SDK retry included (the SDK's end-to-end
 /// latency policy). A dead or black-holed endpoint answers 503 after this, never hangs a request.
