@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -120,8 +120,24 @@ impl Error {
         json!({ "detail": detail })
     }
 
+    /// The headers that belong to the error whatever carries it (HTTP, or the Functions host's
+    /// HTTP output binding): `Retry-After` on 503, `WWW-Authenticate` on 401.
+    pub fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(secs) = self.retry_after_secs() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, Self::Unauthorized) {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("ApiKey header=\"X-API-Key\""),
+            );
+        }
+        headers
+    }
+
     /// Seconds for `Retry-After`, for the errors that have one.
-    pub fn retry_after_secs(&self) -> Option<u64> {
+    fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Self::Unavailable { retry_after } => Some(
                 u64::try_from(retry_after.as_millis().div_ceil(1000))
@@ -135,23 +151,12 @@ impl Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let mut response = (self.status(), axum::Json(self.body())).into_response();
-        if let Some(secs) = self.retry_after_secs() {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
+        let mut response = (self.status(), self.headers(), axum::Json(self.body())).into_response();
         if matches!(self, Self::PayloadTooLarge { .. } | Self::RequestTimeout) {
             // The body was not read to its end: the connection cannot carry another request.
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        if matches!(self, Self::Unauthorized) {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("ApiKey header=\"X-API-Key\""),
-            );
         }
         // Let the logging middleware see what went wrong without putting it in the body.
         if let Self::Internal(reason) = &self {

@@ -46,7 +46,7 @@ pub async fn submit(
     Ok(accepted_response(&report))
 }
 
-/// The 202 answer, shared with the Functions envelope adapter.
+/// The 202 answer: the report and `Location: /batches/{batch_id}`.
 pub fn accepted_response(report: &BatchReport) -> Response {
     let mut response = (StatusCode::ACCEPTED, Json(report)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/batches/{}", report.batch_id)) {

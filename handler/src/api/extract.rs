@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 
 use crate::error::Error;
 
@@ -32,16 +32,22 @@ pub fn is_json_content_type(value: &str) -> bool {
             .is_some_and(|sub| sub.ends_with("+json"))
 }
 
+/// A body may be declared as JSON or not declared at all (as the previous service accepted);
+/// anything else is 415. Shared with the Functions envelope adapter.
+pub fn check_declared_json(headers: &HeaderMap) -> Result<(), Error> {
+    match headers.get(header::CONTENT_TYPE) {
+        Some(declared) if !declared.to_str().is_ok_and(is_json_content_type) => {
+            Err(Error::UnsupportedMediaType)
+        }
+        _ => Ok(()),
+    }
+}
+
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = Error;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
-            let declared_json = content_type.to_str().is_ok_and(is_json_content_type);
-            if !declared_json {
-                return Err(Error::UnsupportedMediaType);
-            }
-        }
+        check_declared_json(req.headers())?;
         let too_large = Error::PayloadTooLarge {
             limit: MAX_BODY_BYTES,
         };

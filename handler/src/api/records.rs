@@ -46,7 +46,7 @@ pub async fn create(
     Ok(created_response(&created))
 }
 
-/// The 201 answer, shared with the Functions envelope adapter.
+/// The 201 answer: the record, its `Location`, and `Idempotent-Replayed` on a replay.
 pub fn created_response(created: &records::Created) -> Response {
     let location = format!("/records/{}", created.record.id);
     let mut response = (StatusCode::CREATED, Json(&created.record)).into_response();

@@ -167,7 +167,12 @@ impl BatchMessage {
 
     /// The message as canonical JSON text: what goes on the queue.
     pub fn to_json(&self) -> String {
-        json!({ "batch_id": self.batch_id, "records": self.records }).to_string()
+        self.to_value().to_string()
+    }
+
+    /// The message as a JSON value (the Functions host's queue output binding takes it as is).
+    pub fn to_value(&self) -> Value {
+        json!({ "batch_id": self.batch_id, "records": self.records })
     }
 
     /// Decodes raw message JSON (the queue message text, or a POST /batches body).

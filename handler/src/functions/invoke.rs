@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::envelope::{HttpRequestData, Invocation, InvocationResult};
 use crate::api::AppState;
-use crate::api::extract::{MAX_BODY_BYTES, is_json_content_type};
+use crate::api::extract::{MAX_BODY_BYTES, check_declared_json};
 use crate::api::middleware::authorized;
 use crate::domain::BatchMessage;
 use crate::error::Error;
@@ -36,22 +36,15 @@ pub async fn submit_batch(State(state): State<AppState>, body: Bytes) -> Respons
         Ok(request) => submit(&state, &request).await,
         Err(err) => return invocation_failed(&err.to_string()),
     };
-    let (result, status, headers, body) = match result {
+    let (result, status, mut headers, body) = match result {
         Ok((result, response)) => (result, response.0, response.1, response.2),
-        Err(err) => {
-            let mut headers = HeaderMap::new();
-            if let Some(secs) = err.retry_after_secs() {
-                headers.insert(header::RETRY_AFTER, secs.into());
-            }
-            (
-                InvocationResult::default(),
-                err.status(),
-                headers,
-                err.body(),
-            )
-        }
+        Err(err) => (
+            InvocationResult::default(),
+            err.status(),
+            err.headers(),
+            err.body(),
+        ),
     };
-    let mut headers = headers;
     headers.insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
@@ -68,11 +61,7 @@ async fn submit(
     if !authorized(state, &request.headers) {
         return Err(Error::Unauthorized);
     }
-    if let Some(content_type) = request.headers.get(header::CONTENT_TYPE)
-        && !content_type.to_str().is_ok_and(is_json_content_type)
-    {
-        return Err(Error::UnsupportedMediaType);
-    }
+    check_declared_json(&request.headers)?;
     if request.body.len() > MAX_BODY_BYTES {
         return Err(Error::PayloadTooLarge {
             limit: MAX_BODY_BYTES,
@@ -83,7 +72,7 @@ async fn submit(
     let mut result = InvocationResult::default();
     let report = match accepted {
         Accepted::Enqueue(report) => {
-            let message: Value = serde_json::from_str(&message.to_json()).unwrap_or_default();
+            let message = message.to_value();
             result = result.with_output(QUEUE_BINDING, message);
             report
         }
