@@ -73,10 +73,16 @@ pub fn created_response(created: &records::Created) -> Response {
     ),
     security((), ("api_key" = []))
 )]
-pub async fn get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Record>, Error> {
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Error> {
     let store = state.store.get()?;
-    records::get(store.as_ref(), &id).await.map(Json)
+    // The stored document is the response body: no decode, no re-encode.
+    let body = records::get_json(store.as_ref(), &id).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }

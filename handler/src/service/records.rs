@@ -62,8 +62,9 @@ pub async fn create(
     }
 }
 
-/// GET /records/{id}: any id that is not a stored record's is a 404, malformed or not.
-pub async fn get(store: &dyn RecordStore, raw_id: &str) -> Result<Record, Error> {
+/// GET /records/{id}: the stored JSON document. Any id that is not a stored record's is a 404,
+/// malformed or not.
+pub async fn get_json(store: &dyn RecordStore, raw_id: &str) -> Result<bytes::Bytes, Error> {
     let id = RecordId::parse(raw_id).ok_or(Error::RecordNotFound)?;
-    store.get(id).await?.ok_or(Error::RecordNotFound)
+    store.get_json(id).await?.ok_or(Error::RecordNotFound)
 }
