@@ -41,7 +41,12 @@ async fn every_acknowledged_record_survives_kill_9_and_restart() {
     let mut acked = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), async {
         while acked.len() < 50 {
-            acked.push(acked_rx.recv().await.expect("writers stopped before 50 writes"));
+            acked.push(
+                acked_rx
+                    .recv()
+                    .await
+                    .expect("writers stopped before 50 writes"),
+            );
         }
     })
     .await

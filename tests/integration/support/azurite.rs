@@ -84,7 +84,9 @@ impl Azurite {
         let stdout = child.stdout.take().expect("stdout pipe");
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
-            let mut lines = std::io::BufReader::new(stdout).lines().map_while(Result::ok);
+            let mut lines = std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok);
             let port = lines.by_ref().find_map(|line| {
                 line.split_once("successfully listens on http://127.0.0.1:")
                     .and_then(|(_, port)| port.trim().parse::<u16>().ok())

@@ -334,7 +334,7 @@ impl App {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let temp = self.temp_dir.take();
-        let mut options = AppOptions {
+        let options = AppOptions {
             hosting: self.hosting,
             env,
             data_dir: Some(self.data_dir.clone()),
