@@ -4,7 +4,8 @@
 #
 #   1. terraform fmt -check   (terraform if installed, else HashiCorp's hclwrite formatter, see below)
 #   2. schema check           every resource/data/ephemeral block against the provider schemas,
-#                             plus proof that a deliberately broken fixture is rejected
+#                             plus proof that a deliberately broken fixture is rejected;
+#                             infra/env/*.tfvars set only declared variables (tfvars_check.py)
 #   3. checkov                security policies; every skip is justified in place
 #   4. pipeline schema        azure-pipelines.yml against check-jsonschema's vendor.azure-pipelines
 #
@@ -145,6 +146,25 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+step "2b. per-environment variable files (infra/env/*.tfvars)"
+if "$venv/bin/python" "$checks/tfvars_check.py" infra; then
+  pass "tfvars: every environment file sets only declared variables, all required ones, its own name"
+else
+  fail "tfvars: findings above"
+fi
+set +e
+rejected="$("$venv/bin/python" "$checks/tfvars_check.py" infra "$checks/fixtures/tfvars-broken/dev.tfvars")"
+rc=$?
+set -e
+if [ "$rc" -eq 1 ] && grep -q 'sets "ingres"' <<<"$rejected" && grep -q 'does not set "ingress"' <<<"$rejected" \
+   && grep -q "environment is 'prod', want 'dev'" <<<"$rejected"; then
+  pass "tfvars check rejects the broken fixture (unknown name, missing required variable, wrong environment)"
+else
+  printf '%s\n' "$rejected"
+  fail "tfvars check: broken fixture not rejected as expected (exit $rc)"
+fi
+
+# ---------------------------------------------------------------------------------------------
 step "3. checkov -d infra/"
 checkov_out="$(mktemp)"
 if "$checkov_venv/bin/checkov" --directory infra --framework terraform --quiet --compact \
@@ -178,4 +198,4 @@ if [ "${#failures[@]}" -gt 0 ]; then
   printf 'FAILED: %s\n' "${failures[@]}"
   exit 1
 fi
-echo "infra checks: 4 passed, 0 failed"
+echo "infra checks: 5 passed, 0 failed"
