@@ -102,7 +102,9 @@ impl Azurite {
                 "Azurite exited before listening: {:?}",
                 child.try_wait().ok().flatten()
             ),
-            Err(_) => panic!("Azurite did not report listening within 60 s"),
+            Err(tokio::time::error::Elapsed { .. }) => {
+                panic!("Azurite did not report listening within 60 s")
+            }
         }
         self.child = Some(child);
     }
