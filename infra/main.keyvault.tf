@@ -98,3 +98,13 @@ resource "azurerm_role_assignment" "app_kv_secrets_user" {
   principal_type       = "ServicePrincipal"
   description          = "CSI driver mounts mediflow-api-keys for the service (workload identity)."
 }
+
+# The people who hand the current key to clients read this one secret, nothing else.
+resource "azurerm_role_assignment" "api_key_readers" {
+  for_each = toset(var.api_key_reader_ids)
+
+  scope                = azurerm_key_vault_secret.api_keys.resource_versionless_id
+  role_definition_name = "Key Vault Secrets User"
+  principal_id         = each.value
+  description          = "Hands the current API key (line 1) to clients."
+}

@@ -107,3 +107,19 @@ variable "pipeline_agent_ip_ranges" {
     error_message = "pipeline_agent_ip_ranges holds single addresses written as a.b.c.d/32."
   }
 }
+
+variable "api_key_reader_ids" {
+  type        = list(string)
+  description = <<-EOT
+    Object ids of the Entra users or groups who hand the API key to clients: they get "Key Vault
+    Secrets User" on the secret mediflow-api-keys only (and reach it from
+    key_vault_allowed_ip_ranges). Line 1 of the secret is the current key.
+    Example: ["00000000-0000-0000-0000-000000000000"]
+  EOT
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.api_key_reader_ids : can(regex("^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$", id))])
+    error_message = "api_key_reader_ids must be object ids (GUIDs)."
+  }
+}

@@ -7,7 +7,8 @@
 #                             plus proof that a deliberately broken fixture is rejected;
 #                             infra/env/*.tfvars set only declared variables (tfvars_check.py)
 #   3. checkov                security policies; every skip is justified in place
-#   4. pipeline schema        azure-pipelines.yml against check-jsonschema's vendor.azure-pipelines
+#   4. pipeline schema        azure-pipelines.yml against check-jsonschema's vendor.azure-pipelines;
+#                             infra/scripts/*.sh parse and the ones the pipeline names exist
 #
 # Tools: Python packages pinned in .ci/checks/requirements-infra*.txt, installed into .tools/
 # venvs on first use. Provider schemas: ../shared/schemas/terraform beside the checkout
@@ -191,6 +192,21 @@ if "$venv/bin/python" "$checks/azure_pipelines_check.py" azure-pipelines.yml; th
 else
   fail "pipeline schema: azure-pipelines.yml does not validate"
 fi
+# The scripts the pipeline runs (they need Azure, so only their syntax and references are checked).
+bad_scripts=0
+for script in infra/scripts/*.sh; do
+  bash -n "$script" || bad_scripts=$((bad_scripts + 1))
+  grep -qF "$script" azure-pipelines.yml || grep -qF "$(basename "$script")" infra/scripts/*.sh azure-pipelines.yml \
+    || { echo "$script is used nowhere"; bad_scripts=$((bad_scripts + 1)); }
+done
+for used in $(grep -oE 'infra/scripts/[a-z-]+\.sh' azure-pipelines.yml | sort -u); do
+  [ -f "$used" ] || { echo "azure-pipelines.yml runs $used, which does not exist"; bad_scripts=$((bad_scripts + 1)); }
+done
+if [ "$bad_scripts" -eq 0 ]; then
+  pass "pipeline scripts: $(ls infra/scripts/*.sh | wc -l) parse and every one the pipeline names exists"
+else
+  fail "pipeline scripts: findings above"
+fi
 
 # ---------------------------------------------------------------------------------------------
 step "summary ($((SECONDS - started)) s)"
@@ -198,4 +214,4 @@ if [ "${#failures[@]}" -gt 0 ]; then
   printf 'FAILED: %s\n' "${failures[@]}"
   exit 1
 fi
-echo "infra checks: 5 passed, 0 failed"
+echo "infra checks: 6 passed, 0 failed"

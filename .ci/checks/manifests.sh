@@ -59,9 +59,13 @@ done
 [[ -x "$checkov_venv/bin/checkov" ]] || fail "checkov missing from $checkov_venv"
 checkov() { "$checkov_venv/bin/checkov" "$@"; }
 if ! command -v promtool >/dev/null 2>&1; then
-  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  # As root (CI, developer machines), or through password-less sudo (hosted pipeline agents).
+  as_root=()
+  [[ "$(id -u)" == 0 ]] || as_root=(sudo -n)
+  if command -v apt-get >/dev/null 2>&1 && "${as_root[@]}" true 2>/dev/null; then
     note "installing promtool (Debian package prometheus)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+    { "${as_root[@]}" apt-get update -qq &&
+      "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
       >/dev/null || fail "apt-get install prometheus failed"
   fi
   command -v promtool >/dev/null 2>&1 || fail "promtool missing: apt-get install prometheus (Debian), as root"

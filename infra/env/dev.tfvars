@@ -21,6 +21,7 @@ ingress = {
 
 # Object ids of the people who administer the cluster, import the certificate, send test batches.
 aks_admin_principal_ids     = []
+api_key_reader_ids          = []
 key_vault_allowed_ip_ranges = []
 queue_submitters            = []
 queue_submitter_network     = { ip_ranges = [] }
