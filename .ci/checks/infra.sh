@@ -70,7 +70,7 @@ step "1. terraform fmt -check -recursive infra/"
 # checked here with patterns: interpolation-only strings ("${var.x}") and quoted type constraints.
 hcl_tools_version="0.21.0"
 tf_files=()
-while IFS= read -r -d '' file; do tf_files+=("$file"); done < <(find infra -name '*.tf' -not -path '*/.terraform/*' -print0 | sort -z)
+while IFS= read -r -d '' file; do tf_files+=("$file"); done < <(find infra \( -name '*.tf' -o -name '*.tfvars' \) -not -path '*/.terraform/*' -print0 | sort -z)
 if command -v terraform >/dev/null 2>&1; then
   echo "using $(command -v terraform) ($(TF_CLI_CONFIG_FILE=/dev/null terraform version | head -n 1))"
   if TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive -diff infra/; then
