@@ -55,6 +55,7 @@ fn http_function(name: &str, methods: MethodFilter) -> Option<MethodRouter<AppSt
         "openapi" => on(methods, openapi::document),
         "create_record" => on(methods, records::create),
         "get_record" => on(methods, records::get),
+        "list_records" => on(methods, records::list),
         "submit_batch" => on(methods, batches::submit),
         "get_batch" => on(methods, batches::get),
         _ => return None,
