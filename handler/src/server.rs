@@ -62,6 +62,7 @@ pub struct Application {
     store_config: StoreConfig,
     queue: Option<(BatchQueue, crate::functions::definitions::QueueSettings)>,
     key_watch: Option<JoinHandle<()>>,
+    host: Host,
 }
 
 impl Application {
@@ -136,6 +137,7 @@ impl Application {
             store_config: config.store,
             queue,
             key_watch,
+            host,
         })
     }
 
@@ -144,6 +146,14 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Which host this process serves: `standalone` or `custom-handler` (under the Functions host).
+    pub fn host_name(&self) -> &'static str {
+        match self.host {
+            Host::Standalone { .. } => "standalone",
+            Host::CustomHandler => "custom-handler",
+        }
     }
 
     /// The metrics listener's address, when it has its own.
