@@ -7,15 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-/// The record's fields, in the service's wire order. `notes` is optional.
-pub const FIELDS: [&str; 6] = [
-    "site_id",
-    "trial_phase",
-    "submission_date",
-    "status",
-    "patient_count",
-    "notes",
-];
+/// The record's fields, in the service's wire order (the service's own list). `notes` is optional.
+pub use handler::domain::decode::FIELDS;
+/// The first five are required.
 const REQUIRED: usize = 5;
 
 /// How the file is written.

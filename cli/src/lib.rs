@@ -248,27 +248,28 @@ async fn submit(args: SubmitArgs) -> Result<u8, Failure> {
 }
 
 async fn get(id: &str, service: &Service, table: bool) -> Result<u8, Failure> {
-    let record = api(service)?
-        .record(id)
-        .await?
-        .ok_or_else(|| Failure(format!("no record with id {id}")))?;
-    output::print(&if table {
-        output::record_table(&record)
-    } else {
-        output::pretty(&record)
-    })?;
-    Ok(0)
+    let record = api(service)?.record(id).await?;
+    show(record, "record", id, table, output::record_table)
 }
 
 async fn batch(id: &str, service: &Service, table: bool) -> Result<u8, Failure> {
-    let report = api(service)?
-        .batch(id)
-        .await?
-        .ok_or_else(|| Failure(format!("no batch with id {id}")))?;
+    let report = api(service)?.batch(id).await?;
+    show(report, "batch", id, table, output::batch_table)
+}
+
+/// Prints what a read command found: JSON, or a table with `--table`.
+fn show<T: serde::Serialize>(
+    found: Option<T>,
+    what: &str,
+    id: &str,
+    table: bool,
+    as_table: fn(&T) -> String,
+) -> Result<u8, Failure> {
+    let found = found.ok_or_else(|| Failure(format!("no {what} with id {id}")))?;
     output::print(&if table {
-        output::batch_table(&report)
+        as_table(&found)
     } else {
-        output::pretty(&report)
+        output::pretty(&found)
     })?;
     Ok(0)
 }

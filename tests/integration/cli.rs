@@ -500,9 +500,7 @@ async fn read_commands_print_json_or_tables_and_fail_with_one_line() {
 
 #[tokio::test]
 async fn the_queue_path_sends_to_the_storage_queue_and_follows_results_over_http() {
-    let Some(azurite) = Azurite::start().await else {
-        return;
-    };
+    let azurite = Azurite::start().await;
     azurite.queue("mediflow-batches").create().await;
     let app =
         App::start(AppOptions::default().env("MEDIFLOW_QUEUE", azurite.connection_string())).await;
