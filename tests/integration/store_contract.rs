@@ -5,7 +5,7 @@
 use futures::future::BoxFuture;
 use handler::domain::batch::{BatchState, RejectedRecord};
 use handler::domain::{BatchId, BatchReport, FieldError, NewRecord, Record, RecordId};
-use handler::error::Error;
+use handler::service::ServiceError;
 use handler::service::records::list;
 use handler::store::{Inserted, RecordStore};
 use serde_json::{Value, json};
@@ -441,7 +441,7 @@ async fn listing_refuses_tampered_tokens(store: &dyn RecordStore) {
         format!("site_id={site}&continuation="),
     ] {
         match list(store, Some(&raw)).await {
-            Err(Error::Validation(errors)) => assert_eq!(
+            Err(ServiceError::Invalid(errors)) => assert_eq!(
                 errors[0].loc,
                 vec![json!("query"), json!("continuation")],
                 "{raw}"

@@ -6,9 +6,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::error::ApiError;
 use super::extract::JsonBody;
 use crate::domain::{Record, RecordPage};
-use crate::error::Error;
 use crate::service::records;
 
 /// Header set on a response that replays an earlier idempotent create.
@@ -36,7 +36,7 @@ pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let key = headers
         .get(&IDEMPOTENCY_KEY)
         .map(|v| records::check_idempotency_key(v.as_bytes()))
@@ -76,9 +76,9 @@ pub fn created_response(created: &records::Created) -> Response {
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Record>, Error> {
+) -> Result<Json<Record>, ApiError> {
     let store = state.store.get()?;
-    records::get(store.as_ref(), &id).await.map(Json)
+    Ok(Json(records::get(store.as_ref(), &id).await?))
 }
 
 /// List a site's records, newest submission date first, a page at a time.
@@ -102,9 +102,7 @@ pub async fn get(
 pub async fn list(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
-) -> Result<Json<RecordPage>, Error> {
+) -> Result<Json<RecordPage>, ApiError> {
     let store = state.store.get()?;
-    records::list(store.as_ref(), query.as_deref())
-        .await
-        .map(Json)
+    Ok(Json(records::list(store.as_ref(), query.as_deref()).await?))
 }
