@@ -139,7 +139,9 @@ pub enum QueueConfig {
         service_uri: String,
         identity: AzureIdentity,
     },
-    /// `MEDIFLOW_QUEUE`: a connection string or an account SAS URL (Azurite, local only).
+    /// `MEDIFLOW_QUEUE`: a connection string or an account SAS URL (Azurite, local only: builds
+    /// with the `emulator` feature).
+    #[cfg(feature = "emulator")]
     Connection(crate::secret::Secret),
 }
 
@@ -236,9 +238,19 @@ impl Config {
                 service_uri,
                 identity: AzureIdentity::from_source(env)?,
             }),
+            #[cfg(feature = "emulator")]
             (None, Some(connection)) => Some(QueueConfig::Connection(crate::secret::Secret::new(
                 connection,
             ))),
+            #[cfg(not(feature = "emulator"))]
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "MEDIFLOW_QUEUE (a connection string or SAS URL, for Azurite) exists only in \
+                     builds with the `emulator` feature; production uses \
+                     MEDIFLOW_QUEUE__queueServiceUri"
+                        .into(),
+                ));
+            }
             (None, None) => None,
         };
         Ok(Self {
