@@ -230,9 +230,13 @@ impl Config {
                 )));
             }
         };
+        // Under the Functions host the `MEDIFLOW_QUEUE` connection is the host's (its queue
+        // trigger and output binding); the handler reads it only standalone.
+        let standalone = matches!(mode, Mode::Standalone { .. });
         let queue = match (
-            env.var("MEDIFLOW_QUEUE__queueServiceUri"),
-            env.var("MEDIFLOW_QUEUE"),
+            env.var("MEDIFLOW_QUEUE__queueServiceUri")
+                .filter(|_| standalone),
+            env.var("MEDIFLOW_QUEUE").filter(|_| standalone),
         ) {
             (Some(service_uri), _) => Some(QueueConfig::Identity {
                 service_uri,
@@ -345,6 +349,16 @@ mod tests {
                 identity: AzureIdentity::WorkloadIdentity,
             })
         );
+    }
+
+    #[test]
+    fn under_the_functions_host_the_queue_connection_is_the_hosts() {
+        let config = Config::from_source(&env(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "41234"),
+            ("MEDIFLOW_QUEUE", "UseDevelopmentStorage=true"),
+        ]))
+        .expect("valid in every build: the handler does not read it");
+        assert_eq!(config.queue, None);
     }
 
     #[test]
