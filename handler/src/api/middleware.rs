@@ -88,9 +88,14 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         } else if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), latency_ms, "request answered");
         } else if elapsed >= SLOW_REQUEST {
-            tracing::warn!(status = status.as_u16(), latency_ms, "slow request");
+            tracing::warn!(
+                status = status.as_u16(),
+                latency_ms,
+                slow = true,
+                "request answered"
+            );
         } else if status.is_client_error() {
-            tracing::info!(status = status.as_u16(), latency_ms, "request refused");
+            tracing::info!(status = status.as_u16(), latency_ms, "request answered");
         } else {
             tracing::debug!(status = status.as_u16(), latency_ms, "request answered");
         }

@@ -30,8 +30,9 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
 use self::journal::{Journal, Put, Table};
+use super::embedded_site_index as site_index;
 use super::{Inserted, RecordStore, StoreError, StoreHealth};
-use crate::domain::{BatchId, BatchReport, Record, RecordId};
+use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
 
 const RECORDS: TableDefinition<u128, &[u8]> = TableDefinition::new("records");
 const BATCHES: TableDefinition<u128, &[u8]> = TableDefinition::new("batches");
@@ -127,6 +128,8 @@ struct State {
     pending_bytes: usize,
     /// The last group the applier committed to redb.
     applied: u64,
+    /// The last group acknowledged to its callers.
+    acknowledged: u64,
     /// The first journal or redb failure; latched for the life of the process.
     failure: Option<String>,
 }
@@ -226,6 +229,7 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(RECORDS).map_err(unavailable)?;
         txn.open_table(BATCHES).map_err(unavailable)?;
+        site_index::open_and_backfill(&txn, RECORDS)?;
         txn.commit().map_err(unavailable)?;
 
         let journal_error =
@@ -239,7 +243,7 @@ impl EmbeddedStore {
             );
         }
         if !replay.puts.is_empty() {
-            commit_puts(&db, replay.puts.iter()).map_err(unavailable)?;
+            commit_puts(&db, replay.puts.iter())?;
             tracing::info!(
                 puts = replay.puts.len(),
                 "journal replayed into the embedded store"
@@ -343,21 +347,30 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// Commits `puts` to redb in one durable transaction.
-fn commit_puts<'a>(db: &Database, puts: impl Iterator<Item = &'a Put>) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
+/// Commits `puts` to redb in one durable transaction, each record with its by-site index entry.
+fn commit_puts<'a>(db: &Database, puts: impl Iterator<Item = &'a Put>) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
     {
-        let mut records = txn.open_table(RECORDS)?;
-        let mut batches = txn.open_table(BATCHES)?;
+        let mut records = txn.open_table(RECORDS).map_err(unavailable)?;
+        let mut batches = txn.open_table(BATCHES).map_err(unavailable)?;
+        let mut index = site_index::open(&txn)?;
         for put in puts {
-            let table = match put.table {
-                Table::Records => &mut records,
-                Table::Batches => &mut batches,
-            };
-            table.insert(put.key, put.value.as_ref())?;
+            match put.table {
+                Table::Records => {
+                    records
+                        .insert(put.key, put.value.as_ref())
+                        .map_err(unavailable)?;
+                    site_index::add(&mut index, &decode(&put.value)?)?;
+                }
+                Table::Batches => {
+                    batches
+                        .insert(put.key, put.value.as_ref())
+                        .map_err(unavailable)?;
+                }
+            }
         }
     }
-    txn.commit()?;
+    txn.commit().map_err(unavailable)?;
     Ok(())
 }
 
@@ -431,6 +444,7 @@ fn write_group(
                 state.pending_bytes -= old.len();
             }
         }
+        state.acknowledged = seq;
     }
     // On the device and visible to reads: acknowledge.
     answers.into_iter().for_each(Answer::send);
@@ -651,6 +665,38 @@ impl RecordStore for EmbeddedStore {
         self.read(Table::Batches, id.as_uuid().as_u128())?
             .map(|bytes| decode(&bytes))
             .transpose()
+    }
+
+    /// One read transaction: the index page and the records it names are one snapshot. The index
+    /// is in redb only, so a list first waits (off the runtime) until the applier has committed
+    /// every write acknowledged before the call: a listing sees what was acknowledged.
+    async fn list(&self, query: &ListQuery, max: usize) -> Result<Vec<Record>, StoreError> {
+        let shared = Arc::clone(&self.inner.shared);
+        let target = {
+            let state = shared.state();
+            (state.applied < state.acknowledged).then_some(state.acknowledged)
+        };
+        if let Some(target) = target {
+            tokio::task::spawn_blocking(move || shared.wait_until(|state| state.applied >= target))
+                .await
+                .map_err(|e| StoreError::unavailable(format!("waiting for the applier: {e}")))?
+                .map_err(StoreError::unavailable)?;
+        }
+        let txn = self.inner.shared.db.begin_read().map_err(unavailable)?;
+        let ids = site_index::page(&txn, query, max)?;
+        let table = txn.open_table(RECORDS).map_err(unavailable)?;
+        ids.into_iter()
+            .map(|id| {
+                let bytes = table
+                    .get(id.as_uuid().as_u128())
+                    .map_err(unavailable)?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("indexed record {id} is missing"))
+                    })?;
+                serde_json::from_slice(bytes.value())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
     }
 
     async fn check(&self) -> Result<(), StoreError> {
