@@ -8,6 +8,8 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod functions;
 pub mod metrics;
 pub mod queue;

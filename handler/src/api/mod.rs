@@ -1,6 +1,7 @@
 //! The HTTP transport: one router built from the function definitions, used by both hosts and by
 //! the tests. Handlers are thin adapters over [`crate::service`].
 
+pub mod admission;
 pub mod batches;
 pub mod extract;
 pub mod health;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub keys: Option<ApiKeys>,
     pub metrics: Arc<Metrics>,
     pub batches: BatchSink,
+    /// The in-flight and body-bytes budgets ([`admission`]).
+    pub admission: admission::Admission,
 }
 
 /// Which transport the router is for.
@@ -110,8 +113,12 @@ pub fn router(
         };
         let is_public = PUBLIC_FUNCTIONS.contains(&function.name.as_str());
         if host == Host::CustomHandler && !function.is_forwarded() {
-            let handler =
-                invoked_function(&function.name).ok_or_else(|| error("no invocation handler"))?;
+            let handler = invoked_function(&function.name)
+                .ok_or_else(|| error("no invocation handler"))?
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    admission::admission,
+                ));
             // Invocations come from the Functions host; their own auth happens inside (the HTTP
             // request's headers travel in the envelope).
             public = public.route(&format!("/{}", function.name), handler);
@@ -129,10 +136,16 @@ pub fn router(
             protected = protected.route(&trigger.path, handler);
         }
     }
-    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        middleware::require_api_key,
-    ));
+    // Auth first (an unauthenticated request costs nothing and holds nothing), then admission.
+    let protected = protected
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admission::admission,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::require_api_key,
+        ));
     let mut router = public.merge(protected);
     match host {
         Host::CustomHandler => router = router.route("/", get(health::host_ping)),

@@ -224,6 +224,12 @@ impl Definitions {
     }
 }
 
+/// The host.json compiled into this binary (the HTTP limits are read from it by
+/// [`crate::api::admission`]).
+pub fn host_json() -> &'static str {
+    embedded::HOST_JSON
+}
+
 /// Prefix of the app settings that override host.json's `extensions.queues`.
 pub const QUEUE_OVERRIDE_PREFIX: &str = "AzureFunctionsJobHost__extensions__queues__";
 

@@ -8,13 +8,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::{Inserted, RecordStore, StoreError};
+use super::{Inserted, RecordStore, StoreError, StoreHealth};
 use crate::domain::{BatchId, BatchReport, Record, RecordId};
 
 const RECORDS: TableDefinition<u128, &[u8]> = TableDefinition::new("records");
@@ -44,6 +45,17 @@ enum Write {
 pub struct EmbeddedStore {
     db: Arc<Database>,
     writer: std_mpsc::Sender<Write>,
+    /// False once the writer thread has ended (it only ends by a panic while the store is open).
+    writer_alive: Arc<AtomicBool>,
+}
+
+/// Held by the writer thread; marks the writer gone when the thread ends, even by a panic.
+struct WriterAlive(Arc<AtomicBool>);
+
+impl Drop for WriterAlive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -69,11 +81,20 @@ impl EmbeddedStore {
         let db = Arc::new(db);
         let (writer, queue) = std_mpsc::channel();
         let writer_db = Arc::clone(&db);
+        let writer_alive = Arc::new(AtomicBool::new(true));
+        let alive = WriterAlive(Arc::clone(&writer_alive));
         std::thread::Builder::new()
             .name("embedded-store-writer".into())
-            .spawn(move || run_writer(&writer_db, &queue))
+            .spawn(move || {
+                let _alive = alive;
+                run_writer(&writer_db, &queue);
+            })
             .map_err(|e| StoreError::unavailable(format!("cannot start the store writer: {e}")))?;
-        Ok(Self { db, writer })
+        Ok(Self {
+            db,
+            writer,
+            writer_alive,
+        })
     }
 
     async fn submit<T>(
@@ -119,6 +140,8 @@ fn run_writer(db: &Database, queue: &std_mpsc::Receiver<Write>) {
                 Err(_) => break,
             }
         }
+        #[cfg(feature = "fault-injection")]
+        crate::fault::writer_group_committing();
         commit_group(db, group);
     }
 }
@@ -246,6 +269,14 @@ impl RecordStore for EmbeddedStore {
         let txn = self.db.begin_read().map_err(unavailable)?;
         txn.open_table(RECORDS).map_err(unavailable)?;
         Ok(())
+    }
+
+    fn health(&self) -> StoreHealth {
+        if self.writer_alive.load(Ordering::SeqCst) {
+            StoreHealth::Ok
+        } else {
+            StoreHealth::Failed("the embedded store's writer thread has stopped".into())
+        }
     }
 
     fn backend(&self) -> &'static str {

@@ -11,6 +11,7 @@ use crate::domain::{BatchId, BatchReport, Record, RecordId};
 
 pub mod cosmos;
 pub mod embedded;
+pub mod limited;
 pub mod observed;
 
 /// What happened to an insert.
@@ -46,6 +47,15 @@ impl StoreError {
     }
 }
 
+/// Whether a store can still work at all (as opposed to a passing failure of one call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    Ok,
+    /// The backend can no longer work (writer thread gone, latched I/O error): readiness fails
+    /// and the process exits non-zero so that it is restarted. The reason is for operators.
+    Failed(String),
+}
+
 /// The storage the service needs. Every write is insert-if-absent or a whole-document put, so
 /// retries and redeliveries are harmless.
 #[async_trait]
@@ -76,6 +86,11 @@ pub trait RecordStore: Send + Sync + 'static {
 
     /// Succeeds when the store can serve requests (readiness).
     async fn check(&self) -> Result<(), StoreError>;
+
+    /// Whether the backend can still work; checked by readiness and by the server's watchdog.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Ok
+    }
 
     /// A short name for logs and metrics.
     fn backend(&self) -> &'static str;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{Inserted, RecordStore, SharedStore, StoreError};
+use super::{Inserted, RecordStore, SharedStore, StoreError, StoreHealth};
 use crate::domain::{BatchId, BatchReport, Record, RecordId};
 use crate::metrics::Metrics;
 
@@ -73,6 +73,10 @@ impl RecordStore for ObservedStore {
 
     async fn check(&self) -> Result<(), StoreError> {
         self.timed("check", self.inner.check()).await
+    }
+
+    fn health(&self) -> StoreHealth {
+        self.inner.health()
     }
 
     fn backend(&self) -> &'static str {

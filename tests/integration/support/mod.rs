@@ -120,6 +120,9 @@ impl App {
         match options.hosting {
             Hosting::Standalone => env.insert("MEDIFLOW_ADDR".into(), format!("127.0.0.1:{port}")),
             Hosting::CustomHandler => {
+                // Without a key file the handler refuses to start under the Functions host unless
+                // told so; a test that sets keys (or clears this) gets auth.
+                env.insert("MEDIFLOW_AUTH".into(), "off".into());
                 env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string())
             }
         };
@@ -249,6 +252,11 @@ impl App {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+        self.wait_exit(timeout)
+    }
+
+    /// Waits for the process to exit (at most `timeout`); its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
