@@ -4,9 +4,11 @@
 #
 #   1. terraform fmt -check   (terraform if installed, else HashiCorp's hclwrite formatter, see below)
 #   2. schema check           every resource/data/ephemeral block against the provider schemas,
-#                             plus proof that a deliberately broken fixture is rejected
+#                             plus proof that a deliberately broken fixture is rejected;
+#                             infra/env/*.tfvars set only declared variables (tfvars_check.py)
 #   3. checkov                security policies; every skip is justified in place
-#   4. pipeline schema        azure-pipelines.yml against check-jsonschema's vendor.azure-pipelines
+#   4. pipeline schema        azure-pipelines.yml against check-jsonschema's vendor.azure-pipelines;
+#                             infra/scripts/*.sh parse and the ones the pipeline names exist
 #
 # Tools: Python packages pinned in .ci/checks/requirements-infra*.txt, installed into .tools/
 # venvs on first use. Provider schemas: ../shared/schemas/terraform beside the checkout
@@ -68,7 +70,7 @@ step "1. terraform fmt -check -recursive infra/"
 # checked here with patterns: interpolation-only strings ("${var.x}") and quoted type constraints.
 hcl_tools_version="0.21.0"
 tf_files=()
-while IFS= read -r -d '' file; do tf_files+=("$file"); done < <(find infra -name '*.tf' -not -path '*/.terraform/*' -print0 | sort -z)
+while IFS= read -r -d '' file; do tf_files+=("$file"); done < <(find infra \( -name '*.tf' -o -name '*.tfvars' \) -not -path '*/.terraform/*' -print0 | sort -z)
 if command -v terraform >/dev/null 2>&1; then
   echo "using $(command -v terraform) ($(TF_CLI_CONFIG_FILE=/dev/null terraform version | head -n 1))"
   if TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive -diff infra/; then
@@ -145,6 +147,54 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+step "2b. per-environment variable files (infra/env/*.tfvars)"
+if "$venv/bin/python" "$checks/tfvars_check.py" infra; then
+  pass "tfvars: every environment file sets only declared variables, all required ones, its own name"
+else
+  fail "tfvars: findings above"
+fi
+set +e
+rejected="$("$venv/bin/python" "$checks/tfvars_check.py" infra "$checks/fixtures/tfvars-broken/dev.tfvars")"
+rc=$?
+set -e
+if [ "$rc" -eq 1 ] && grep -q 'sets "ingres"' <<<"$rejected" && grep -q 'does not set "ingress"' <<<"$rejected" \
+   && grep -q "environment is 'prod', want 'dev'" <<<"$rejected"; then
+  pass "tfvars check rejects the broken fixture (unknown name, missing required variable, wrong environment)"
+else
+  printf '%s\n' "$rejected"
+  fail "tfvars check: broken fixture not rejected as expected (exit $rc)"
+fi
+
+# With terraform installed (the pipeline's Test stage; not the development machines), the values
+# also go through the variables' own validation rules: a plan of the variable declarations alone
+# needs no provider and no network.
+if command -v terraform >/dev/null 2>&1; then
+  tf_vars_dir="$(mktemp -d)"
+  cp infra/variables*.tf "$tf_vars_dir/"
+  tf() { TF_CLI_CONFIG_FILE=/dev/null terraform -chdir="$tf_vars_dir" "$@"; }
+  tf init -input=false -backend=false >/dev/null
+  invalid=0
+  for vars in infra/env/*.tfvars; do
+    tf plan -input=false -lock=false -no-color -var-file="$repo/$vars" >"$tf_vars_dir/plan.log" 2>&1 \
+      || { cat "$tf_vars_dir/plan.log"; invalid=$((invalid + 1)); }
+  done
+  set +e
+  tf plan -input=false -lock=false -no-color -var-file="$repo/$checks/fixtures/tfvars-broken/invalid.tfvars" >"$tf_vars_dir/plan.log" 2>&1
+  rc=$?
+  set -e
+  if [ "$invalid" -eq 0 ] && [ "$rc" -ne 0 ] && grep -q 'ingress.host must be' "$tf_vars_dir/plan.log" \
+     && grep -q 'queue_submitter_network.ip_ranges' "$tf_vars_dir/plan.log"; then
+    pass "tfvars: every environment file passes the variables' validation rules (terraform), the invalid fixture does not"
+  else
+    cat "$tf_vars_dir/plan.log"
+    fail "tfvars: validation rules (terraform plan of the variable declarations)"
+  fi
+  rm -rf "$tf_vars_dir"
+else
+  echo "terraform not installed: the variables' validation rules are evaluated in the pipeline's Test stage"
+fi
+
+# ---------------------------------------------------------------------------------------------
 step "3. checkov -d infra/"
 checkov_out="$(mktemp)"
 if "$checkov_venv/bin/checkov" --directory infra --framework terraform --quiet --compact \
@@ -171,6 +221,21 @@ if "$venv/bin/python" "$checks/azure_pipelines_check.py" azure-pipelines.yml; th
 else
   fail "pipeline schema: azure-pipelines.yml does not validate"
 fi
+# The scripts the pipeline runs (they need Azure, so only their syntax and references are checked).
+bad_scripts=0
+for script in infra/scripts/*.sh; do
+  bash -n "$script" || bad_scripts=$((bad_scripts + 1))
+  grep -qF "$script" azure-pipelines.yml || grep -qF "$(basename "$script")" infra/scripts/*.sh azure-pipelines.yml \
+    || { echo "$script is used nowhere"; bad_scripts=$((bad_scripts + 1)); }
+done
+for used in $(grep -oE 'infra/scripts/[a-z-]+\.sh' azure-pipelines.yml | sort -u); do
+  [ -f "$used" ] || { echo "azure-pipelines.yml runs $used, which does not exist"; bad_scripts=$((bad_scripts + 1)); }
+done
+if [ "$bad_scripts" -eq 0 ]; then
+  pass "pipeline scripts: $(ls infra/scripts/*.sh | wc -l) parse and every one the pipeline names exists"
+else
+  fail "pipeline scripts: findings above"
+fi
 
 # ---------------------------------------------------------------------------------------------
 step "summary ($((SECONDS - started)) s)"
@@ -178,4 +243,4 @@ if [ "${#failures[@]}" -gt 0 ]; then
   printf 'FAILED: %s\n' "${failures[@]}"
   exit 1
 fi
-echo "infra checks: 4 passed, 0 failed"
+echo "infra checks: 6 passed, 0 failed"

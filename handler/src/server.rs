@@ -70,6 +70,7 @@ pub struct Application {
     cosmos_max_concurrency: usize,
     queue: Option<(BatchQueue, crate::functions::definitions::QueueSettings)>,
     key_watch: Option<JoinHandle<()>>,
+    host: Host,
 }
 
 impl Application {
@@ -161,6 +162,7 @@ impl Application {
             cosmos_max_concurrency: config.cosmos_max_concurrency,
             queue,
             key_watch,
+            host,
         })
     }
 
@@ -169,6 +171,14 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Which host this process serves: `standalone` or `custom-handler` (under the Functions host).
+    pub fn host_name(&self) -> &'static str {
+        match self.host {
+            Host::Standalone { .. } => "standalone",
+            Host::CustomHandler => "custom-handler",
+        }
     }
 
     /// The metrics listener's address, when it has its own.

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{App, AppOptions, BINARY, Hosting, free_port, valid_record};
+use crate::support::{App, AppOptions, BINARY, Hosting, LogBook, valid_record};
 
 /// The peak resident set (`VmHWM`) of a process, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -268,7 +268,7 @@ async fn a_restart_on_a_large_store_fails_no_request() {
     let dir = large_store(20_000).await;
     let data = dir.path().join("data");
     for hosting in [Hosting::Standalone, Hosting::CustomHandler] {
-        // Returns as soon as the liveness route (or the host's ping) answers, store open or not.
+        // Returns as soon as the process reports that it listens, store open or not.
         let app = App::start(
             AppOptions::default()
                 .hosting(hosting)
@@ -277,6 +277,11 @@ async fn a_restart_on_a_large_store_fails_no_request() {
         )
         .await;
         let started = Instant::now();
+        if hosting == Hosting::CustomHandler {
+            // The Functions host sends invocations once its ping `GET /` is answered.
+            let ping = reqwest::get(app.url("/")).await.expect("GET /");
+            assert_eq!(ping.status(), StatusCode::OK);
+        }
         let request = post_request("/records", &valid_record().to_string(), "");
         let answers =
             futures::future::join_all((0..64).map(|_| raw_exchange(app.addr, &request))).await;
@@ -286,7 +291,7 @@ async fn a_restart_on_a_large_store_fails_no_request() {
             .collect();
         let created = statuses.iter().filter(|s| **s == 201).count();
         eprintln!(
-            "{hosting:?} restart on 20,000 records: {created}/64 created in {:?}",
+            "{hosting:?} restart on 20,000 records (kill -9 before): {created}/64 created in {:?}",
             started.elapsed()
         );
         assert_eq!(created, 64, "{hosting:?}: {statuses:?}");
@@ -296,7 +301,7 @@ async fn a_restart_on_a_large_store_fails_no_request() {
 
 /// The store's writer thread is killed (fault injection): readiness fails and the process exits
 /// with a non-zero code so that it is restarted.
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test]
 async fn a_dead_store_writer_fails_readiness_and_ends_the_process() {
     let mut app =
         App::start(AppOptions::default().env("MEDIFLOW_FAULT_KILL_WRITER_AFTER", "1")).await;
@@ -324,7 +329,9 @@ async fn a_dead_store_writer_fails_readiness_and_ends_the_process() {
         "the writer died on this one"
     );
     assert!(second.headers().contains_key("retry-after"));
-    let status = tokio::task::block_in_place(|| app.wait_exit(Duration::from_secs(30)))
+    let status = app
+        .wait_for_exit(Duration::from_secs(30))
+        .await
         .expect("the process ends by itself");
     assert!(!status.success(), "non-zero exit: {status}");
     assert!(
@@ -337,93 +344,86 @@ async fn a_dead_store_writer_fails_readiness_and_ends_the_process() {
 
 /// How a start without keys ended.
 enum Started {
-    /// The port accepted a connection.
+    /// The process reported that it listens.
     Listening,
     /// The process exited first: its status and output.
     Exited(std::process::ExitStatus, String),
 }
 
-/// Runs the binary with `env` (nothing inherited) until it listens on `port` or exits.
-fn start_without_keys(port: u16, env: &[(&str, String)]) -> Started {
+/// Runs the binary on port 0 with `env` (nothing inherited) until it reports that it listens, or
+/// exits.
+async fn start_without_keys(env: &[(&str, &str)]) -> Started {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(BINARY)
         .env_clear()
         .env("MEDIFLOW_DATA_DIR", dir.path().join("data"))
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            let output = child.wait_with_output().expect("output");
-            let text = String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr);
-            return Started::Exited(status, text);
-        }
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Started::Listening;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let streams = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let logs = LogBook::collect(streams);
+    let listening = logs
+        .wait_for(Duration::from_secs(20), |lines| {
+            lines.iter().any(|l| l.contains("listening")).then_some(())
+        })
+        .await;
+    if listening.is_some() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Started::Listening;
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("neither listening nor exited within 20 s");
+    // The output closed: the process is exiting.
+    let status = child.wait().expect("exit status");
+    Started::Exited(status, logs.lines().join("\n"))
 }
 
-#[test]
-fn without_keys_it_refuses_to_start_unless_on_loopback_or_told_so() {
-    for (addr_var, ip, auth, starts, what) in [
+#[tokio::test]
+async fn without_keys_it_refuses_to_start_unless_on_loopback_or_told_so() {
+    for (env, starts, what) in [
         (
-            "MEDIFLOW_ADDR",
-            "0.0.0.0",
-            None,
+            vec![("MEDIFLOW_ADDR", "0.0.0.0:0")],
             false,
             "every interface, no keys",
         ),
         (
-            "FUNCTIONS_CUSTOMHANDLER_PORT",
-            "",
-            None,
+            vec![("FUNCTIONS_CUSTOMHANDLER_PORT", "0")],
             false,
             "the Functions host, no keys",
         ),
         (
-            "MEDIFLOW_ADDR",
-            "127.0.0.1",
-            None,
+            vec![("MEDIFLOW_ADDR", "127.0.0.1:0")],
             true,
             "loopback standalone (the README's cargo run)",
         ),
         (
-            "FUNCTIONS_CUSTOMHANDLER_PORT",
-            "",
-            Some("off"),
+            vec![
+                ("FUNCTIONS_CUSTOMHANDLER_PORT", "0"),
+                ("MEDIFLOW_AUTH", "off"),
+            ],
             true,
             "the Functions host, MEDIFLOW_AUTH=off",
         ),
         (
-            "MEDIFLOW_ADDR",
-            "0.0.0.0",
-            Some("off"),
+            vec![("MEDIFLOW_ADDR", "0.0.0.0:0"), ("MEDIFLOW_AUTH", "off")],
             true,
             "every interface, MEDIFLOW_AUTH=off",
         ),
     ] {
-        let port = free_port();
-        let addr = if ip.is_empty() {
-            port.to_string()
-        } else {
-            format!("{ip}:{port}")
-        };
-        let mut env = vec![(addr_var, addr)];
-        if let Some(auth) = auth {
-            env.push(("MEDIFLOW_AUTH", auth.to_owned()));
-        }
-        match start_without_keys(port, &env) {
+        match start_without_keys(&env).await {
             Started::Listening => assert!(starts, "{what}: it started"),
             Started::Exited(status, output) => {
                 assert!(!starts, "{what}: it stopped ({status}): {output}");
