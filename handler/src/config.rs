@@ -77,6 +77,10 @@ pub struct Config {
     pub body_budget_bytes: usize,
 }
 
+/// `MEDIFLOW_FAULT_KILL_WRITER_AFTER`: read only by builds with the `fault-injection` feature (the
+/// tests), never by a release: see [`crate::fault`]. Listed here so that every variable is.
+pub const FAULT_INJECTION_VARIABLES: [&str; 1] = ["MEDIFLOW_FAULT_KILL_WRITER_AFTER"];
+
 /// Default of `MEDIFLOW_POISON_RETENTION_DAYS`: 30 days, long enough to notice and redrive after
 /// an outage, short enough that patient data does not linger in a dead-letter queue.
 pub const DEFAULT_POISON_RETENTION_DAYS: u64 = 30;

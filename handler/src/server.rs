@@ -301,18 +301,34 @@ pub async fn redrive(config: &Config) -> Result<usize, StartError> {
 /// client loses its connection instead of holding it.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Open connections served at once, per listener.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// The largest request head (request line and headers) read into memory; a longer one is refused
+/// (hyper answers 431) before it grows further.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// Serves HTTP/1.1 on `listener` until `stop` turns true, then lets every open connection finish
 /// its in-flight request (idle keep-alive connections are closed at once).
 async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    // Beyond this many open connections the loop stops accepting (the kernel's backlog holds the
+    // rest) until one closes.
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let stopped = async move {
         let _ = stop.wait_for(|stop| *stop).await;
     };
     tokio::pin!(stopped);
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&connections).acquire_owned() => slot,
+            () = &mut stopped => break,
+        };
+        let Ok(slot) = slot else { break };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
@@ -322,6 +338,7 @@ async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Rec
                     tokio::spawn(async move {
                         // A client that goes away or times out ends its own connection only.
                         let _ = connection.await;
+                        drop(slot);
                     });
                 }
                 Err(err) => {

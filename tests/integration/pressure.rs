@@ -3,7 +3,7 @@
 //! and auth fails closed. Real process, real sockets; each test bounded in time.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -50,6 +50,15 @@ fn post_request(path: &str, body: &str, extra_headers: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+async fn metrics_page(app: &App) -> String {
+    reqwest::get(app.url("/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 struct Keys {
     _dir: tempfile::TempDir,
     file: String,
@@ -93,12 +102,7 @@ async fn the_hostile_mix_keeps_memory_bounded() {
             "a hostile method got {status}"
         );
     }
-    let metrics = reqwest::get(app.url("/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_page(&app).await;
     assert!(
         metrics.len() < 64 * 1024,
         "/metrics grew to {} bytes",
@@ -218,12 +222,7 @@ async fn an_overload_of_512_connections_is_answered_201_or_refused_with_retry_af
         shed["status"], "ready",
         "the overload left the service ready"
     );
-    let metrics = reqwest::get(app.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_page(&app).await;
     let refused = counts.get(&429).copied().unwrap_or(0) + counts.get(&503).copied().unwrap_or(0);
     if refused > 0 {
         assert!(
@@ -354,28 +353,12 @@ enum Started {
 /// exits.
 async fn start_without_keys(env: &[(&str, &str)]) -> Started {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(BINARY)
-        .env_clear()
-        .env("MEDIFLOW_DATA_DIR", dir.path().join("data"))
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let streams = [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let logs = LogBook::collect(streams);
+    let (mut child, logs) = LogBook::spawn(
+        Command::new(BINARY)
+            .env_clear()
+            .env("MEDIFLOW_DATA_DIR", dir.path().join("data"))
+            .envs(env.iter().copied()),
+    );
     let listening = logs
         .wait_for(Duration::from_secs(20), |lines| {
             lines.iter().any(|l| l.contains("listening")).then_some(())

@@ -222,7 +222,7 @@ pub async fn admission(State(state): State<AppState>, request: Request, next: Ne
                 Refused::TooManyRequests => "outstanding",
                 Refused::Unavailable => "body_bytes",
             });
-            return refused.into_response();
+            return refuse_after_discarding_body(request, refused).await;
         }
     };
     if !state.store.opened(STARTUP_WAIT).await {
@@ -230,6 +230,40 @@ pub async fn admission(State(state): State<AppState>, request: Request, next: Ne
     }
     let response = next.run(request).await;
     drop(admitted);
+    response
+}
+
+/// The longest a refused request's body is read (and thrown away) before the answer.
+const DISCARD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Answers a refused request. Its body is read and thrown away chunk by chunk first (at most
+/// [`MAX_BODY_BYTES`], at most [`DISCARD_TIMEOUT`]; nothing is held): a client still sending
+/// when the connection closed would lose the answer to a reset. When the body is larger or
+/// slower, the answer closes the connection.
+async fn refuse_after_discarding_body(request: Request, refused: Refused) -> Response {
+    use http_body_util::BodyExt as _;
+    let mut body = request.into_body();
+    let discard = async {
+        let mut read = 0_usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            read += frame.data_ref().map_or(0, bytes::Buf::remaining);
+            if read > MAX_BODY_BYTES {
+                return false;
+            }
+        }
+        true
+    };
+    let drained = tokio::time::timeout(DISCARD_TIMEOUT, discard)
+        .await
+        .unwrap_or(false);
+    let mut response = refused.into_response();
+    if !drained {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     response
 }
 

@@ -52,6 +52,29 @@ impl LogBook {
         book
     }
 
+    /// Starts `command` with its stdout and stderr collected.
+    pub fn spawn(command: &mut Command) -> (Child, Arc<Self>) {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start handler");
+        let streams = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (child, Self::collect(streams))
+    }
+
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().expect("logs").clone()
     }
@@ -191,28 +214,14 @@ impl App {
             }
         };
         env.extend(options.env);
-        let mut child = Command::new(BINARY)
-            .env_clear()
-            .envs(std::env::vars().filter(|(k, _)| k == "PATH" || k.starts_with("AZURE_COSMOS_")))
-            .envs(&env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start handler");
-        let streams = [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let logs = LogBook::collect(streams);
+        let (mut child, logs) = LogBook::spawn(
+            Command::new(BINARY)
+                .env_clear()
+                .envs(
+                    std::env::vars().filter(|(k, _)| k == "PATH" || k.starts_with("AZURE_COSMOS_")),
+                )
+                .envs(&env),
+        );
         let listening = logs
             .wait_for(Duration::from_secs(20), |lines| {
                 lines.iter().find_map(|l| listening_line(l))
