@@ -43,6 +43,7 @@ PREFIX_READ = re.compile(r"with_prefix\(\s*(?:[a-z_]+::)*([A-Z][A-Z0-9_]*)\s*\)"
 LIBRARY_READS = {
     "RUST_LOG": "EnvFilter::try_from_default_env",  # tracing-subscriber
     "AZURE_TENANT_ID": "WorkloadIdentityCredential::new",  # azure_identity (workload identity)
+    "AZURE_FEDERATED_TOKEN_FILE": "WorkloadIdentityCredential::new",  # azure_identity (workload identity)
 }
 
 

@@ -5,6 +5,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+#[cfg(feature = "emulator")]
+use crate::secret::Secret;
+
+/// Prefix of the app settings that override host.json's `extensions.queues` (the Functions
+/// host's own convention: `AzureFunctionsJobHost__extensions__queues__<setting>`).
+pub const QUEUE_OVERRIDE_PREFIX: &str = "AzureFunctionsJobHost__extensions__queues__";
+
+/// Prefix of the app settings that override host.json's `extensions.http` (the HTTP limits of
+/// [`crate::api::admission`]).
+pub const HTTP_OVERRIDE_PREFIX: &str = "AzureFunctionsJobHost__extensions__http__";
+
 /// Why the configuration was refused; the process prints it and exits.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {0}")]
@@ -27,14 +38,111 @@ pub enum StoreConfig {
     /// (default `./mediflow-data`).
     Embedded { data_dir: PathBuf },
     /// `MEDIFLOW_STORE=cosmos`: Azure Cosmos DB for NoSQL.
-    Cosmos(crate::store::cosmos::CosmosConfig),
+    Cosmos(CosmosConfig),
+}
+
+/// The Entra ID identity the process uses for every Azure service (Cosmos DB and Storage queues):
+/// one policy, read once by [`AzureIdentity::from_source`], built into a credential by
+/// `crate::credential`.
+///
+/// `AZURE_CREDENTIAL` (`COSMOS_CREDENTIAL` is read as its older name when it is unset):
+/// - `workload-identity` (the default; AKS): `AZURE_CLIENT_ID`, `AZURE_TENANT_ID` and
+///   `AZURE_FEDERATED_TOKEN_FILE`, injected by the workload-identity webhook;
+/// - `managed-identity`: the VM/App Service identity; `AZURE_CLIENT_ID` picks a user-assigned one.
+///
+/// Explicit rather than detected: a pod whose webhook did not run fails at start with a clear
+/// error instead of silently trying another identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AzureIdentity {
+    WorkloadIdentity,
+    ManagedIdentity { client_id: Option<String> },
+}
+
+impl AzureIdentity {
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        let chosen = env
+            .var("AZURE_CREDENTIAL")
+            .or_else(|| env.var("COSMOS_CREDENTIAL").filter(|c| c != "key"));
+        match chosen.as_deref() {
+            None | Some("workload-identity") => Ok(Self::WorkloadIdentity),
+            Some("managed-identity") => Ok(Self::ManagedIdentity {
+                client_id: env.var("AZURE_CLIENT_ID"),
+            }),
+            Some(other) => Err(ConfigError(format!(
+                "AZURE_CREDENTIAL (or COSMOS_CREDENTIAL) must be `workload-identity` or \
+                 `managed-identity`, not `{other}`"
+            ))),
+        }
+    }
+}
+
+/// How the service authenticates to Cosmos DB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CosmosCredential {
+    /// Entra ID: the process's [`AzureIdentity`].
+    Entra(AzureIdentity),
+    /// `COSMOS_CREDENTIAL=key` with `COSMOS_KEY`: only in builds with the `emulator` feature, for
+    /// the emulator.
+    #[cfg(feature = "emulator")]
+    Key(Secret),
+}
+
+/// `MEDIFLOW_STORE=cosmos` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosmosConfig {
+    /// `COSMOS_ENDPOINT`, e.g. `https://<account>.documents.azure.com:443/`.
+    pub endpoint: String,
+    /// `COSMOS_DATABASE` (default `mediflow`).
+    pub database: String,
+    /// `COSMOS_CONTAINER` (default `records`), partition key `/id`.
+    pub container: String,
+    pub credential: CosmosCredential,
+}
+
+impl CosmosConfig {
+    /// Reads the `COSMOS_*` settings.
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        let endpoint = env
+            .var("COSMOS_ENDPOINT")
+            .ok_or_else(|| ConfigError("MEDIFLOW_STORE=cosmos needs COSMOS_ENDPOINT".into()))?;
+        let credential = match env.var("COSMOS_CREDENTIAL").as_deref() {
+            #[cfg(feature = "emulator")]
+            Some("key") => {
+                CosmosCredential::Key(Secret::new(env.var("COSMOS_KEY").ok_or_else(|| {
+                    ConfigError("COSMOS_CREDENTIAL=key needs COSMOS_KEY".into())
+                })?))
+            }
+            #[cfg(not(feature = "emulator"))]
+            Some("key") => {
+                return Err(ConfigError(
+                    "COSMOS_CREDENTIAL=key exists only in builds with the `emulator` feature"
+                        .into(),
+                ));
+            }
+            _ => CosmosCredential::Entra(AzureIdentity::from_source(env)?),
+        };
+        Ok(Self {
+            endpoint,
+            database: env
+                .var("COSMOS_DATABASE")
+                .unwrap_or_else(|| "mediflow".into()),
+            container: env
+                .var("COSMOS_CONTAINER")
+                .unwrap_or_else(|| "records".into()),
+            credential,
+        })
+    }
 }
 
 /// How the standalone host reaches the batch queue (connection setting `MEDIFLOW_QUEUE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueConfig {
-    /// `MEDIFLOW_QUEUE__queueServiceUri`: identity-based (workload identity), production.
-    Identity { service_uri: String },
+    /// `MEDIFLOW_QUEUE__queueServiceUri`: identity-based (the process's [`AzureIdentity`]),
+    /// production.
+    Identity {
+        service_uri: String,
+        identity: AzureIdentity,
+    },
     /// `MEDIFLOW_QUEUE`: a connection string or an account SAS URL (Azurite, local only).
     Connection(crate::secret::Secret),
 }
@@ -151,9 +259,7 @@ impl Config {
                     .var("MEDIFLOW_DATA_DIR")
                     .map_or_else(|| PathBuf::from("mediflow-data"), PathBuf::from),
             },
-            Some("cosmos") => {
-                StoreConfig::Cosmos(crate::store::cosmos::CosmosConfig::from_source(env)?)
-            }
+            Some("cosmos") => StoreConfig::Cosmos(CosmosConfig::from_source(env)?),
             Some(other) => {
                 return Err(ConfigError(format!(
                     "MEDIFLOW_STORE must be `embedded` or `cosmos`, not `{other}`"
@@ -164,7 +270,10 @@ impl Config {
             env.var("MEDIFLOW_QUEUE__queueServiceUri"),
             env.var("MEDIFLOW_QUEUE"),
         ) {
-            (Some(service_uri), _) => Some(QueueConfig::Identity { service_uri }),
+            (Some(service_uri), _) => Some(QueueConfig::Identity {
+                service_uri,
+                identity: AzureIdentity::from_source(env)?,
+            }),
             (None, Some(connection)) => Some(QueueConfig::Connection(crate::secret::Secret::new(
                 connection,
             ))),
@@ -188,7 +297,7 @@ impl Config {
                 .var("LOG_FORMAT")
                 .is_some_and(|f| f.eq_ignore_ascii_case("json")),
             queue,
-            queue_overrides: env.with_prefix(crate::functions::definitions::QUEUE_OVERRIDE_PREFIX),
+            queue_overrides: env.with_prefix(QUEUE_OVERRIDE_PREFIX),
             cosmos_max_concurrency: positive(env, "MEDIFLOW_COSMOS_MAX_CONCURRENCY")?
                 .unwrap_or(DEFAULT_COSMOS_MAX_CONCURRENCY),
             poison_retention: std::time::Duration::from_secs(
@@ -196,7 +305,7 @@ impl Config {
                     * positive(env, "MEDIFLOW_POISON_RETENTION_DAYS")?
                         .map_or(DEFAULT_POISON_RETENTION_DAYS, |d| d as u64),
             ),
-            http_overrides: env.with_prefix(crate::api::admission::HTTP_OVERRIDE_PREFIX),
+            http_overrides: env.with_prefix(HTTP_OVERRIDE_PREFIX),
             body_budget_bytes: positive(env, "MEDIFLOW_BODY_BUDGET_BYTES")?
                 .unwrap_or(DEFAULT_BODY_BUDGET_BYTES),
         })
@@ -292,8 +401,55 @@ mod tests {
         assert_eq!(
             config.queue,
             Some(QueueConfig::Identity {
-                service_uri: "https://acct.queue.core.windows.net".into()
+                service_uri: "https://acct.queue.core.windows.net".into(),
+                identity: AzureIdentity::WorkloadIdentity,
             })
         );
+    }
+
+    #[test]
+    fn one_identity_policy_for_every_azure_client() {
+        // (settings, the identity, what the case proves)
+        for (settings, expected, proves) in [
+            (
+                vec![],
+                Some(AzureIdentity::WorkloadIdentity),
+                "workload identity by default",
+            ),
+            (
+                vec![
+                    ("AZURE_CREDENTIAL", "managed-identity"),
+                    ("AZURE_CLIENT_ID", "c1"),
+                ],
+                Some(AzureIdentity::ManagedIdentity {
+                    client_id: Some("c1".into()),
+                }),
+                "managed identity, user-assigned by client id",
+            ),
+            (
+                vec![("COSMOS_CREDENTIAL", "managed-identity")],
+                Some(AzureIdentity::ManagedIdentity { client_id: None }),
+                "the older name still chooses",
+            ),
+            (
+                vec![
+                    ("AZURE_CREDENTIAL", "workload-identity"),
+                    ("COSMOS_CREDENTIAL", "managed-identity"),
+                ],
+                Some(AzureIdentity::WorkloadIdentity),
+                "AZURE_CREDENTIAL wins",
+            ),
+            (
+                vec![("AZURE_CREDENTIAL", "password")],
+                None,
+                "an unknown kind is refused",
+            ),
+        ] {
+            assert_eq!(
+                AzureIdentity::from_source(&env(&settings)).ok(),
+                expected,
+                "{proves}"
+            );
+        }
     }
 }

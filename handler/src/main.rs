@@ -40,6 +40,7 @@ async fn main() -> ExitCode {
     // when metrics are served on the main port).
     let http_addr = started.local_addr();
     tracing::info!(
+        target: handler::telemetry::STARTUP_TARGET,
         http_addr = %http_addr,
         metrics_addr = %started.metrics_addr().unwrap_or(http_addr),
         host = started.host_name(),

@@ -43,8 +43,7 @@ async fn status_with_key(app: &App, key: Option<&str>) -> StatusCode {
 #[tokio::test]
 async fn every_data_route_refuses_requests_without_a_valid_key() {
     let keyed = app_with_keys("k-current\n").await;
-    let definitions =
-        handler::functions::definitions::Definitions::embedded().expect("definitions");
+    let definitions = handler::definitions::Definitions::embedded().expect("definitions");
     let client = reqwest::Client::new();
     let mut protected = 0;
     for function in &definitions.functions {

@@ -1,5 +1,5 @@
-//! The HTTP contract existing MediFlow clients depend on (../shared/reference/seed-contract.md),
-//! checked over real sockets against the running binary, once per store backend.
+//! The HTTP contract existing MediFlow clients depend on (README.md "The API", and the binary's own
+//! `/openapi.json`), checked over real sockets against the running binary, once per store backend.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -434,8 +434,7 @@ async fn the_openapi_document_lists_every_http_function() {
             .as_str()
             .is_some_and(|v| v.starts_with("3."))
     );
-    let definitions =
-        handler::functions::definitions::Definitions::embedded().expect("definitions");
+    let definitions = handler::definitions::Definitions::embedded().expect("definitions");
     for function in &definitions.functions {
         let Some(trigger) = function.http_trigger() else {
             continue;

@@ -26,11 +26,10 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
 use super::AppState;
+use super::error::ApiError;
 use super::extract::MAX_BODY_BYTES;
-use crate::error::Error;
 
-/// Prefix of the app settings that override host.json's `extensions.http`.
-pub const HTTP_OVERRIDE_PREFIX: &str = "AzureFunctionsJobHost__extensions__http__";
+pub use crate::config::HTTP_OVERRIDE_PREFIX;
 
 /// The longest a request waits for the store to open before it answers 503 (well inside the
 /// request timeout, and inside the Functions host's 30 s start-up wait).
@@ -154,10 +153,10 @@ enum Refused {
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         match self {
-            Self::TooManyRequests => Error::TooManyRequests {
+            Self::TooManyRequests => ApiError::TooManyRequests {
                 retry_after: RETRY_AFTER,
             },
-            Self::Unavailable => Error::Unavailable {
+            Self::Unavailable => ApiError::Unavailable {
                 retry_after: RETRY_AFTER,
             },
         }
@@ -339,9 +338,8 @@ mod tests {
 
     #[test]
     fn the_embedded_host_json_bounds_both_counts() {
-        let limits =
-            Limits::from_host_json(crate::functions::definitions::host_json(), &[], BUDGET)
-                .expect("embedded host.json");
+        let limits = Limits::from_host_json(crate::definitions::host_json(), &[], BUDGET)
+            .expect("embedded host.json");
         assert!(limits.max_concurrent.is_some() && limits.max_outstanding.is_some());
         assert!(limits.max_outstanding >= limits.max_concurrent);
     }

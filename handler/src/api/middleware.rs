@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::AppState;
-use crate::error::{Error, InternalErrorReason};
+use super::error::{ApiError, InternalErrorReason};
 use crate::metrics::{UNMATCHED_ROUTE, method_label};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -39,7 +39,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     // hears that the outcome is unknown and retries with the same Idempotency-Key (which cannot
     // duplicate a write that finished late).
     let mut response = handled.unwrap_or_else(|_| {
-        Error::OutcomeUnknown {
+        ApiError::OutcomeUnknown {
             retry_after: std::time::Duration::from_secs(1),
         }
         .into_response()
@@ -76,7 +76,7 @@ pub async fn require_api_key(
     if authorized(&state, request.headers()) {
         next.run(request).await
     } else {
-        Error::Unauthorized.into_response()
+        ApiError::Unauthorized.into_response()
     }
 }
 

@@ -2,8 +2,8 @@
 //! `mediflow-batches` and its poison queue `mediflow-batches-poison`.
 //!
 //! The crate authenticates only with an Entra ID token (HTTPS) or a SAS in the URL, so:
-//! - `MEDIFLOW_QUEUE__queueServiceUri` (production): workload identity when
-//!   `AZURE_FEDERATED_TOKEN_FILE` is set (AKS), managed identity otherwise.
+//! - `MEDIFLOW_QUEUE__queueServiceUri` (production): the process's Entra ID identity, by the one
+//!   policy of `config::AzureIdentity` (the same credential builder as Cosmos DB's).
 //! - `MEDIFLOW_QUEUE` (Azurite, local): an account SAS URL, used as is, or a connection string with
 //!   an account key, from which an account SAS is signed here (HMAC-SHA256, never sent or logged).
 //!
@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, StatusCode, Url};
 use azure_storage_queue::models::{
     QueueClientReceiveMessagesOptions, QueueClientSendMessageOptions, QueueMessage,
@@ -22,9 +21,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
 
-use crate::config::QueueConfig;
+use crate::config::{AzureIdentity, QueueConfig};
+use crate::credential::token_credential;
 use crate::domain::BatchMessage;
-use crate::error::Error;
 use crate::secret::Secret;
 
 /// Azurite's well-known development account (public, documented by Microsoft).
@@ -92,6 +91,11 @@ impl QueueError {
     }
 }
 
+/// The queue clients cannot be built from the configuration (the process does not start).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct QueueSetupError(String);
+
 /// How the client authenticates (for `Debug` and the start log; no secret in it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AuthKind {
@@ -143,13 +147,21 @@ impl BatchQueue {
         config: &QueueConfig,
         queue_name: &str,
         base64: bool,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, QueueSetupError> {
         let (service_url, credential, auth) = match config {
-            QueueConfig::Identity { service_uri } => {
+            QueueConfig::Identity {
+                service_uri,
+                identity,
+            } => {
                 let url = Url::parse(service_uri.trim_end_matches('/')).map_err(|e| {
                     config_error(format!("MEDIFLOW_QUEUE__queueServiceUri is not a URL: {e}"))
                 })?;
-                let (credential, auth) = identity_credential()?;
+                let credential =
+                    token_credential(identity).map_err(|e| config_error(e.to_string()))?;
+                let auth = match identity {
+                    AzureIdentity::WorkloadIdentity => AuthKind::WorkloadIdentity,
+                    AzureIdentity::ManagedIdentity { .. } => AuthKind::ManagedIdentity,
+                };
                 (url, Some(credential), auth)
             }
             QueueConfig::Connection(secret) => {
@@ -208,8 +220,8 @@ impl BatchQueue {
         self.inner.base64
     }
 
-    /// Puts a batch message on the queue (POST /batches). Failure is a 503 for the client.
-    pub async fn send(&self, message: &BatchMessage) -> Result<(), Error> {
+    /// Puts a batch message on the queue (POST /batches).
+    pub async fn send(&self, message: &BatchMessage) -> Result<(), QueueError> {
         let json = message.to_json();
         let text = if self.inner.base64 {
             B64.encode(json)
@@ -224,12 +236,6 @@ impl BatchQueue {
             None,
         )
         .await
-        .map_err(|err| {
-            tracing::warn!(batch_id = %message.batch_id, error = %err, "batch not queued");
-            Error::Unavailable {
-                retry_after: std::time::Duration::from_secs(1),
-            }
-        })
     }
 
     /// Receives up to `max` messages (1..=32), each invisible to others for `lease`.
@@ -443,8 +449,8 @@ fn seconds(duration: std::time::Duration) -> i32 {
     i32::try_from(duration.as_secs()).unwrap_or(i32::MAX)
 }
 
-fn config_error(reason: String) -> Error {
-    Error::Internal(reason)
+fn config_error(reason: String) -> QueueSetupError {
+    QueueSetupError(reason)
 }
 
 /// A few quick SDK retries per call; the trigger's own backoff handles longer outages.
@@ -464,33 +470,15 @@ fn client_options() -> QueueServiceClientOptions {
     }
 }
 
-/// Workload identity (AKS: the webhook sets `AZURE_FEDERATED_TOKEN_FILE`, `AZURE_TENANT_ID`,
-/// `AZURE_CLIENT_ID`), else managed identity (`AZURE_CLIENT_ID` picks a user-assigned one).
-fn identity_credential() -> Result<(Arc<dyn TokenCredential>, AuthKind), Error> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if env("AZURE_FEDERATED_TOKEN_FILE").is_some() {
-        let credential = azure_identity::WorkloadIdentityCredential::new(None)
-            .map_err(|e| config_error(format!("workload identity: {e}")))?;
-        return Ok((credential, AuthKind::WorkloadIdentity));
-    }
-    let options = azure_identity::ManagedIdentityCredentialOptions {
-        user_assigned_id: env("AZURE_CLIENT_ID").map(azure_identity::UserAssignedId::ClientId),
-        ..Default::default()
-    };
-    let credential = azure_identity::ManagedIdentityCredential::new(Some(options))
-        .map_err(|e| config_error(format!("managed identity: {e}")))?;
-    Ok((credential, AuthKind::ManagedIdentity))
-}
-
 /// `MEDIFLOW_QUEUE` (a connection string or an account SAS URL) as the queue service URL with a
 /// SAS in its query: what the clients are built from. Public for test tooling; the URL is a
 /// secret (never log it).
-pub fn connection_service_url(connection: &Secret) -> Result<Url, Error> {
+pub fn connection_service_url(connection: &Secret) -> Result<Url, QueueSetupError> {
     sas_service_url(connection).map(|(url, _)| url)
 }
 
 /// `MEDIFLOW_QUEUE` as a service URL carrying a SAS.
-fn sas_service_url(connection: &Secret) -> Result<(Url, AuthKind), Error> {
+fn sas_service_url(connection: &Secret) -> Result<(Url, AuthKind), QueueSetupError> {
     let parsed = ConnectionString::parse(connection.expose()).map_err(|reason| {
         config_error(format!(
             "MEDIFLOW_QUEUE is neither an account SAS URL nor a usable connection string: {reason}"

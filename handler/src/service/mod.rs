@@ -2,14 +2,15 @@
 //! envelope and the standalone queue loop are thin adapters over these; tests call them directly.
 
 pub mod batches;
+pub mod error;
 pub mod records;
 
 use std::sync::Arc;
 
 use tokio::sync::{OnceCell, watch};
 
-use crate::error::Error;
 use crate::store::SharedStore;
+pub use error::ServiceError;
 
 /// The store, once it is open. The server binds its port before opening the store; requests that
 /// arrive meanwhile wait for it ([`StoreHandle::opened`], bounded), then answer 503.
@@ -77,10 +78,13 @@ impl StoreHandle {
         matches!(settled, Ok(Ok(state)) if *state == Opening::Open)
     }
 
-    /// The store, or 503 while it is still opening.
-    pub fn get(&self) -> Result<&SharedStore, Error> {
-        self.0.get().ok_or(Error::Unavailable {
+    /// The store, or [`ServiceError::NotReady`] while it is still opening.
+    pub fn get(&self) -> Result<&SharedStore, ServiceError> {
+        self.0.get().ok_or(ServiceError::NotReady {
             retry_after: std::time::Duration::from_secs(1),
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

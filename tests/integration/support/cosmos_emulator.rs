@@ -302,9 +302,9 @@ impl CosmosContainer {
     }
 
     /// The same settings, parsed the way the binary parses them.
-    pub fn config(&self) -> handler::store::cosmos::CosmosConfig {
+    pub fn config(&self) -> handler::config::CosmosConfig {
         let env: std::collections::HashMap<String, String> = self.env().into_iter().collect();
-        handler::store::cosmos::CosmosConfig::from_source(&env).expect("valid Cosmos settings")
+        handler::config::CosmosConfig::from_source(&env).expect("valid Cosmos settings")
     }
 
     /// An in-process store on this container (for the contract suite).
