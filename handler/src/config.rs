@@ -143,7 +143,9 @@ pub enum QueueConfig {
         service_uri: String,
         identity: AzureIdentity,
     },
-    /// `MEDIFLOW_QUEUE`: a connection string or an account SAS URL (Azurite, local only).
+    /// `MEDIFLOW_QUEUE`: a connection string or an account SAS URL (Azurite, local only: builds
+    /// with the `emulator` feature).
+    #[cfg(feature = "emulator")]
     Connection(crate::secret::Secret),
 }
 
@@ -266,17 +268,31 @@ impl Config {
                 )));
             }
         };
+        // Under the Functions host the `MEDIFLOW_QUEUE` connection is the host's (its queue
+        // trigger and output binding); the handler reads it only standalone.
+        let standalone = matches!(mode, Mode::Standalone { .. });
         let queue = match (
-            env.var("MEDIFLOW_QUEUE__queueServiceUri"),
-            env.var("MEDIFLOW_QUEUE"),
+            env.var("MEDIFLOW_QUEUE__queueServiceUri")
+                .filter(|_| standalone),
+            env.var("MEDIFLOW_QUEUE").filter(|_| standalone),
         ) {
             (Some(service_uri), _) => Some(QueueConfig::Identity {
                 service_uri,
                 identity: AzureIdentity::from_source(env)?,
             }),
+            #[cfg(feature = "emulator")]
             (None, Some(connection)) => Some(QueueConfig::Connection(crate::secret::Secret::new(
                 connection,
             ))),
+            #[cfg(not(feature = "emulator"))]
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "MEDIFLOW_QUEUE (a connection string or SAS URL, for Azurite) exists only in \
+                     builds with the `emulator` feature; production uses \
+                     MEDIFLOW_QUEUE__queueServiceUri"
+                        .into(),
+                ));
+            }
             (None, None) => None,
         };
         Ok(Self {
@@ -405,6 +421,16 @@ mod tests {
                 identity: AzureIdentity::WorkloadIdentity,
             })
         );
+    }
+
+    #[test]
+    fn under_the_functions_host_the_queue_connection_is_the_hosts() {
+        let config = Config::from_source(&env(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "41234"),
+            ("MEDIFLOW_QUEUE", "UseDevelopmentStorage=true"),
+        ]))
+        .expect("valid in every build: the handler does not read it");
+        assert_eq!(config.queue, None);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! standalone host's queue trigger (the Functions host runs its own).
 
 pub mod client;
+#[cfg(feature = "emulator")]
+pub mod connection;
 pub mod settings;
 pub mod trigger;
 

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use tokio::sync::Semaphore;
 
 use super::{Inserted, RecordStore, SharedStore, StoreError, StoreHealth};
-use crate::domain::{BatchId, BatchReport, Record, RecordId};
+use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
 
 /// The longest a call waits for a slot.
 pub const SLOT_WAIT: Duration = Duration::from_secs(5);
@@ -86,6 +86,10 @@ impl RecordStore for LimitedStore {
         self.limited(self.inner.get_batch(id)).await
     }
 
+    async fn list(&self, query: &ListQuery, max: usize) -> Result<Vec<Record>, StoreError> {
+        self.limited(self.inner.list(query, max)).await
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         self.limited(self.inner.check()).await
     }
@@ -122,6 +126,9 @@ mod tests {
         }
         async fn get_batch(&self, _: BatchId) -> Result<Option<BatchReport>, StoreError> {
             Ok(None)
+        }
+        async fn list(&self, _: &ListQuery, _: usize) -> Result<Vec<Record>, StoreError> {
+            Ok(Vec::new())
         }
         async fn check(&self) -> Result<(), StoreError> {
             Ok(())

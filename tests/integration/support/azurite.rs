@@ -150,7 +150,7 @@ impl Azurite {
     /// An account SAS URL (the other form `MEDIFLOW_QUEUE` takes).
     pub fn sas_url(&self) -> String {
         let secret = handler::secret::Secret::new(self.connection_string());
-        handler::queue::client::connection_service_url(&secret)
+        handler::queue::connection::connection_service_url(&secret)
             .expect("sign a SAS")
             .to_string()
     }
