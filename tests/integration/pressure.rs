@@ -336,7 +336,7 @@ async fn a_dead_store_writer_fails_readiness_and_ends_the_process() {
     assert!(
         app.logs()
             .iter()
-            .any(|l| l.contains("writer thread has stopped")),
+            .any(|l| l.contains("writer thread stopped")),
         "the reason is logged"
     );
 }

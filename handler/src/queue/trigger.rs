@@ -274,7 +274,8 @@ async fn handle(context: Arc<Context>, mut message: Received) {
                 "batch_id already used for different records: moving the message to the poison queue");
             (Verdict::Poison, Outcome::Invalid)
         }
-        Err(err) if err.is_transient() => {
+        // Transient, and the store does not answer its check either: an outage, not one busy call.
+        Err(err) if err.is_transient() && !store_answers(&context.store).await => {
             tracing::warn!(%batch_id, message_id = %message.id, dequeue_count = message.dequeue_count,
                 error = %err, "store unavailable: the batch goes back on the queue (not counted toward poisoning); receiving pauses until the store answers");
             context.store_down.store(true, Ordering::SeqCst);

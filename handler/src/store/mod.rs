@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
 
@@ -75,6 +76,19 @@ pub trait RecordStore: Send + Sync + 'static {
 
     /// Reads a record by id.
     async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError>;
+
+    /// Reads a record by id as its JSON document (the `GET /records/{id}` body). A backend that
+    /// stores exactly those bytes answers them without decoding.
+    async fn get_json(&self, id: RecordId) -> Result<Option<Bytes>, StoreError> {
+        self.get(id)
+            .await?
+            .map(|record| {
+                serde_json::to_vec(&record)
+                    .map(Bytes::from)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
 
     /// Stores a batch report unless one exists for its batch; returns the stored report.
     async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError>;

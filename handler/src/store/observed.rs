@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use super::{Inserted, RecordStore, SharedStore, StoreError, StoreHealth};
 use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
@@ -56,6 +57,11 @@ impl RecordStore for ObservedStore {
 
     async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
         self.timed("get", self.inner.get(id)).await
+    }
+
+    async fn get_json(&self, id: RecordId) -> Result<Option<Bytes>, StoreError> {
+        // The same operation as `get` to an operator: one label, one latency series.
+        self.timed("get", self.inner.get_json(id)).await
     }
 
     async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError> {
