@@ -31,6 +31,10 @@ cargo clippy -p handler --bins -- -D warnings
 step "unit and integration tests"
 MEDIFLOW_REQUIRE_EMULATORS=1 cargo nextest run --workspace --all-features --no-fail-fast
 
+step "arm64: cross-build, then integration tests against the arm64 binary under qemu-system-aarch64"
+arm64_binary="$(scripts/build-arm64.sh)"
+bash scripts/test-arm64.sh "$arm64_binary"
+
 for check in .ci/checks/infra.sh .ci/checks/manifests.sh; do
   if [ -f "$check" ]; then
     step "$check"
@@ -39,7 +43,7 @@ for check in .ci/checks/infra.sh .ci/checks/manifests.sh; do
 done
 if [ -f .ci/checks/images.sh ]; then
   step "images (buildah, final stages with the built binary)"
-  bash .ci/checks/images.sh "$root/target/debug/handler"
+  bash .ci/checks/images.sh "$root/target/debug/handler" "$arm64_binary"
 fi
 
 step "API fuzzing (schemathesis against the running binary's own OpenAPI document)"
