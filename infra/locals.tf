@@ -42,10 +42,16 @@ locals {
     keda_identity  = "id-${local.base}-keda"
     acr            = "cr${local.workload}${var.environment}${local.suffix}"
     key_vault      = "kv-${local.base}-${local.suffix}"
+    tls_key_vault  = "kvtls-mf-${var.environment}-${local.suffix}"
     cosmos         = "cosmos-${local.base}-${local.suffix}"
     storage        = "st${local.workload}${var.environment}${local.suffix}"
     log_analytics  = "log-${local.base}"
+    ci_dcr         = "dcr-${local.base}-container-insights"
+    queue_pe       = "pe-${local.base}-queue"
   }
+
+  # The functions-host overlay needs the amd64 pool (no arm64 Functions host image exists).
+  amd64_pool_enabled = var.overlay == "functions-host" || var.amd64_node_pool.enabled
 
   tags = merge(var.tags, {
     workload    = local.workload

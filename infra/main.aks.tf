@@ -1,5 +1,7 @@
 # AKS: OIDC issuer + workload identity, the KEDA add-on, the Key Vault CSI driver with rotation,
-# an amd64 system pool and an arm64 user pool, both autoscaled. Entra ID + Azure RBAC only.
+# the application routing add-on (ingress, main.ingress.tf), an amd64 system pool and an arm64
+# user pool, both autoscaled, plus an amd64 user pool for the functions-host overlay. Entra ID +
+# Azure RBAC only.
 
 data "azurerm_kubernetes_service_versions" "available" {
   location        = var.location
@@ -47,6 +49,13 @@ resource "azurerm_kubernetes_cluster" "this" {
     secret_rotation_interval = var.secrets_rotation_interval
   }
 
+  # Application routing add-on: managed NGINX ingress controller with Key Vault certificates and,
+  # when a zone is given, DNS records (main.ingress.tf, docs/adr/0008-ingress.md).
+  web_app_routing {
+    dns_zone_ids             = var.ingress.dns_zone_id == null ? [] : [var.ingress.dns_zone_id]
+    default_nginx_controller = var.ingress.load_balancer
+  }
+
   azure_policy_enabled = true
 
   identity {
@@ -89,7 +98,8 @@ resource "azurerm_kubernetes_cluster" "this" {
     dns_service_ip      = cidrhost(var.service_cidr, 10)
   }
 
-  # Container insights (logs) through the Azure Monitor agent with managed identity auth.
+  # Container insights (logs) through the Azure Monitor agent with managed identity auth; what it
+  # collects and where it sends it is the data collection rule in main.monitoring.tf.
   oms_agent {
     log_analytics_workspace_id      = azurerm_log_analytics_workspace.this.id
     msi_auth_for_monitoring_enabled = true
@@ -138,10 +148,11 @@ resource "azurerm_kubernetes_cluster_node_pool" "arm64" {
   }
 }
 
-# Optional amd64 user pool for the Functions host image (amd64-only).
+# amd64 user pool for the Functions host image (amd64-only): always with the functions-host
+# overlay, otherwise only when asked for.
 resource "azurerm_kubernetes_cluster_node_pool" "amd64" {
   #checkov:skip=CKV_AZURE_227:Encryption at host needs a subscription feature registration (manual step); platform encryption at rest applies.
-  count = var.amd64_node_pool.enabled ? 1 : 0
+  count = local.amd64_pool_enabled ? 1 : 0
 
   name                        = "amd64"
   temporary_name_for_rotation = "amd64tmp"

@@ -56,6 +56,26 @@ output "api_keys_secret_name" {
   value       = azurerm_key_vault_secret.api_keys.name
 }
 
+output "overlay" {
+  description = "Which keda/overlays/<overlay> the pipeline deploys. Example: standalone"
+  value       = var.overlay
+}
+
+output "tls_key_vault_name" {
+  description = "Key Vault holding the ingress TLS certificate (import it here). Example: kvtls-mf-prod-1a2b3c"
+  value       = azurerm_key_vault.tls.name
+}
+
+output "tls_certificate_name" {
+  description = "Name of the ingress TLS certificate in tls_key_vault_name. Example: mediflow-tls"
+  value       = var.ingress.certificate_name
+}
+
+output "ingress_host" {
+  description = "Public HTTPS host of the HTTP functions. Example: mediflow.example.org"
+  value       = var.ingress.host
+}
+
 output "storage_account_name" {
   description = "Storage account of the batch queue; KEDA azure-queue accountName (settings STORAGE_ACCOUNT_NAME)."
   value       = azurerm_storage_account.this.name
@@ -99,6 +119,7 @@ output "log_analytics_workspace_id" {
 # One map with the settings-file keys that come from Azure. The pipeline writes
 # keda/settings/settings.env from it (one KEY=VALUE per line) and adds IMAGE and
 # PROMETHEUS_SERVER_ADDRESS, which it owns (the image it built, the Prometheus it installed).
+# .ci/checks/manifests.sh checks that these keys plus those two are exactly settings.env's keys.
 output "kubernetes_settings" {
   description = "KEY => value for keda/settings/settings.env (all keys except IMAGE and PROMETHEUS_SERVER_ADDRESS)."
   value = {
@@ -111,5 +132,7 @@ output "kubernetes_settings" {
     COSMOS_ENDPOINT      = azurerm_cosmosdb_account.this.endpoint
     COSMOS_DATABASE      = azurerm_cosmosdb_sql_database.this.name
     COSMOS_CONTAINER     = azurerm_cosmosdb_sql_container.records.name
+    INGRESS_HOST         = var.ingress.host
+    TLS_CERT_URI         = local.tls_certificate_uri
   }
 }

@@ -107,8 +107,9 @@ variable "amd64_node_pool" {
     max_count = optional(number, 3)
   })
   description = <<-EOT
-    Optional amd64 user pool, needed only for the Azure Functions host image (amd64-only, overlay
-    keda/overlays/functions). Off by default; the standalone overlay runs on the arm64 pool.
+    amd64 user pool for the Azure Functions host image (amd64-only, overlay
+    keda/overlays/functions-host). Created whenever var.overlay is "functions-host", whatever
+    `enabled` says; `enabled = true` adds it to a standalone deployment too.
     Example: { enabled = true, vm_size = "Standard_D2s_v5", min_count = 0, max_count = 3 }
   EOT
   default     = {}

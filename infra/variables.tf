@@ -59,3 +59,21 @@ variable "deployer_role_assignments_enabled" {
     error_message = "deployer_role_assignments_enabled must be true or false."
   }
 }
+
+variable "overlay" {
+  type        = string
+  description = <<-EOT
+    Which keda/overlays/<overlay> the pipeline deploys to this environment: "standalone" (the
+    handler alone, arm64 nodes) or "functions-host" (the Azure Functions host in front of the
+    handler, amd64 nodes). "functions-host" also creates the amd64 pool and the blob containers and
+    roles the host keeps its state in (main.storage.tf). The pipeline reads it from the output
+    `overlay`, so this variable file is the one place it is chosen.
+    Example: "standalone"
+  EOT
+  default     = "standalone"
+
+  validation {
+    condition     = contains(["standalone", "functions-host"], var.overlay)
+    error_message = "overlay must be \"standalone\" or \"functions-host\" (the folders under keda/overlays)."
+  }
+}

@@ -4,9 +4,11 @@
 #
 #   1. terraform fmt -check   (terraform if installed, else HashiCorp's hclwrite formatter, see below)
 #   2. schema check           every resource/data/ephemeral block against the provider schemas,
-#                             plus proof that a deliberately broken fixture is rejected
+#                             plus proof that a deliberately broken fixture is rejected;
+#                             infra/env/*.tfvars set only declared variables (tfvars_check.py)
 #   3. checkov                security policies; every skip is justified in place
-#   4. pipeline schema        azure-pipelines.yml against check-jsonschema's vendor.azure-pipelines
+#   4. pipeline schema        azure-pipelines.yml against check-jsonschema's vendor.azure-pipelines;
+#                             infra/scripts/*.sh parse and the ones the pipeline names exist
 #
 # Tools: Python packages pinned in .ci/checks/requirements-infra*.txt, installed into .tools/
 # venvs on first use. Provider schemas: ../shared/schemas/terraform beside the checkout
@@ -145,6 +147,25 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+step "2b. per-environment variable files (infra/env/*.tfvars)"
+if "$venv/bin/python" "$checks/tfvars_check.py" infra; then
+  pass "tfvars: every environment file sets only declared variables, all required ones, its own name"
+else
+  fail "tfvars: findings above"
+fi
+set +e
+rejected="$("$venv/bin/python" "$checks/tfvars_check.py" infra "$checks/fixtures/tfvars-broken/dev.tfvars")"
+rc=$?
+set -e
+if [ "$rc" -eq 1 ] && grep -q 'sets "ingres"' <<<"$rejected" && grep -q 'does not set "ingress"' <<<"$rejected" \
+   && grep -q "environment is 'prod', want 'dev'" <<<"$rejected"; then
+  pass "tfvars check rejects the broken fixture (unknown name, missing required variable, wrong environment)"
+else
+  printf '%s\n' "$rejected"
+  fail "tfvars check: broken fixture not rejected as expected (exit $rc)"
+fi
+
+# ---------------------------------------------------------------------------------------------
 step "3. checkov -d infra/"
 checkov_out="$(mktemp)"
 if "$checkov_venv/bin/checkov" --directory infra --framework terraform --quiet --compact \
@@ -171,6 +192,21 @@ if "$venv/bin/python" "$checks/azure_pipelines_check.py" azure-pipelines.yml; th
 else
   fail "pipeline schema: azure-pipelines.yml does not validate"
 fi
+# The scripts the pipeline runs (they need Azure, so only their syntax and references are checked).
+bad_scripts=0
+for script in infra/scripts/*.sh; do
+  bash -n "$script" || bad_scripts=$((bad_scripts + 1))
+  grep -qF "$script" azure-pipelines.yml || grep -qF "$(basename "$script")" infra/scripts/*.sh azure-pipelines.yml \
+    || { echo "$script is used nowhere"; bad_scripts=$((bad_scripts + 1)); }
+done
+for used in $(grep -oE 'infra/scripts/[a-z-]+\.sh' azure-pipelines.yml | sort -u); do
+  [ -f "$used" ] || { echo "azure-pipelines.yml runs $used, which does not exist"; bad_scripts=$((bad_scripts + 1)); }
+done
+if [ "$bad_scripts" -eq 0 ]; then
+  pass "pipeline scripts: $(ls infra/scripts/*.sh | wc -l) parse and every one the pipeline names exists"
+else
+  fail "pipeline scripts: findings above"
+fi
 
 # ---------------------------------------------------------------------------------------------
 step "summary ($((SECONDS - started)) s)"
@@ -178,4 +214,4 @@ if [ "${#failures[@]}" -gt 0 ]; then
   printf 'FAILED: %s\n' "${failures[@]}"
   exit 1
 fi
-echo "infra checks: 4 passed, 0 failed"
+echo "infra checks: 6 passed, 0 failed"

