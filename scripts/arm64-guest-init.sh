@@ -8,7 +8,6 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
 while read -r module; do
   insmod "/modules/$module" || echo "arm64-guest: insmod $module failed"
 done </modules/order

@@ -16,6 +16,8 @@
 #   127.0.0.1 as usual;
 # - 127.0.0.1 in any other value (Azurite, Cosmos endpoints) becomes 10.0.2.2, the host as qemu's
 #   user-mode network gateway shows it to the guest (the packets never leave the qemu process);
+# - a value naming an existing host file (MEDIFLOW_API_KEYS_FILE) gets a copy of that file at the
+#   same path in the guest, taken at boot (later changes on the host are not seen);
 # - MEDIFLOW_DATA_DIR lives on a virtio-blk ext4 disk image, MEDIFLOW_DATA_DIR/guest-disk.img on the
 #   host, which outlives the guest: a restart with the same folder boots with the same disk.
 # The launcher execs qemu, so the process the test holds IS the machine: `kill -9` is a hard stop of
@@ -142,6 +144,11 @@ prepare() {
     esac
     echo "$(basename "${mod%.*z*}" .ko).ko" >>"$root/modules/order"
   done <"$state/modules.list"
+  # The CA bundle distroless/cc-debian12 carries too: the Azure SDK's HTTP client refuses to start
+  # without system root certificates (even for plain-http Azurite).
+  mkdir -p "$root/etc/ssl/certs"
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/" \
+    || die "no /etc/ssl/certs/ca-certificates.crt (apt-get install ca-certificates)"
   cp "$repo/scripts/arm64-guest-init.sh" "$root/init"
   chmod 0755 "$root/init"
   (cd "$root" && find . | LC_ALL=C sort | cpio --quiet -o -H newc --owner 0:0) >"$state/initramfs.cpio"
@@ -170,11 +177,12 @@ run() {
   mkdir -p "$work/root"
   : >"$guest_env"
   # The guest's listening ports: 8080 (the API), 9090 (metrics).
-  forward() { # forward HOST_VALUE GUEST_PORT: prints the host port and records the forward.
-    local host_port="${1##*:}"
+  # forward HOST_VALUE GUEST_PORT: forwards the host port (a free one for 0) into the guest and
+  # sets host_port to it.
+  forward() {
+    host_port="${1##*:}"
     [[ "$host_port" == 0 ]] && host_port="$(free_port)"
     forwards+=("hostfwd=tcp:127.0.0.1:$host_port-:$2")
-    echo "$host_port"
   }
   while IFS= read -r -d '' pair; do
     name="${pair%%=*}"
@@ -182,22 +190,28 @@ run() {
     case "$name" in
       PATH | PWD | SHLVL | _ | OLDPWD) continue ;;
       MEDIFLOW_ADDR)
-        host_port="$(forward "$value" 8080)"
+        forward "$value" 8080
         rewrites+=("s/0\.0\.0\.0:8080/127.0.0.1:$host_port/")
         value=0.0.0.0:8080 ;;
       MEDIFLOW_METRICS_ADDR)
-        host_port="$(forward "$value" 9090)"
+        forward "$value" 9090
         rewrites+=("s/0\.0\.0\.0:9090/127.0.0.1:$host_port/")
         value=0.0.0.0:9090 ;;
       FUNCTIONS_CUSTOMHANDLER_PORT)
         # The handler binds 127.0.0.1 under the Functions host; the guest's init forwards 8080 to it.
-        host_port="$(forward "$value" 8080)"
+        forward "$value" 8080
         rewrites+=("s/127\.0\.0\.1:8081/127.0.0.1:$host_port/")
         value=8081 ;;
       MEDIFLOW_DATA_DIR)
         data_dir="$value"
         value=/data/store ;;
-      *) value="${value//127.0.0.1/10.0.2.2}" ;;
+      *)
+        # A file the handler is pointed at (an API keys file): the guest gets a copy at the same path.
+        if [[ "$value" == /* && -f "$value" ]]; then
+          mkdir -p "$work/root$(dirname "$value")"
+          cp "$value" "$work/root$value"
+        fi
+        value="${value//127.0.0.1/10.0.2.2}" ;;
     esac
     printf "export %s='%s'\n" "$name" "${value//\'/\'\\\'\'}" >>"$guest_env"
   done < <(env -0)
@@ -215,7 +229,8 @@ run() {
     drive=(-drive "file=$disk,format=raw,if=none,id=d0,cache=writeback" -device virtio-blk-pci,drive=d0)
   fi
   # The base initramfs plus a second archive with this run's environment (the kernel unpacks both).
-  (cd "$work/root" && echo guest.env | cpio --quiet -o -H newc --owner 0:0) >"$work/env.cpio"
+  (cd "$work/root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --owner 0:0) \
+    >"$work/env.cpio"
   cat "$state/initramfs.cpio" "$work/env.cpio" >"$work/initrd"
   local netdev="user,id=n0,restrict=off"
   for f in "${forwards[@]}"; do netdev+=",$f"; done
