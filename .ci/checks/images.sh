@@ -226,7 +226,7 @@ arm64_binary="$context/prebuilt/linux-arm64/handler"
 check_links "$arm64_binary"
 # The stand-in arm64 base cannot share the amd64 stand-in's name in one store: pass it by build-arg.
 standalone_base arm64 localhost/standin/distroless-cc:nonroot-arm64
-build --arch arm64 --platform linux/arm64 --build-arg HANDLER_SOURCE=prebuilt \
+build --platform linux/arm64 --build-arg HANDLER_SOURCE=prebuilt \
   --build-arg STANDALONE_BASE=localhost/standin/distroless-cc:nonroot-arm64 \
   --target standalone -t localhost/mediflow:check-arm64 "$context"
 check_config localhost/mediflow:check-arm64 arm64 65532:65532 '["/handler"]' null "8080/tcp 9090/tcp" \
@@ -244,7 +244,7 @@ bah manifest inspect localhost/mediflow:check-multiarch >"$work/manifest.json"
 platforms="$(python3 -c '
 import json, sys
 index = json.load(open(sys.argv[1]))
-print(" ".join(sorted(f"{m[\"platform\"][\"os\"]}/{m[\"platform\"][\"architecture\"]}" for m in index["manifests"])))
+print(" ".join(sorted(m["platform"]["os"] + "/" + m["platform"]["architecture"] for m in index["manifests"])))
 ' "$work/manifest.json")"
 [[ "$platforms" == "linux/amd64 linux/arm64" ]] || fail "manifest list has platforms '$platforms'"
 note "manifest list ok: $platforms"
