@@ -191,16 +191,16 @@ run() {
       PATH | PWD | SHLVL | _ | OLDPWD) continue ;;
       MEDIFLOW_ADDR)
         forward "$value" 8080
-        rewrites+=("s/0\.0\.0\.0:8080/127.0.0.1:$host_port/")
+        rewrites+=("s/0\.0\.0\.0:8080/127.0.0.1:$host_port/g")
         value=0.0.0.0:8080 ;;
       MEDIFLOW_METRICS_ADDR)
         forward "$value" 9090
-        rewrites+=("s/0\.0\.0\.0:9090/127.0.0.1:$host_port/")
+        rewrites+=("s/0\.0\.0\.0:9090/127.0.0.1:$host_port/g")
         value=0.0.0.0:9090 ;;
       FUNCTIONS_CUSTOMHANDLER_PORT)
         # The handler binds 127.0.0.1 under the Functions host; the guest's init forwards 8080 to it.
         forward "$value" 8080
-        rewrites+=("s/127\.0\.0\.1:8081/127.0.0.1:$host_port/")
+        rewrites+=("s/127\.0\.0\.1:8081/127.0.0.1:$host_port/g")
         value=8081 ;;
       MEDIFLOW_DATA_DIR)
         data_dir="$value"

@@ -70,7 +70,7 @@ step "1. terraform fmt -check -recursive infra/"
 # checked here with patterns: interpolation-only strings ("${var.x}") and quoted type constraints.
 hcl_tools_version="0.21.0"
 tf_files=()
-while IFS= read -r -d '' file; do tf_files+=("$file"); done < <(find infra -name '*.tf' -not -path '*/.terraform/*' -print0 | sort -z)
+while IFS= read -r -d '' file; do tf_files+=("$file"); done < <(find infra \( -name '*.tf' -o -name '*.tfvars' \) -not -path '*/.terraform/*' -print0 | sort -z)
 if command -v terraform >/dev/null 2>&1; then
   echo "using $(command -v terraform) ($(TF_CLI_CONFIG_FILE=/dev/null terraform version | head -n 1))"
   if TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive -diff infra/; then
@@ -163,6 +163,35 @@ if [ "$rc" -eq 1 ] && grep -q 'sets "ingres"' <<<"$rejected" && grep -q 'does no
 else
   printf '%s\n' "$rejected"
   fail "tfvars check: broken fixture not rejected as expected (exit $rc)"
+fi
+
+# With terraform installed (the pipeline's Test stage; not the development machines), the values
+# also go through the variables' own validation rules: a plan of the variable declarations alone
+# needs no provider and no network.
+if command -v terraform >/dev/null 2>&1; then
+  tf_vars_dir="$(mktemp -d)"
+  cp infra/variables*.tf "$tf_vars_dir/"
+  tf() { TF_CLI_CONFIG_FILE=/dev/null terraform -chdir="$tf_vars_dir" "$@"; }
+  tf init -input=false -backend=false >/dev/null
+  invalid=0
+  for vars in infra/env/*.tfvars; do
+    tf plan -input=false -lock=false -no-color -var-file="$repo/$vars" >"$tf_vars_dir/plan.log" 2>&1 \
+      || { cat "$tf_vars_dir/plan.log"; invalid=$((invalid + 1)); }
+  done
+  set +e
+  tf plan -input=false -lock=false -no-color -var-file="$repo/$checks/fixtures/tfvars-broken/invalid.tfvars" >"$tf_vars_dir/plan.log" 2>&1
+  rc=$?
+  set -e
+  if [ "$invalid" -eq 0 ] && [ "$rc" -ne 0 ] && grep -q 'ingress.host must be' "$tf_vars_dir/plan.log" \
+     && grep -q 'queue_submitter_network.ip_ranges' "$tf_vars_dir/plan.log"; then
+    pass "tfvars: every environment file passes the variables' validation rules (terraform), the invalid fixture does not"
+  else
+    cat "$tf_vars_dir/plan.log"
+    fail "tfvars: validation rules (terraform plan of the variable declarations)"
+  fi
+  rm -rf "$tf_vars_dir"
+else
+  echo "terraform not installed: the variables' validation rules are evaluated in the pipeline's Test stage"
 fi
 
 # ---------------------------------------------------------------------------------------------

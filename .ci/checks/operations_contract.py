@@ -9,11 +9,13 @@ What the service reads is taken from its source (handler/src, test modules left 
   * variables read inside a library, recognised by the call that makes the library read them
     (LIBRARY_READS below).
 The contract lists variables in the first column of the table under "## Configuration" (service
-variables) and "## Read by the Functions host" (host variables, set only in functions-host mode).
+variables), "## Test-only variables" (read only by builds with a test feature, never set in a
+deployment) and "## Read by the Functions host" (host variables, set only in functions-host mode).
 
 Findings:
-  * read by the code, not in the Configuration table (an operator cannot know it exists);
-  * in the Configuration table, read nowhere (a stale promise);
+  * read by the code, in neither the Configuration nor the Test-only table (an operator cannot
+    know it exists);
+  * in either of those tables, read nowhere (a stale promise);
   * set in a rendered manifest (--manifests), in neither table.
 
 Usage: operations_contract.py --src handler/src --doc docs/operations-contract.md [--manifests FILE ...]
@@ -41,6 +43,7 @@ PREFIX_READ = re.compile(r"with_prefix\(\s*(?:[a-z_]+::)*([A-Z][A-Z0-9_]*)\s*\)"
 LIBRARY_READS = {
     "RUST_LOG": "EnvFilter::try_from_default_env",  # tracing-subscriber
     "AZURE_TENANT_ID": "WorkloadIdentityCredential::new",  # azure_identity (workload identity)
+    "AZURE_FEDERATED_TOKEN_FILE": "WorkloadIdentityCredential::new",  # azure_identity (workload identity)
 }
 
 
@@ -117,6 +120,7 @@ def main(argv: list[str]) -> int:
 
     code = read_by_code(args.src)
     service = documented(args.doc, "Configuration (environment only)")
+    test_only = documented(args.doc, "Test-only variables")
     host = documented(args.doc, "Read by the Functions host")
     problems = []
     if not code:
@@ -124,12 +128,14 @@ def main(argv: list[str]) -> int:
     if not service:
         problems.append(f"{args.doc}: no variables under '## Configuration (environment only)'")
     for name, where in sorted(code.items()):
-        if name not in service:
+        if name not in service | test_only:
             problems.append(f"{name} is read ({where}) but not documented in {args.doc} (Configuration)")
-    for name in sorted(service - set(code)):
-        problems.append(f"{name} is documented in {args.doc} (Configuration) but the code never reads it")
+    for name in sorted((service | test_only) - set(code)):
+        problems.append(f"{name} is documented in {args.doc} but the code never reads it")
     for name, where in sorted(set_by_manifests(args.manifests).items()):
-        if name not in service | host:
+        if name in test_only:
+            problems.append(f"{name} is set in {where} but is a test-only variable")
+        elif name not in service | host:
             problems.append(f"{name} is set in {where} but documented nowhere in {args.doc}")
     for problem in problems:
         print(f"operations_contract: {problem}", file=sys.stderr)

@@ -5,6 +5,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+#[cfg(feature = "emulator")]
+use crate::secret::Secret;
+
+/// Prefix of the app settings that override host.json's `extensions.queues` (the Functions
+/// host's own convention: `AzureFunctionsJobHost__extensions__queues__<setting>`).
+pub const QUEUE_OVERRIDE_PREFIX: &str = "AzureFunctionsJobHost__extensions__queues__";
+
 /// Why the configuration was refused; the process prints it and exits.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {0}")]
@@ -27,15 +34,114 @@ pub enum StoreConfig {
     /// (default `./mediflow-data`).
     Embedded { data_dir: PathBuf },
     /// `MEDIFLOW_STORE=cosmos`: Azure Cosmos DB for NoSQL.
-    Cosmos(crate::store::cosmos::CosmosConfig),
+    Cosmos(CosmosConfig),
+}
+
+/// The Entra ID identity the process uses for every Azure service (Cosmos DB and Storage queues):
+/// one policy, read once by [`AzureIdentity::from_source`], built into a credential by
+/// `crate::credential`.
+///
+/// `AZURE_CREDENTIAL` (`COSMOS_CREDENTIAL` is read as its older name when it is unset):
+/// - `workload-identity` (the default; AKS): `AZURE_CLIENT_ID`, `AZURE_TENANT_ID` and
+///   `AZURE_FEDERATED_TOKEN_FILE`, injected by the workload-identity webhook;
+/// - `managed-identity`: the VM/App Service identity; `AZURE_CLIENT_ID` picks a user-assigned one.
+///
+/// Explicit rather than detected: a pod whose webhook did not run fails at start with a clear
+/// error instead of silently trying another identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AzureIdentity {
+    WorkloadIdentity,
+    ManagedIdentity { client_id: Option<String> },
+}
+
+impl AzureIdentity {
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        let chosen = env
+            .var("AZURE_CREDENTIAL")
+            .or_else(|| env.var("COSMOS_CREDENTIAL").filter(|c| c != "key"));
+        match chosen.as_deref() {
+            None | Some("workload-identity") => Ok(Self::WorkloadIdentity),
+            Some("managed-identity") => Ok(Self::ManagedIdentity {
+                client_id: env.var("AZURE_CLIENT_ID"),
+            }),
+            Some(other) => Err(ConfigError(format!(
+                "AZURE_CREDENTIAL (or COSMOS_CREDENTIAL) must be `workload-identity` or \
+                 `managed-identity`, not `{other}`"
+            ))),
+        }
+    }
+}
+
+/// How the service authenticates to Cosmos DB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CosmosCredential {
+    /// Entra ID: the process's [`AzureIdentity`].
+    Entra(AzureIdentity),
+    /// `COSMOS_CREDENTIAL=key` with `COSMOS_KEY`: only in builds with the `emulator` feature, for
+    /// the emulator.
+    #[cfg(feature = "emulator")]
+    Key(Secret),
+}
+
+/// `MEDIFLOW_STORE=cosmos` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosmosConfig {
+    /// `COSMOS_ENDPOINT`, e.g. `https://<account>.documents.azure.com:443/`.
+    pub endpoint: String,
+    /// `COSMOS_DATABASE` (default `mediflow`).
+    pub database: String,
+    /// `COSMOS_CONTAINER` (default `records`), partition key `/id`.
+    pub container: String,
+    pub credential: CosmosCredential,
+}
+
+impl CosmosConfig {
+    /// Reads the `COSMOS_*` settings.
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        let endpoint = env
+            .var("COSMOS_ENDPOINT")
+            .ok_or_else(|| ConfigError("MEDIFLOW_STORE=cosmos needs COSMOS_ENDPOINT".into()))?;
+        let credential = match env.var("COSMOS_CREDENTIAL").as_deref() {
+            #[cfg(feature = "emulator")]
+            Some("key") => {
+                CosmosCredential::Key(Secret::new(env.var("COSMOS_KEY").ok_or_else(|| {
+                    ConfigError("COSMOS_CREDENTIAL=key needs COSMOS_KEY".into())
+                })?))
+            }
+            #[cfg(not(feature = "emulator"))]
+            Some("key") => {
+                return Err(ConfigError(
+                    "COSMOS_CREDENTIAL=key exists only in builds with the `emulator` feature"
+                        .into(),
+                ));
+            }
+            _ => CosmosCredential::Entra(AzureIdentity::from_source(env)?),
+        };
+        Ok(Self {
+            endpoint,
+            database: env
+                .var("COSMOS_DATABASE")
+                .unwrap_or_else(|| "mediflow".into()),
+            container: env
+                .var("COSMOS_CONTAINER")
+                .unwrap_or_else(|| "records".into()),
+            credential,
+        })
+    }
 }
 
 /// How the standalone host reaches the batch queue (connection setting `MEDIFLOW_QUEUE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueConfig {
-    /// `MEDIFLOW_QUEUE__queueServiceUri`: identity-based (workload identity), production.
-    Identity { service_uri: String },
-    /// `MEDIFLOW_QUEUE`: a connection string or an account SAS URL (Azurite, local only).
+    /// `MEDIFLOW_QUEUE__queueServiceUri`: identity-based (the process's [`AzureIdentity`]),
+    /// production.
+    Identity {
+        service_uri: String,
+        identity: AzureIdentity,
+    },
+    /// `MEDIFLOW_QUEUE`: a connection string or an account SAS URL (Azurite, local only: builds
+    /// with the `emulator` feature).
+    #[cfg(feature = "emulator")]
     Connection(crate::secret::Secret),
 }
 
@@ -117,23 +223,38 @@ impl Config {
                     .var("MEDIFLOW_DATA_DIR")
                     .map_or_else(|| PathBuf::from("mediflow-data"), PathBuf::from),
             },
-            Some("cosmos") => {
-                StoreConfig::Cosmos(crate::store::cosmos::CosmosConfig::from_source(env)?)
-            }
+            Some("cosmos") => StoreConfig::Cosmos(CosmosConfig::from_source(env)?),
             Some(other) => {
                 return Err(ConfigError(format!(
                     "MEDIFLOW_STORE must be `embedded` or `cosmos`, not `{other}`"
                 )));
             }
         };
+        // Under the Functions host the `MEDIFLOW_QUEUE` connection is the host's (its queue
+        // trigger and output binding); the handler reads it only standalone.
+        let standalone = matches!(mode, Mode::Standalone { .. });
         let queue = match (
-            env.var("MEDIFLOW_QUEUE__queueServiceUri"),
-            env.var("MEDIFLOW_QUEUE"),
+            env.var("MEDIFLOW_QUEUE__queueServiceUri")
+                .filter(|_| standalone),
+            env.var("MEDIFLOW_QUEUE").filter(|_| standalone),
         ) {
-            (Some(service_uri), _) => Some(QueueConfig::Identity { service_uri }),
+            (Some(service_uri), _) => Some(QueueConfig::Identity {
+                service_uri,
+                identity: AzureIdentity::from_source(env)?,
+            }),
+            #[cfg(feature = "emulator")]
             (None, Some(connection)) => Some(QueueConfig::Connection(crate::secret::Secret::new(
                 connection,
             ))),
+            #[cfg(not(feature = "emulator"))]
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "MEDIFLOW_QUEUE (a connection string or SAS URL, for Azurite) exists only in \
+                     builds with the `emulator` feature; production uses \
+                     MEDIFLOW_QUEUE__queueServiceUri"
+                        .into(),
+                ));
+            }
             (None, None) => None,
         };
         Ok(Self {
@@ -145,7 +266,7 @@ impl Config {
                 .var("LOG_FORMAT")
                 .is_some_and(|f| f.eq_ignore_ascii_case("json")),
             queue,
-            queue_overrides: env.with_prefix(crate::functions::definitions::QUEUE_OVERRIDE_PREFIX),
+            queue_overrides: env.with_prefix(QUEUE_OVERRIDE_PREFIX),
         })
     }
 }
@@ -224,8 +345,65 @@ mod tests {
         assert_eq!(
             config.queue,
             Some(QueueConfig::Identity {
-                service_uri: "https://acct.queue.core.windows.net".into()
+                service_uri: "https://acct.queue.core.windows.net".into(),
+                identity: AzureIdentity::WorkloadIdentity,
             })
         );
+    }
+
+    #[test]
+    fn under_the_functions_host_the_queue_connection_is_the_hosts() {
+        let config = Config::from_source(&env(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "41234"),
+            ("MEDIFLOW_QUEUE", "UseDevelopmentStorage=true"),
+        ]))
+        .expect("valid in every build: the handler does not read it");
+        assert_eq!(config.queue, None);
+    }
+
+    #[test]
+    fn one_identity_policy_for_every_azure_client() {
+        // (settings, the identity, what the case proves)
+        for (settings, expected, proves) in [
+            (
+                vec![],
+                Some(AzureIdentity::WorkloadIdentity),
+                "workload identity by default",
+            ),
+            (
+                vec![
+                    ("AZURE_CREDENTIAL", "managed-identity"),
+                    ("AZURE_CLIENT_ID", "c1"),
+                ],
+                Some(AzureIdentity::ManagedIdentity {
+                    client_id: Some("c1".into()),
+                }),
+                "managed identity, user-assigned by client id",
+            ),
+            (
+                vec![("COSMOS_CREDENTIAL", "managed-identity")],
+                Some(AzureIdentity::ManagedIdentity { client_id: None }),
+                "the older name still chooses",
+            ),
+            (
+                vec![
+                    ("AZURE_CREDENTIAL", "workload-identity"),
+                    ("COSMOS_CREDENTIAL", "managed-identity"),
+                ],
+                Some(AzureIdentity::WorkloadIdentity),
+                "AZURE_CREDENTIAL wins",
+            ),
+            (
+                vec![("AZURE_CREDENTIAL", "password")],
+                None,
+                "an unknown kind is refused",
+            ),
+        ] {
+            assert_eq!(
+                AzureIdentity::from_source(&env(&settings)).ok(),
+                expected,
+                "{proves}"
+            );
+        }
     }
 }

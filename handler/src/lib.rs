@@ -1,13 +1,20 @@
 //! MediFlow Functions: clinical-trial record ingestion as an Azure Functions custom handler that
-//! also runs standalone. Reading order: `domain` (what a record is), `service` (the use cases),
-//! `store` (persistence), `api` (HTTP), `functions` (the Functions host protocol), `queue` (batch
-//! queue and standalone trigger), `server` (wiring), `config`.
+//! also runs standalone. Reading order: `domain` (what a record is), `service` (the use cases and
+//! their errors), `store` (persistence), `api` (HTTP and the one mapping of errors to statuses),
+//! `functions` (the Functions host protocol, through the same router), `queue` (batch queue and
+//! standalone trigger), `definitions` (function.json and host.json, typed), `server` (wiring),
+//! `config`.
+//!
+//! Dependencies point one way: transports (`api`, `functions`, `queue`) → `service` → `store` →
+//! `domain`; `config`, `definitions`, `metrics` and `secret` are leaves. `scripts/module-graph.sh`
+//! prints the graph and fails on none: it lists cycles, and there are none.
 
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod credential;
+pub mod definitions;
 pub mod domain;
-pub mod error;
 pub mod functions;
 pub mod metrics;
 pub mod queue;

@@ -22,7 +22,18 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(addr = %started.local_addr(), version = handler::api::VERSION, "listening");
+    // The one start-up line that names the real bound addresses (port 0 binds a free port; the
+    // tests read their ports from this line): `http_addr`, and `metrics_addr` (the same address
+    // when metrics are served on the main port).
+    let http_addr = started.local_addr();
+    tracing::info!(
+        target: handler::telemetry::STARTUP_TARGET,
+        http_addr = %http_addr,
+        metrics_addr = %started.metrics_addr().unwrap_or(http_addr),
+        host = started.host_name(),
+        version = handler::api::VERSION,
+        "listening"
+    );
     match started.run_until_stopped(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

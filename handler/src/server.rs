@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, Host};
 use crate::auth::ApiKeys;
 use crate::config::{Config, Mode, StoreConfig};
-use crate::functions::definitions::Definitions;
+use crate::definitions::{Definitions, FunctionDefinition};
 use crate::metrics::Metrics;
-use crate::queue::{BatchSink, client::BatchQueue, trigger};
+use crate::queue::{BatchSink, QueueSettings, client::BatchQueue, trigger};
 use crate::service::StoreHandle;
 use crate::store::observed::ObservedStore;
 use crate::store::{SharedStore, StoreError, embedded::EmbeddedStore};
@@ -38,7 +38,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Definitions(#[from] crate::functions::definitions::DefinitionError),
+    Definitions(#[from] crate::definitions::DefinitionError),
     #[error(transparent)]
     Router(#[from] api::RouterError),
     #[error(transparent)]
@@ -60,8 +60,9 @@ pub struct Application {
     metrics_router: axum::Router,
     state: AppState,
     store_config: StoreConfig,
-    queue: Option<(BatchQueue, crate::functions::definitions::QueueSettings)>,
+    queue: Option<(BatchQueue, QueueSettings)>,
     key_watch: Option<JoinHandle<()>>,
+    host: Host,
 }
 
 impl Application {
@@ -102,7 +103,7 @@ impl Application {
             (Some(queue_config), Host::Standalone { .. }) => {
                 let trigger = definitions
                     .get(INGEST_FUNCTION)
-                    .and_then(super::functions::definitions::FunctionDefinition::queue_trigger)
+                    .and_then(FunctionDefinition::queue_trigger)
                     .ok_or_else(|| {
                         StartError::Queue(format!("{INGEST_FUNCTION} has no queue trigger"))
                     })?;
@@ -117,15 +118,29 @@ impl Application {
             }
             _ => None,
         };
+        // Standalone: the queue when configured, else in-process; under the Functions host: the
+        // invocation's queue output binding.
+        let batches = match (&queue, host) {
+            (_, Host::CustomHandler) => BatchSink::OutputBinding,
+            (Some((queue, _)), _) => BatchSink::Queue(queue.clone()),
+            (None, _) => BatchSink::InProcess,
+        };
         let state = AppState {
             store: StoreHandle::default(),
             keys,
             metrics: Arc::new(Metrics::default()),
-            batches: queue
-                .as_ref()
-                .map_or(BatchSink::InProcess, |(q, _)| BatchSink::Queue(q.clone())),
+            batches,
         };
-        let router = api::router(state.clone(), &definitions, host)?;
+        let mut router = api::router(state.clone(), &definitions, host)?;
+        if host == Host::CustomHandler {
+            // Invocations that carry an HTTP request run through the router of every HTTP function.
+            let http = api::router(state.clone(), &definitions, Host::Invocations)?;
+            router = router.merge(crate::functions::invoke::router(
+                state.clone(),
+                http,
+                &definitions,
+            )?);
+        }
         let metrics_router = api::metrics_router(state.clone());
         Ok(Self {
             listener,
@@ -136,6 +151,7 @@ impl Application {
             store_config: config.store,
             queue,
             key_watch,
+            host,
         })
     }
 
@@ -144,6 +160,14 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Which host this process serves: `standalone` or `custom-handler` (under the Functions host).
+    pub fn host_name(&self) -> &'static str {
+        match self.host {
+            Host::Standalone { .. } => "standalone",
+            Host::CustomHandler | Host::Invocations => "custom-handler",
+        }
     }
 
     /// The metrics listener's address, when it has its own.
@@ -296,6 +320,45 @@ async fn open_store(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::api::http_functions;
+    use crate::definitions::Definitions;
+    use crate::functions::invoke::INVOKED_FUNCTIONS;
+
+    /// Every function.json has its handlers and every handler its function.json: a function the
+    /// binary cannot serve, or a handler nothing routes to, fails here rather than at start.
+    #[test]
+    fn every_function_has_a_handler_and_every_handler_a_function() {
+        let definitions = Definitions::embedded().expect("definitions parse");
+        let http: Vec<&str> = http_functions().iter().map(|(name, _)| *name).collect();
+        let invoked: Vec<&str> = INVOKED_FUNCTIONS.iter().map(|(name, _)| *name).collect();
+        for function in &definitions.functions {
+            let name = function.name.as_str();
+            if function.http_trigger().is_some() {
+                assert!(http.contains(&name), "{name}: no HTTP handler");
+            }
+            if !function.is_forwarded() {
+                assert!(invoked.contains(&name), "{name}: no invocation handler");
+            }
+        }
+        for name in http {
+            assert!(
+                definitions
+                    .get(name)
+                    .is_some_and(|f| f.http_trigger().is_some()),
+                "HTTP handler {name}: no function.json with an httpTrigger"
+            );
+        }
+        for name in invoked {
+            assert!(
+                definitions.get(name).is_some_and(|f| !f.is_forwarded()),
+                "invocation handler {name}: no function.json the host invokes"
+            );
         }
     }
 }

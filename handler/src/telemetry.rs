@@ -4,6 +4,10 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// The target of the one start-up line (`listening`, with the bound addresses), always enabled.
+pub const STARTUP_TARGET: &str = "mediflow_startup";
+const STARTUP_TARGET_DIRECTIVE: &str = "mediflow_startup=info";
+
 /// Keeps the log writer thread alive; dropping it flushes what is buffered.
 pub type LogGuard = Option<tracing_appender::non_blocking::WorkerGuard>;
 
@@ -19,7 +23,10 @@ pub fn init(json: bool) -> LogGuard {
         .buffered_lines_limit(8192)
         .finish(std::io::stdout());
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,typespec_client_core=warn,azure_core=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,typespec_client_core=warn,azure_core=warn"))
+        // The start-up line with the bound addresses is written whatever `RUST_LOG` says: tests,
+        // scripts and operators read the real ports from it.
+        .add_directive(STARTUP_TARGET_DIRECTIVE.parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

@@ -59,9 +59,7 @@ fn assert_unavailable(what: &str, started: Instant, response: &reqwest::Response
 
 #[tokio::test]
 async fn get_record_is_a_point_read_not_a_query() {
-    let Some(emulator) = CosmosEmulator::shared() else {
-        return;
-    };
+    let emulator = CosmosEmulator::shared();
     let container = emulator.fresh_container().await;
     let app = start_app(&container).await;
     app.wait_until_ready().await;
@@ -97,9 +95,7 @@ async fn get_record_is_a_point_read_not_a_query() {
 
 #[tokio::test]
 async fn throttling_is_retried_within_a_budget_then_answered_503_until_it_clears() {
-    let Some(emulator) = CosmosEmulator::dedicated() else {
-        return;
-    };
+    let emulator = CosmosEmulator::dedicated();
     let container = emulator.fresh_container().await;
     let app = start_app(&container).await;
     app.wait_until_ready().await;
@@ -136,9 +132,7 @@ async fn throttling_is_retried_within_a_budget_then_answered_503_until_it_clears
 
 #[tokio::test]
 async fn an_outage_answers_503_and_loses_no_acknowledged_record() {
-    let Some(emulator) = CosmosEmulator::dedicated() else {
-        return;
-    };
+    let emulator = CosmosEmulator::dedicated();
     let container = emulator.fresh_container().await;
     let app = start_app(&container).await;
     app.wait_until_ready().await;
@@ -202,9 +196,7 @@ async fn an_outage_answers_503_and_loses_no_acknowledged_record() {
 
 #[tokio::test]
 async fn starting_while_cosmos_is_down_is_alive_not_ready_until_it_is_up() {
-    let Some(emulator) = CosmosEmulator::dedicated() else {
-        return;
-    };
+    let emulator = CosmosEmulator::dedicated();
     let container = emulator.fresh_container().await;
     emulator.down().await;
     let app = start_app(&container).await; // returns once /health answers 200

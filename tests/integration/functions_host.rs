@@ -16,7 +16,8 @@ async fn custom_handler(options: AppOptions) -> App {
     App::start(options.hosting(Hosting::CustomHandler)).await
 }
 
-/// A queue-trigger invocation as the host sends it (functions-custom-handlers.md "Request payload").
+/// A queue-trigger invocation as the host sends it (Microsoft Learn, "Azure Functions custom
+/// handlers", section "Request payload").
 fn queue_invocation(data: &Value, dequeue_count: &Value) -> Value {
     json!({
         "Data": { "batch": data },

@@ -1,5 +1,5 @@
-//! The HTTP contract existing MediFlow clients depend on (../shared/reference/seed-contract.md),
-//! checked over real sockets against the running binary, once per store backend.
+//! The HTTP contract existing MediFlow clients depend on (README.md "The API", and the binary's own
+//! `/openapi.json`), checked over real sockets against the running binary, once per store backend.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -36,9 +36,7 @@ per_backend!(
 );
 
 async fn create_answers_201_with_the_normalised_record_in_contract_key_order(backend: Backend) {
-    let Some(app) = backend.start(AppOptions::default()).await else {
-        return;
-    };
+    let app = backend.start(AppOptions::default()).await;
     let response = post(&app, &valid_record()).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let location = response.headers()["location"]
@@ -76,9 +74,7 @@ async fn create_answers_201_with_the_normalised_record_in_contract_key_order(bac
 }
 
 async fn get_returns_exactly_what_create_returned(backend: Backend) {
-    let Some(app) = backend.start(AppOptions::default()).await else {
-        return;
-    };
+    let app = backend.start(AppOptions::default()).await;
     let mut body = valid_record();
     body.as_object_mut().expect("object").remove("notes");
     let created: Value = post(&app, &body).await.json().await.expect("json");
@@ -92,9 +88,7 @@ async fn get_returns_exactly_what_create_returned(backend: Backend) {
 }
 
 async fn every_field_error_comes_back_in_one_422(backend: Backend) {
-    let Some(app) = backend.start(AppOptions::default()).await else {
-        return;
-    };
+    let app = backend.start(AppOptions::default()).await;
     let body = json!({"site_id": "ßßßßßßßßßßß", "trial_phase": "V", "submission_date": 1_741_996_800,
                       "status": "done", "patient_count": true, "notes": "x", "id": "chosen"});
     let response = post(&app, &body).await;
@@ -129,9 +123,7 @@ async fn every_field_error_comes_back_in_one_422(backend: Backend) {
 }
 
 async fn unknown_and_malformed_ids_are_404_with_the_contract_body(backend: Backend) {
-    let Some(app) = backend.start(AppOptions::default()).await else {
-        return;
-    };
+    let app = backend.start(AppOptions::default()).await;
     for id in [
         "1d0d5edd-9738-453c-8966-aaa2be88a9f5",
         "not-a-uuid",
@@ -151,9 +143,7 @@ async fn unknown_and_malformed_ids_are_404_with_the_contract_body(backend: Backe
 }
 
 async fn batches_ingest_in_process_without_a_queue(backend: Backend) {
-    let Some(app) = backend.start(AppOptions::default()).await else {
-        return;
-    };
+    let app = backend.start(AppOptions::default()).await;
     let batch_id = uuid::Uuid::new_v4().to_string();
     let mut invalid = valid_record();
     invalid["patient_count"] = json!(0);
@@ -410,17 +400,15 @@ async fn metrics_count_requests_by_route_and_status() {
 
 #[tokio::test]
 async fn metrics_move_to_their_own_port_when_configured() {
-    let port = crate::support::free_port();
-    let app =
-        App::start(AppOptions::default().env("MEDIFLOW_METRICS_ADDR", format!("127.0.0.1:{port}")))
-            .await;
+    let app = App::start(AppOptions::default().env("MEDIFLOW_METRICS_ADDR", "127.0.0.1:0")).await;
+    assert_ne!(app.metrics_addr, app.addr, "a port of its own");
     let main = reqwest::get(app.url("/metrics")).await.expect("GET");
     assert_eq!(
         main.status(),
         StatusCode::NOT_FOUND,
         "not on the public port"
     );
-    let own = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+    let own = reqwest::get(format!("http://{}/metrics", app.metrics_addr))
         .await
         .expect("GET");
     assert_eq!(own.status(), StatusCode::OK);
@@ -446,8 +434,7 @@ async fn the_openapi_document_lists_every_http_function() {
             .as_str()
             .is_some_and(|v| v.starts_with("3."))
     );
-    let definitions =
-        handler::functions::definitions::Definitions::embedded().expect("definitions");
+    let definitions = handler::definitions::Definitions::embedded().expect("definitions");
     for function in &definitions.functions {
         let Some(trigger) = function.http_trigger() else {
             continue;

@@ -3,6 +3,12 @@
 //!
 //! One test binary (link once); each module is one area. `support` starts apps and emulators.
 
+#[cfg(not(feature = "emulator"))]
+compile_error!(
+    "the integration tests drive the Cosmos emulator and Azurite, which need the `emulator` \
+     feature: cargo nextest run --workspace --all-features"
+);
+
 mod support;
 
 mod auth;

@@ -17,11 +17,11 @@ use crate::support::{App, AppOptions, valid_record};
 const QUEUE: &str = "mediflow-batches";
 const POISON: &str = "mediflow-batches-poison";
 
-/// Azurite with the batch queue created (as Terraform does), or `None` to skip.
-async fn azurite() -> Option<Azurite> {
-    let azurite = Azurite::start().await?;
+/// Azurite with the batch queue created (as Terraform does).
+async fn azurite() -> Azurite {
+    let azurite = Azurite::start().await;
     azurite.queue(QUEUE).create().await;
-    Some(azurite)
+    azurite
 }
 
 async fn app_on(connection: String) -> App {
@@ -121,9 +121,7 @@ fn assert_logs_are_clean(app: &App, content_markers: &[&str]) {
 
 #[tokio::test]
 async fn queue_messages_are_ingested_and_redelivery_or_resubmission_adds_nothing() {
-    let Some(azurite) = azurite().await else {
-        return;
-    };
+    let azurite = azurite().await;
     let app = app_on(azurite.connection_string()).await;
     let queue = azurite.queue(QUEUE);
     let client = reqwest::Client::new();
@@ -262,9 +260,7 @@ where
 
 #[tokio::test]
 async fn post_batches_with_a_queue_answers_202_queued_and_the_trigger_completes_it() {
-    let Some(azurite) = azurite().await else {
-        return;
-    };
+    let azurite = azurite().await;
     // The account SAS URL form of MEDIFLOW_QUEUE.
     let app = app_on(azurite.sas_url()).await;
     let (batch_id, message) = batch(3, 1, "posted");
@@ -308,9 +304,7 @@ async fn post_batches_with_a_queue_answers_202_queued_and_the_trigger_completes_
 #[tokio::test]
 async fn undecodable_and_conflicting_messages_go_to_the_poison_queue_at_once_with_nothing_half_stored()
  {
-    let Some(azurite) = azurite().await else {
-        return;
-    };
+    let azurite = azurite().await;
     let app = app_on(azurite.connection_string()).await;
     let queue = azurite.queue(QUEUE);
     let (batch_id, original) = batch(2, 0, "original");
@@ -375,9 +369,7 @@ async fn undecodable_and_conflicting_messages_go_to_the_poison_queue_at_once_wit
 
 #[tokio::test]
 async fn the_trigger_survives_an_azurite_outage_and_ingests_what_is_sent_after() {
-    let Some(mut azurite) = azurite().await else {
-        return;
-    };
+    let mut azurite = azurite().await;
     let app = app_on(azurite.connection_string()).await;
     azurite.stop();
     wait_until(Duration::from_secs(30), || async {
@@ -403,9 +395,7 @@ async fn the_trigger_survives_an_azurite_outage_and_ingests_what_is_sent_after()
 #[tokio::test]
 async fn kill_9_mid_batch_then_restart_loses_nothing_and_doubles_nothing() {
     const MESSAGES: usize = 60;
-    let Some(azurite) = azurite().await else {
-        return;
-    };
+    let azurite = azurite().await;
     let queue = azurite.queue(QUEUE);
     let mut messages = Vec::new();
     // Big batches (242 records, about 36 KB) keep the trigger busy, so the kill lands mid-batch.
@@ -478,9 +468,7 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_doubles_nothing() {
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_messages_and_exits_0_within_the_drain_time() {
-    let Some(azurite) = azurite().await else {
-        return;
-    };
+    let azurite = azurite().await;
     let queue = azurite.queue(QUEUE);
     let mut messages = Vec::new();
     // Big batches keep the trigger busy, so SIGTERM lands with messages in flight.
@@ -500,10 +488,8 @@ async fn sigterm_finishes_in_flight_messages_and_exits_0_within_the_drain_time()
     })
     .await;
     let started = Instant::now();
-    let (status, app) =
-        tokio::task::spawn_blocking(move || (app.terminate(Duration::from_secs(30)), app))
-            .await
-            .expect("join");
+    app.send_sigterm();
+    let status = app.wait_for_exit(Duration::from_secs(30)).await;
     assert!(
         status.is_some_and(|s| s.success()),
         "exit status after SIGTERM: {status:?}; logs:\n{}",
@@ -632,12 +618,8 @@ fn the_batch_message_schema_matches_the_decoder() {
 /// variable works under the host), so the test does not wait out four 30 s timeouts.
 #[tokio::test]
 async fn store_outages_are_retried_then_poisoned_after_max_dequeue_count() {
-    let Some(azurite) = azurite().await else {
-        return;
-    };
-    let Some(cosmos) = crate::support::cosmos_emulator::CosmosEmulator::dedicated() else {
-        return;
-    };
+    let azurite = azurite().await;
+    let cosmos = crate::support::cosmos_emulator::CosmosEmulator::dedicated();
     let container = cosmos.fresh_container().await;
     let options = container.env().into_iter().fold(
         AppOptions::default()

@@ -89,7 +89,7 @@ pub fn run(
     let connection = format!(
         "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};QueueEndpoint=http://{queue_addr}/{ACCOUNT}"
     );
-    let service_url = handler::queue::client::connection_service_url(
+    let service_url = handler::queue::connection::connection_service_url(
         &handler::secret::Secret::new(connection.clone()),
     )
     .map_err(|e| format!("SAS: {e}"))?;

@@ -146,10 +146,10 @@ pub fn envelope(records: usize, iterations: u32) -> Result<Value, String> {
         let invocation = Invocation::from_slice(&envelope).map_err(|e| e.to_string())?;
         black_box(invocation.dequeue_count());
         black_box(invocation.message_id());
-        let bytes = invocation
-            .queue_message("batch")
+        let text = invocation
+            .queue_message_text("batch")
             .map_err(|e| e.to_string())?;
-        let message = BatchMessage::from_slice(&bytes).map_err(|e| format!("{e:?}"))?;
+        let message = batches::decode_message(&text, true)?;
         Ok(message.records.len())
     };
     let bare = || -> Result<usize, String> {

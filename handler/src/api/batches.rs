@@ -1,18 +1,21 @@
 //! `POST /batches` and `GET /batches/{batch_id}`.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::error::ApiError;
 use super::extract::JsonBody;
 use crate::domain::BatchReport;
-use crate::error::Error;
+use crate::queue::QueueOutput;
 use crate::service::batches::{self, Accepted};
 
-/// Submit a batch: checked, registered as queued, and put on the batch queue (or ingested
-/// in-process when no queue is configured).
+/// Submit a batch: checked, registered as queued, and handed to the batch sink: the batch queue,
+/// in-process ingestion when no queue is configured, or (under the Functions host, where this
+/// runs inside a `submit_batch` invocation) the invocation's queue output binding.
 #[utoipa::path(
     post, path = "/batches", tag = "batches", operation_id = "submit_batch",
     request_body(content = crate::api::openapi::BatchInput, content_type = "application/json"),
@@ -30,16 +33,24 @@ use crate::service::batches::{self, Accepted};
 )]
 pub async fn submit(
     State(state): State<AppState>,
+    output: Option<Extension<QueueOutput>>,
     JsonBody(body): JsonBody,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let store = state.store.get()?;
     let (message, accepted) = batches::accept(store.as_ref(), &body).await?;
+    let output = output.map(|Extension(output)| output);
     let report = match accepted {
         Accepted::AlreadyCompleted(report) => report,
         Accepted::Enqueue(queued) => {
             state
                 .batches
-                .dispatch(store.as_ref(), &state.metrics, &message, queued)
+                .dispatch(
+                    store.as_ref(),
+                    &state.metrics,
+                    &message,
+                    queued,
+                    output.as_ref(),
+                )
                 .await?
         }
     };
@@ -47,7 +58,7 @@ pub async fn submit(
 }
 
 /// The 202 answer: the report and `Location: /batches/{batch_id}`.
-pub fn accepted_response(report: &BatchReport) -> Response {
+fn accepted_response(report: &BatchReport) -> Response {
     let mut response = (StatusCode::ACCEPTED, Json(report)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/batches/{}", report.batch_id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -70,7 +81,7 @@ pub fn accepted_response(report: &BatchReport) -> Response {
 pub async fn get(
     State(state): State<AppState>,
     Path(batch_id): Path<String>,
-) -> Result<Json<BatchReport>, Error> {
+) -> Result<Json<BatchReport>, ApiError> {
     let store = state.store.get()?;
-    batches::get(store.as_ref(), &batch_id).await.map(Json)
+    Ok(Json(batches::get(store.as_ref(), &batch_id).await?))
 }

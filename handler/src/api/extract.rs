@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, header};
 
-use crate::error::Error;
+use super::error::ApiError;
 
 /// Largest request body accepted on any route.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -34,21 +34,21 @@ pub fn is_json_content_type(value: &str) -> bool {
 
 /// A body may be declared as JSON or not declared at all (as the previous service accepted);
 /// anything else is 415. Shared with the Functions envelope adapter.
-pub fn check_declared_json(headers: &HeaderMap) -> Result<(), Error> {
+pub fn check_declared_json(headers: &HeaderMap) -> Result<(), ApiError> {
     match headers.get(header::CONTENT_TYPE) {
         Some(declared) if !declared.to_str().is_ok_and(is_json_content_type) => {
-            Err(Error::UnsupportedMediaType)
+            Err(ApiError::UnsupportedMediaType)
         }
         _ => Ok(()),
     }
 }
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         check_declared_json(req.headers())?;
-        let too_large = Error::PayloadTooLarge {
+        let too_large = ApiError::PayloadTooLarge {
             limit: MAX_BODY_BYTES,
         };
         let declared_length = req
@@ -64,7 +64,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES),
         );
         read.await
-            .map_err(|_| Error::RequestTimeout)?
+            .map_err(|_| ApiError::RequestTimeout)?
             .map(JsonBody)
             .map_err(|err| {
                 let is_limit = std::error::Error::source(&err).is_some_and(
@@ -73,7 +73,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 if is_limit {
                     too_large
                 } else {
-                    Error::BodyUnreadable
+                    ApiError::BodyUnreadable
                 }
             })
     }

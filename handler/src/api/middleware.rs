@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::AppState;
-use crate::error::{Error, InternalErrorReason};
+use super::error::{ApiError, InternalErrorReason};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -37,7 +37,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     // A handler that outlives the limit is abandoned: the client hears 503 and may retry (with an
     // Idempotency-Key the retry cannot duplicate a write that finished late).
     let mut response = handled.unwrap_or_else(|_| {
-        Error::Unavailable {
+        ApiError::Unavailable {
             retry_after: std::time::Duration::from_secs(1),
         }
         .into_response()
@@ -74,7 +74,7 @@ pub async fn require_api_key(
     if authorized(&state, request.headers()) {
         next.run(request).await
     } else {
-        Error::Unauthorized.into_response()
+        ApiError::Unauthorized.into_response()
     }
 }
 

@@ -2,6 +2,7 @@
 //! the tests. Handlers are thin adapters over [`crate::service`].
 
 pub mod batches;
+pub mod error;
 pub mod extract;
 pub mod health;
 pub mod middleware;
@@ -11,14 +12,14 @@ pub mod records;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{MethodFilter, MethodRouter, get, on, post};
+use axum::routing::{MethodFilter, MethodRouter, get, on};
 
 use crate::auth::ApiKeys;
-use crate::error::Error;
-use crate::functions::definitions::Definitions;
+use crate::definitions::Definitions;
 use crate::metrics::Metrics;
 use crate::queue::BatchSink;
 use crate::service::StoreHandle;
+use error::ApiError;
 
 /// Version reported by `/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -42,32 +43,36 @@ pub struct AppState {
 pub enum Host {
     /// Standalone: every HTTP function on its route, plus `/metrics` unless it has its own port.
     Standalone { metrics_on_main_port: bool },
-    /// Under the Functions host: forwarded functions on their routes, the others as invocation
-    /// endpoints `POST /<function>`, and `GET /` for the host's readiness ping.
+    /// Under the Functions host, the port the host calls: the forwarded functions on their routes
+    /// and `GET /` for the host's readiness ping. (The invocation endpoints `POST /<function>` are
+    /// `crate::functions`' and are merged in by the server.)
     CustomHandler,
+    /// Every HTTP function on its route and nothing else: the router the Functions adapter runs
+    /// the HTTP request of an invocation through. Never served on a port.
+    Invocations,
 }
 
-/// The axum handler of an HTTP function, by function name.
+/// Builds an HTTP function's handler for the methods its function.json allows.
+pub type HttpHandler = fn(MethodFilter) -> MethodRouter<AppState>;
+
+/// The axum handler of every HTTP function, by function name (a test checks this table against
+/// the function.json files, both ways).
+pub fn http_functions() -> [(&'static str, HttpHandler); 7] {
+    [
+        ("health", |m| on(m, health::health)),
+        ("ready", |m| on(m, health::ready)),
+        ("openapi", |m| on(m, openapi::document)),
+        ("create_record", |m| on(m, records::create)),
+        ("get_record", |m| on(m, records::get)),
+        ("submit_batch", |m| on(m, batches::submit)),
+        ("get_batch", |m| on(m, batches::get)),
+    ]
+}
+
 fn http_function(name: &str, methods: MethodFilter) -> Option<MethodRouter<AppState>> {
-    Some(match name {
-        "health" => on(methods, health::health),
-        "ready" => on(methods, health::ready),
-        "openapi" => on(methods, openapi::document),
-        "create_record" => on(methods, records::create),
-        "get_record" => on(methods, records::get),
-        "submit_batch" => on(methods, batches::submit),
-        "get_batch" => on(methods, batches::get),
-        _ => return None,
-    })
-}
-
-/// The handler of a function the Functions host invokes with the `{"Data","Metadata"}` envelope.
-fn invoked_function(name: &str) -> Option<MethodRouter<AppState>> {
-    Some(match name {
-        "submit_batch" => post(crate::functions::invoke::submit_batch),
-        "ingest_batch" => post(crate::functions::invoke::ingest_batch),
-        _ => return None,
-    })
+    http_functions()
+        .into_iter()
+        .find_map(|(n, handler)| (n == name).then(|| handler(methods)))
 }
 
 fn method_filter(methods: &[String]) -> Result<MethodFilter, String> {
@@ -110,12 +115,7 @@ pub fn router(
         };
         let is_public = PUBLIC_FUNCTIONS.contains(&function.name.as_str());
         if host == Host::CustomHandler && !function.is_forwarded() {
-            let handler =
-                invoked_function(&function.name).ok_or_else(|| error("no invocation handler"))?;
-            // Invocations come from the Functions host; their own auth happens inside (the HTTP
-            // request's headers travel in the envelope).
-            public = public.route(&format!("/{}", function.name), handler);
-            continue;
+            continue; // An invocation endpoint: `crate::functions` serves it.
         }
         let Some(trigger) = function.http_trigger() else {
             continue; // A queue trigger: the standalone queue loop runs it.
@@ -141,11 +141,12 @@ pub fn router(
         } => router = router.route("/metrics", get(health::metrics)),
         Host::Standalone {
             metrics_on_main_port: false,
-        } => {}
+        }
+        | Host::Invocations => {}
     }
     Ok(router
-        .fallback(|| async { Error::RouteNotFound })
-        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,
@@ -157,6 +158,6 @@ pub fn router(
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(health::metrics))
-        .fallback(|| async { Error::RouteNotFound })
+        .fallback(|| async { ApiError::RouteNotFound })
         .with_state(state)
 }

@@ -6,9 +6,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::error::ApiError;
 use super::extract::JsonBody;
 use crate::domain::Record;
-use crate::error::Error;
 use crate::service::records;
 
 /// Header set on a response that replays an earlier idempotent create.
@@ -36,7 +36,7 @@ pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
-) -> Result<Response, Error> {
+) -> Result<Response, ApiError> {
     let key = headers
         .get(&IDEMPOTENCY_KEY)
         .map(|v| records::check_idempotency_key(v.as_bytes()))
@@ -76,7 +76,7 @@ pub fn created_response(created: &records::Created) -> Response {
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Record>, Error> {
+) -> Result<Json<Record>, ApiError> {
     let store = state.store.get()?;
-    records::get(store.as_ref(), &id).await.map(Json)
+    Ok(Json(records::get(store.as_ref(), &id).await?))
 }

@@ -1,7 +1,8 @@
 //! A clinical-trial record: newtypes that cannot hold an invalid value ("parse, don't validate").
 //!
 //! Each field type has a private inner value and one constructor that enforces the rule. The
-//! rules are the seed contract made strict (see `docs/api.md`).
+//! rules are the previous service's contract made strict (README.md "The API"; the served
+//! `/openapi.json` states each rule per field).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -1,13 +1,12 @@
 //! The custom-handler invocation envelope, decoded defensively.
 //!
 //! The Functions host serialises binding data with Newtonsoft and sometimes JSON-encodes a value
-//! twice (`"\"{...}\""`), sends metadata numbers as strings (`"DequeueCount": "1"`), and sends
-//! byte inputs as base64. Everything here accepts each of those shapes and never panics.
+//! twice (`"\"{...}\""`) and sends metadata numbers as strings (`"DequeueCount": "1"`); this
+//! module unwraps those and never panics. A queue message may also arrive as base64 of its text:
+//! that is decoded by the one queue-message decoder, `service::batches::decode_message`.
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -32,6 +31,8 @@ pub enum EnvelopeError {
 /// An HTTP request as carried in `Data.<binding>` (`Method`, `Headers`, `Body`, ...).
 #[derive(Debug, Clone, Default)]
 pub struct HttpRequestData {
+    /// `Method`, when present and valid.
+    pub method: Option<Method>,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -88,25 +89,24 @@ impl Invocation {
             // Octet-stream bodies arrive as bytes: Newtonsoft writes byte[] as base64.
             Some(other) => Bytes::from(other.to_string()),
         };
-        Ok(HttpRequestData { headers, body })
+        let method = match request.get("Method") {
+            Some(Value::String(method)) => Method::from_bytes(method.as_bytes()).ok(),
+            _ => None,
+        };
+        Ok(HttpRequestData {
+            method,
+            headers,
+            body,
+        })
     }
 
-    /// The message text of a queue-triggered function, as JSON bytes.
-    ///
-    /// Accepts the message as a JSON object, as a JSON string holding the text (once or twice
-    /// encoded), or as base64 of the text.
-    pub fn queue_message(&self, binding: &str) -> Result<Vec<u8>, EnvelopeError> {
+    /// The message text of a queue-triggered function: a JSON object as its JSON text, a string
+    /// (once or twice JSON-encoded) as the text it holds. Decoding the text (JSON or base64) is
+    /// `service::batches::decode_message`'s, the one decoder both hosts use.
+    pub fn queue_message_text(&self, binding: &str) -> Result<String, EnvelopeError> {
         match self.binding(binding)? {
-            Value::Object(object) => Ok(Value::Object(object).to_string().into_bytes()),
-            Value::String(text) => {
-                let trimmed = text.trim_start();
-                if trimmed.starts_with('{') || trimmed.starts_with('[') {
-                    return Ok(text.into_bytes());
-                }
-                BASE64
-                    .decode(text.trim())
-                    .map_err(|_| EnvelopeError::UnusableMessage(binding.to_owned()))
-            }
+            Value::Object(object) => Ok(Value::Object(object).to_string()),
+            Value::String(text) => Ok(text),
             _ => Err(EnvelopeError::UnusableMessage(binding.to_owned())),
         }
     }
@@ -162,7 +162,7 @@ pub struct InvocationResult {
 }
 
 impl InvocationResult {
-    /// Sets the HTTP output binding `binding` from a status, headers and a JSON body. The status
+    /// Sets the HTTP output binding `binding` from a status, headers and a body (text). The status
     /// is a string, as the host's `HttpOutputBindingResponse` expects.
     #[must_use]
     pub fn with_http(
@@ -170,7 +170,7 @@ impl InvocationResult {
         binding: &str,
         status: StatusCode,
         headers: &HeaderMap,
-        body: &Value,
+        body: &str,
     ) -> Self {
         let headers: Map<String, Value> = headers
             .iter()
@@ -180,7 +180,7 @@ impl InvocationResult {
             .collect();
         let response = serde_json::json!({
             "statusCode": status.as_u16().to_string(),
-            "body": body.to_string(),
+            "body": body,
             "headers": headers,
         });
         self.outputs.insert(binding.to_owned(), response);
@@ -235,22 +235,22 @@ mod tests {
 
     #[test]
     fn queue_messages_decode_from_every_shape_the_host_sends() {
-        let message = json!({"batch_id": "b", "records": []});
+        use base64::Engine as _;
+        let message = json!({"batch_id": "0b6c1d1e-9a4f-4a57-9d47-5a2a1a7c2c10", "records": [{}]});
         let text = message.to_string();
+        // (the shape, as the host may deliver it)
         for data in [
             json!(message),
             json!(text),
             json!(Value::from(text.clone()).to_string()),
-            json!(BASE64.encode(&text)),
+            json!(base64::engine::general_purpose::STANDARD.encode(&text)),
         ] {
             let body = json!({"Data": {"batch": data}, "Metadata": {}}).to_string();
             let invocation = Invocation::from_slice(body.as_bytes()).expect("envelope");
-            let bytes = invocation.queue_message("batch").expect("message");
-            assert_eq!(
-                serde_json::from_slice::<Value>(&bytes).expect("json"),
-                message,
-                "{data}"
-            );
+            let text = invocation.queue_message_text("batch").expect("message");
+            let decoded =
+                crate::service::batches::decode_message(&text, true).expect("a batch message");
+            assert_eq!(decoded.to_value(), message, "{data}");
         }
     }
 
@@ -258,7 +258,9 @@ mod tests {
     fn broken_envelopes_are_errors_not_panics() {
         for body in [&b""[..], b"[]", b"\"x\"", b"{", b"null"] {
             let result = Invocation::from_slice(body);
-            assert!(result.is_err() || result.is_ok_and(|i| i.queue_message("batch").is_err()));
+            assert!(
+                result.is_err() || result.is_ok_and(|i| i.queue_message_text("batch").is_err())
+            );
         }
     }
 

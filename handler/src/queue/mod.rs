@@ -2,63 +2,135 @@
 //! standalone host's queue trigger (the Functions host runs its own).
 
 pub mod client;
+#[cfg(feature = "emulator")]
+pub mod connection;
+pub mod settings;
 pub mod trigger;
 
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
 use crate::domain::{BatchMessage, BatchReport};
-use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::service::ServiceError;
 use crate::service::batches;
 use crate::store::RecordStore;
 
-/// Where POST /batches sends a batch in the standalone host.
+pub use settings::QueueSettings;
+
+/// Where `POST /batches` sends a newly accepted batch, in either host.
 #[derive(Clone, Debug)]
 pub enum BatchSink {
     /// No queue configured (the local default): ingest at once, in the request.
     InProcess,
-    /// Put it on the batch queue; the queue trigger ingests it.
+    /// Put it on the batch queue; the standalone queue trigger ingests it.
     Queue(client::BatchQueue),
+    /// Under the Functions host: the message goes to the invocation's queue output binding (the
+    /// request's [`QueueOutput`]), and the host puts it on the queue.
+    OutputBinding,
+}
+
+/// The queue output of one Functions invocation: set by [`BatchSink::OutputBinding`] while the
+/// request runs through the router, read by the invocation adapter afterwards. Travels as a
+/// request extension.
+#[derive(Clone, Debug, Default)]
+pub struct QueueOutput(Arc<Mutex<Option<Value>>>);
+
+impl QueueOutput {
+    fn set(&self, message: Value) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
+    }
+
+    /// The message to put on the queue, if the request produced one.
+    pub fn take(&self) -> Option<Value> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl BatchSink {
-    /// Hands a newly accepted batch on; returns the report to answer with.
+    /// Hands a newly accepted batch on; returns the report to answer with. `output` is the
+    /// invocation's queue output (only under the Functions host).
     pub async fn dispatch(
         &self,
         store: &dyn RecordStore,
         metrics: &Metrics,
         message: &BatchMessage,
         queued: BatchReport,
-    ) -> Result<BatchReport, Error> {
+        output: Option<&QueueOutput>,
+    ) -> Result<BatchReport, ServiceError> {
         match self {
-            Self::InProcess => ingest(store, metrics, message).await,
+            Self::InProcess => batches::ingest_and_count(store, metrics, message).await,
             Self::Queue(queue) => {
-                queue.send(message).await?;
+                queue.send(message).await.map_err(|err| {
+                    tracing::warn!(batch_id = %message.batch_id, error = %err, "batch not queued");
+                    ServiceError::QueueUnavailable(err.to_string())
+                })?;
+                Ok(queued)
+            }
+            Self::OutputBinding => {
+                let output = output.ok_or_else(|| {
+                    ServiceError::Internal("a batch outside a Functions invocation".into())
+                })?;
+                output.set(message.to_value());
                 Ok(queued)
             }
         }
     }
 }
 
-/// Ingests a batch and counts its records; every host's ingestion goes through here.
-pub async fn ingest(
-    store: &dyn RecordStore,
-    metrics: &Metrics,
-    message: &BatchMessage,
-) -> Result<BatchReport, Error> {
-    let batches::Ingested {
-        report,
-        newly_completed,
-    } = batches::ingest(store, message).await?;
-    if !newly_completed {
-        tracing::info!(batch_id = %report.batch_id, "batch already ingested (redelivery)");
-        return Ok(report);
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::BatchState;
+    use crate::service::batches::Accepted;
+    use crate::store::embedded::EmbeddedStore;
+
+    #[tokio::test]
+    async fn the_sinks_ingest_in_process_or_hand_the_message_to_the_output_binding() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path()).expect("open the embedded store");
+        let metrics = Metrics::default();
+        let body = json!({
+            "batch_id": uuid::Uuid::new_v4(),
+            "records": [{"site_id": "site001", "trial_phase": "II", "submission_date": "2025-03-15",
+                         "status": "pending", "patient_count": 1}]
+        })
+        .to_string();
+        let (message, accepted) = batches::accept(&store, body.as_bytes())
+            .await
+            .expect("accepted");
+        let Accepted::Enqueue(queued) = accepted else {
+            panic!("a new batch is enqueued");
+        };
+
+        let output = QueueOutput::default();
+        let answered = BatchSink::OutputBinding
+            .dispatch(&store, &metrics, &message, queued.clone(), Some(&output))
+            .await
+            .expect("handed to the output binding");
+        assert_eq!(answered.status, BatchState::Queued);
+        assert_eq!(output.take(), Some(message.to_value()));
+        // Outside an invocation there is no output binding to hand it to: a bug, said so.
+        assert!(matches!(
+            BatchSink::OutputBinding
+                .dispatch(&store, &metrics, &message, queued.clone(), None)
+                .await,
+            Err(ServiceError::Internal(_))
+        ));
+
+        let ingested = BatchSink::InProcess
+            .dispatch(&store, &metrics, &message, queued, None)
+            .await
+            .expect("ingested in process");
+        assert_eq!(ingested.status, BatchState::Completed);
     }
-    metrics.count_batch(report.accepted, report.rejected);
-    tracing::info!(
-        batch_id = %report.batch_id,
-        received = report.received,
-        accepted = report.accepted,
-        rejected = report.rejected,
-        "batch ingested"
-    );
-    Ok(report)
 }

@@ -5,8 +5,8 @@
 //! - Receives up to `batchSize` messages, each leased (invisible to others) for [`LEASE`], renewed
 //!   while it is processed; fetches more when at most `newBatchThreshold` are in flight, so at most
 //!   `batchSize + newBatchThreshold` run at once.
-//! - Each message: decode (base64 when `messageEncoding` says so; plain JSON text is tolerated) →
-//!   [`crate::queue::ingest`] → delete on success.
+//! - Each message: [`batches::decode_message`] (base64 when `messageEncoding` says so; plain JSON
+//!   text is tolerated) → [`batches::ingest_and_count`] → delete on success.
 //! - Poison rule, as azure-webjobs-sdk's `QueueProcessor` does it: a message received with
 //!   `DequeueCount > maxDequeueCount` goes to `<queue>-poison` without being processed (an earlier
 //!   holder died with it); a failed attempt with `DequeueCount >= maxDequeueCount` goes there too;
@@ -23,17 +23,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::QueueSettings;
 use super::client::{BatchQueue, Received};
-use crate::domain::BatchMessage;
-use crate::error::Error;
-use crate::functions::definitions::QueueSettings;
 use crate::metrics::Metrics;
-use crate::service::StoreHandle;
+use crate::service::batches::{self, MessageOutcome as Outcome};
+use crate::service::{ServiceError, StoreHandle};
 
 /// How long a received message stays invisible to other consumers; renewed every third of it
 /// while the message is processed. After a crash the message reappears this long after it was
@@ -45,30 +42,6 @@ const MIN_POLL: Duration = Duration::from_millis(100);
 
 /// The longest a receive may take before it counts as a queue error.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What became of a message (the `outcome` label of `mediflow_queue_messages_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Ingested and deleted.
-    Completed,
-    /// Failed (transiently); released to be received again after `visibilityTimeout`.
-    Retried,
-    /// Failed `maxDequeueCount` times: moved to the poison queue.
-    Poisoned,
-    /// Can never succeed (undecodable, or a conflicting `batch_id`): moved to the poison queue at once.
-    Invalid,
-}
-
-impl Outcome {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Completed => "completed",
-            Self::Retried => "retried",
-            Self::Poisoned => "poisoned",
-            Self::Invalid => "invalid",
-        }
-    }
-}
 
 /// What to do after an attempt, by the Functions host's rules plus our "never succeeds" case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +194,7 @@ async fn handle(context: Arc<Context>, mut message: Received) {
         finish(&context, &message, Verdict::Poison, Outcome::Poisoned).await;
         return;
     }
-    let batch = match decode(&message.text, context.queue.base64()) {
+    let batch = match batches::decode_message(&message.text, context.queue.base64()) {
         Ok(batch) => batch,
         Err(problem) => {
             tracing::warn!(message_id = %message.id, dequeue_count = message.dequeue_count, problem,
@@ -234,7 +207,7 @@ async fn handle(context: Arc<Context>, mut message: Received) {
     let result = {
         let work = async {
             let store = context.store.get()?;
-            super::ingest(store.as_ref(), &context.metrics, &batch).await
+            batches::ingest_and_count(store.as_ref(), &context.metrics, &batch).await
         };
         with_lease(&context.queue, &mut message, work).await
     };
@@ -243,7 +216,7 @@ async fn handle(context: Arc<Context>, mut message: Received) {
             tracing::info!(%batch_id, message_id = %message.id, dequeue_count = message.dequeue_count, "batch message completed");
             (Verdict::Delete, Outcome::Completed)
         }
-        Err(Error::BatchConflict) => {
+        Err(ServiceError::BatchConflict) => {
             tracing::warn!(%batch_id, message_id = %message.id, dequeue_count = message.dequeue_count,
                 "batch_id already used for different records: moving the message to the poison queue");
             (Verdict::Poison, Outcome::Invalid)
@@ -305,30 +278,6 @@ async fn finish(context: &Context, message: &Received, verdict: Verdict, outcome
     tracing::debug!(message_id = %message.id, outcome = outcome.label(), "batch message handled");
 }
 
-/// Message text → batch message. `Err` names what is wrong (error kinds only: no content).
-fn decode(text: &str, base64: bool) -> Result<BatchMessage, String> {
-    let text = text.trim();
-    let decoded = if base64 { B64.decode(text).ok() } else { None };
-    let bytes = match &decoded {
-        Some(bytes) => bytes.as_slice(),
-        None if text.starts_with('{') => text.as_bytes(),
-        None => return Err("neither base64 nor JSON".into()),
-    };
-    BatchMessage::from_slice(bytes).map_err(|errors| {
-        let kinds: Vec<String> = errors
-            .iter()
-            .map(|e| {
-                format!(
-                    "{}{}",
-                    e.kind,
-                    e.field().map(|f| format!(" ({f})")).unwrap_or_default()
-                )
-            })
-            .collect();
-        kinds.join(", ")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,74 +295,5 @@ mod tests {
             assert_eq!(poisoned_on_arrival(count, max), on_arrival, "{count}/{max}");
             assert_eq!(after_failure(count, max), after, "{count}/{max}");
         }
-    }
-
-    #[test]
-    fn messages_decode_from_base64_or_plain_json_and_never_echo_content() {
-        let json = r#"{"batch_id":"0b6c1d1e-9a4f-4a57-9d47-5a2a1a7c2c10","records":[{"site_id":"secret"}]}"#;
-        // (what the case proves, text, base64 configured, decodes)
-        for (proves, text, base64, ok) in [
-            (
-                "base64 as the Functions default",
-                B64.encode(json),
-                true,
-                true,
-            ),
-            (
-                "plain JSON is tolerated when base64 is configured",
-                json.to_owned(),
-                true,
-                true,
-            ),
-            (
-                "plain JSON with messageEncoding none",
-                json.to_owned(),
-                false,
-                true,
-            ),
-            (
-                "base64 is not decoded with messageEncoding none",
-                B64.encode(json),
-                false,
-                false,
-            ),
-            ("not base64, not JSON", "%%%".to_owned(), true, false),
-            (
-                "base64 of something that is not JSON",
-                B64.encode("secret text"),
-                true,
-                false,
-            ),
-            (
-                "JSON that is not a batch",
-                B64.encode(r#"{"records":"secret"}"#),
-                true,
-                false,
-            ),
-        ] {
-            match decode(&text, base64) {
-                Ok(batch) => assert!(ok, "{proves}: decoded {}", batch.batch_id),
-                Err(problem) => {
-                    assert!(!ok, "{proves}: {problem}");
-                    assert!(
-                        !problem.contains("secret"),
-                        "{proves}: the problem quotes content: {problem}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn outcome_labels_are_the_metric_labels() {
-        let labels: Vec<&str> = [
-            Outcome::Completed,
-            Outcome::Retried,
-            Outcome::Poisoned,
-            Outcome::Invalid,
-        ]
-        .map(Outcome::label)
-        .to_vec();
-        assert_eq!(labels, ["completed", "retried", "poisoned", "invalid"]);
     }
 }

@@ -1,12 +1,82 @@
-//! Batch ingestion: judging every record of a batch message, storing the valid ones under ids
-//! derived from `(batch_id, index)`, and keeping a report of the outcome.
+//! The batch use case, one module for all three entry points (`POST /batches` in either host,
+//! the standalone queue trigger, the Functions host's `ingest_batch` invocation):
+//!
+//! - [`accept`]: checks a submitted message and registers the batch as queued;
+//! - [`decode_message`]: the one decoder of a queue message's text;
+//! - [`ingest`] / [`ingest_and_count`]: judges every record, stores the valid ones under ids
+//!   derived from `(batch_id, index)`, and keeps a report of the outcome;
+//! - [`MessageOutcome`]: what became of a queue message, the `outcome` metric label.
 
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use super::ServiceError;
 use crate::domain::decode::record_from_value;
 use crate::domain::{
     BatchId, BatchMessage, BatchReport, BatchState, FieldError, Record, RecordId, RejectedRecord,
 };
-use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::store::{Inserted, RecordStore};
+
+/// What became of a queue message (the `outcome` label of `mediflow_queue_messages_total`), in
+/// either host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageOutcome {
+    /// Ingested (or found ingested before): done.
+    Completed,
+    /// Failed (transiently); it will be received again.
+    Retried,
+    /// Failed `maxDequeueCount` times: moved to the poison queue.
+    Poisoned,
+    /// Can never succeed (undecodable, or a conflicting `batch_id`).
+    Invalid,
+}
+
+impl MessageOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Retried => "retried",
+            Self::Poisoned => "poisoned",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
+/// A queue message's text → its JSON bytes: base64 of the JSON when `base64` (host.json
+/// `messageEncoding`, the Functions default), and plain JSON text always (a producer that did not
+/// encode).
+pub fn message_json(text: &str, base64: bool) -> Result<Cow<'_, [u8]>, &'static str> {
+    let text = text.trim();
+    if text.starts_with('{') {
+        return Ok(Cow::Borrowed(text.as_bytes()));
+    }
+    if base64 && let Ok(bytes) = B64.decode(text) {
+        return Ok(Cow::Owned(bytes));
+    }
+    Err("neither base64 nor JSON")
+}
+
+/// A queue message's text → batch message ([`message_json`], then the envelope rules). `Err`
+/// names what is wrong by error kind and field only: never the content.
+pub fn decode_message(text: &str, base64: bool) -> Result<BatchMessage, String> {
+    let bytes = message_json(text, base64)?;
+    BatchMessage::from_slice(&bytes).map_err(|errors| {
+        let kinds: Vec<String> = errors
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}{}",
+                    e.kind,
+                    e.field().map(|f| format!(" ({f})")).unwrap_or_default()
+                )
+            })
+            .collect();
+        kinds.join(", ")
+    })
+}
 
 /// What the transport must do after [`accept`].
 #[derive(Debug, Clone, PartialEq)]
@@ -23,16 +93,16 @@ pub enum Accepted {
 pub async fn accept(
     store: &dyn RecordStore,
     body: &[u8],
-) -> Result<(BatchMessage, Accepted), Error> {
+) -> Result<(BatchMessage, Accepted), ServiceError> {
     if body.len() > BatchMessage::MAX_JSON_BYTES {
-        return Err(Error::PayloadTooLarge {
+        return Err(ServiceError::BatchTooLarge {
             limit: BatchMessage::MAX_JSON_BYTES,
         });
     }
-    let message = BatchMessage::from_slice(body).map_err(Error::Validation)?;
+    let message = BatchMessage::from_slice(body).map_err(ServiceError::Invalid)?;
     let stored = store.insert_batch(BatchReport::queued(&message)).await?;
     if stored.content_sha256 != message.content_sha256 {
-        return Err(Error::BatchConflict);
+        return Err(ServiceError::BatchConflict);
     }
     let accepted = match stored.status {
         BatchState::Queued => Accepted::Enqueue(stored),
@@ -52,11 +122,14 @@ pub struct Ingested {
 /// The queue trigger's work: ingests one batch message, at least once, with effect exactly once.
 ///
 /// Returns the outcome, or a store error (transient: the message must be retried). A message whose
-/// `batch_id` was already used for different records is [`Error::BatchConflict`] (permanent).
-pub async fn ingest(store: &dyn RecordStore, message: &BatchMessage) -> Result<Ingested, Error> {
+/// `batch_id` was already used for different records is [`ServiceError::BatchConflict`] (permanent).
+pub async fn ingest(
+    store: &dyn RecordStore,
+    message: &BatchMessage,
+) -> Result<Ingested, ServiceError> {
     if let Some(stored) = store.get_batch(message.batch_id).await? {
         if stored.content_sha256 != message.content_sha256 {
-            return Err(Error::BatchConflict);
+            return Err(ServiceError::BatchConflict);
         }
         if stored.status == BatchState::Completed {
             return Ok(Ingested {
@@ -141,8 +214,110 @@ fn report(
     }
 }
 
+/// [`ingest`], then counts the records and logs the outcome: what every entry point runs.
+pub async fn ingest_and_count(
+    store: &dyn RecordStore,
+    metrics: &Metrics,
+    message: &BatchMessage,
+) -> Result<BatchReport, ServiceError> {
+    let Ingested {
+        report,
+        newly_completed,
+    } = ingest(store, message).await?;
+    if !newly_completed {
+        tracing::info!(batch_id = %report.batch_id, "batch already ingested (redelivery)");
+        return Ok(report);
+    }
+    metrics.count_batch(report.accepted, report.rejected);
+    tracing::info!(
+        batch_id = %report.batch_id,
+        received = report.received,
+        accepted = report.accepted,
+        rejected = report.rejected,
+        "batch ingested"
+    );
+    Ok(report)
+}
+
 /// GET /batches/{batch_id}.
-pub async fn get(store: &dyn RecordStore, raw_id: &str) -> Result<BatchReport, Error> {
-    let id = BatchId::parse(raw_id).ok_or(Error::BatchNotFound)?;
-    store.get_batch(id).await?.ok_or(Error::BatchNotFound)
+pub async fn get(store: &dyn RecordStore, raw_id: &str) -> Result<BatchReport, ServiceError> {
+    let id = BatchId::parse(raw_id).ok_or(ServiceError::BatchNotFound)?;
+    store
+        .get_batch(id)
+        .await?
+        .ok_or(ServiceError::BatchNotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_decode_from_base64_or_plain_json_and_never_echo_content() {
+        let json = r#"{"batch_id":"0b6c1d1e-9a4f-4a57-9d47-5a2a1a7c2c10","records":[{"site_id":"secret"}]}"#;
+        // (what the case proves, text, base64 configured, decodes)
+        for (proves, text, base64, ok) in [
+            (
+                "base64 as the Functions default",
+                B64.encode(json),
+                true,
+                true,
+            ),
+            (
+                "plain JSON is tolerated when base64 is configured",
+                json.to_owned(),
+                true,
+                true,
+            ),
+            (
+                "plain JSON with messageEncoding none",
+                json.to_owned(),
+                false,
+                true,
+            ),
+            (
+                "base64 is not decoded with messageEncoding none",
+                B64.encode(json),
+                false,
+                false,
+            ),
+            ("not base64, not JSON", "%%%".to_owned(), true, false),
+            (
+                "base64 of something that is not JSON",
+                B64.encode("secret text"),
+                true,
+                false,
+            ),
+            (
+                "JSON that is not a batch",
+                B64.encode(r#"{"records":"secret"}"#),
+                true,
+                false,
+            ),
+        ] {
+            match decode_message(&text, base64) {
+                Ok(batch) => assert!(ok, "{proves}: decoded {}", batch.batch_id),
+                Err(problem) => {
+                    assert!(!ok, "{proves}: {problem}");
+                    assert!(
+                        !problem.contains("secret"),
+                        "{proves}: the problem quotes content: {problem}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn outcome_labels_are_the_metric_labels() {
+        let labels: Vec<&str> = [
+            MessageOutcome::Completed,
+            MessageOutcome::Retried,
+            MessageOutcome::Poisoned,
+            MessageOutcome::Invalid,
+        ]
+        .map(MessageOutcome::label)
+        .to_vec();
+        assert_eq!(labels, ["completed", "retried", "poisoned", "invalid"]);
+    }
 }

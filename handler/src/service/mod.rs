@@ -2,14 +2,15 @@
 //! envelope and the standalone queue loop are thin adapters over these; tests call them directly.
 
 pub mod batches;
+pub mod error;
 pub mod records;
 
 use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
-use crate::error::Error;
 use crate::store::SharedStore;
+pub use error::ServiceError;
 
 /// The store, once it is open. The server binds its port before opening the store (the Functions
 /// host's readiness ping must be answered at once); until then data routes answer 503.
@@ -36,10 +37,13 @@ impl StoreHandle {
         let _ = self.0.set(store);
     }
 
-    /// The store, or 503 while it is still opening.
-    pub fn get(&self) -> Result<&SharedStore, Error> {
-        self.0.get().ok_or(Error::Unavailable {
+    /// The store, or [`ServiceError::NotReady`] while it is still opening.
+    pub fn get(&self) -> Result<&SharedStore, ServiceError> {
+        self.0.get().ok_or(ServiceError::NotReady {
             retry_after: std::time::Duration::from_secs(1),
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,8 +1,8 @@
 //! Creating and reading single records.
 
+use super::ServiceError;
 use crate::domain::decode::record_from_slice;
 use crate::domain::{FieldError, Record, RecordId};
-use crate::error::Error;
 use crate::store::{Inserted, RecordStore};
 
 /// The largest `Idempotency-Key` accepted, in bytes.
@@ -16,19 +16,19 @@ pub struct Created {
 }
 
 /// Checks an `Idempotency-Key` header value: 1 to 255 visible ASCII characters.
-pub fn check_idempotency_key(raw: &[u8]) -> Result<&str, Error> {
+pub fn check_idempotency_key(raw: &[u8]) -> Result<&str, ServiceError> {
     let valid = !raw.is_empty()
         && raw.len() <= MAX_IDEMPOTENCY_KEY_LEN
         && raw.iter().all(|b| (0x21..=0x7e).contains(b));
     if !valid {
-        return Err(Error::Validation(vec![FieldError::header(
+        return Err(ServiceError::Invalid(vec![FieldError::header(
             "idempotency-key",
             "idempotency_key_invalid",
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
         )]));
     }
     // Visible ASCII is valid UTF-8.
-    std::str::from_utf8(raw).map_err(|_| Error::Internal("ascii was not utf-8".into()))
+    std::str::from_utf8(raw).map_err(|_| ServiceError::Internal("ascii was not utf-8".into()))
 }
 
 /// POST /records: decodes and validates `body`, stores it, and returns the stored record.
@@ -39,8 +39,8 @@ pub async fn create(
     store: &dyn RecordStore,
     body: &[u8],
     idempotency_key: Option<&str>,
-) -> Result<Created, Error> {
-    let fields = record_from_slice(body).map_err(Error::Validation)?;
+) -> Result<Created, ServiceError> {
+    let fields = record_from_slice(body).map_err(ServiceError::Invalid)?;
     let id = idempotency_key.map_or_else(RecordId::random, RecordId::for_idempotency_key);
     let record = Record::new(id, fields);
     match store.insert(record.clone()).await? {
@@ -55,15 +55,15 @@ pub async fn create(
                     replayed: true,
                 })
             } else {
-                Err(Error::IdempotencyConflict)
+                Err(ServiceError::IdempotencyConflict)
             }
         }
-        Inserted::Existing(_) => Err(Error::Internal("random record id collided".into())),
+        Inserted::Existing(_) => Err(ServiceError::Internal("random record id collided".into())),
     }
 }
 
 /// GET /records/{id}: any id that is not a stored record's is a 404, malformed or not.
-pub async fn get(store: &dyn RecordStore, raw_id: &str) -> Result<Record, Error> {
-    let id = RecordId::parse(raw_id).ok_or(Error::RecordNotFound)?;
-    store.get(id).await?.ok_or(Error::RecordNotFound)
+pub async fn get(store: &dyn RecordStore, raw_id: &str) -> Result<Record, ServiceError> {
+    let id = RecordId::parse(raw_id).ok_or(ServiceError::RecordNotFound)?;
+    store.get(id).await?.ok_or(ServiceError::RecordNotFound)
 }

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use azure_core::credentials::TokenCredential;
 use azure_data_cosmos::options::{
     BinaryEncodingOptions, ConnectionPoolOptionsBuilder, EndToEndOperationLatencyPolicy,
     OperationOptions, OperationOptionsBuilder, ThrottlingRetryOptionsBuilder,
@@ -30,80 +29,14 @@ use azure_data_cosmos::{
     AccountEndpoint, AccountReference, ContainerClient, CosmosClient, CosmosError, CosmosRuntime,
     CosmosStatus, RoutingStrategy,
 };
-use azure_identity::{
-    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
-    WorkloadIdentityCredential,
-};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Inserted, RecordStore, SharedStore, StoreError};
-use crate::config::{ConfigError, Source};
+use crate::config::{CosmosConfig, CosmosCredential};
+use crate::credential::token_credential;
 use crate::domain::{BatchId, BatchReport, Record, RecordId};
-#[cfg(feature = "emulator")]
-use crate::secret::Secret;
-
-/// How the service authenticates to Cosmos DB (`COSMOS_CREDENTIAL`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CosmosCredential {
-    /// `workload-identity` (AKS): `AZURE_CLIENT_ID`, `AZURE_TENANT_ID` and
-    /// `AZURE_FEDERATED_TOKEN_FILE`, injected by the workload-identity webhook.
-    WorkloadIdentity,
-    /// `managed-identity`: the VM/App Service identity; `AZURE_CLIENT_ID` picks a user-assigned one.
-    ManagedIdentity { client_id: Option<String> },
-    /// `key` with `COSMOS_KEY`: only in builds with the `emulator` feature, for the emulator.
-    #[cfg(feature = "emulator")]
-    Key(Secret),
-}
-
-/// `MEDIFLOW_STORE=cosmos` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CosmosConfig {
-    /// `COSMOS_ENDPOINT`, e.g. `https://<account>.documents.azure.com:443/`.
-    pub endpoint: String,
-    /// `COSMOS_DATABASE` (default `mediflow`).
-    pub database: String,
-    /// `COSMOS_CONTAINER` (default `records`), partition key `/id`.
-    pub container: String,
-    pub credential: CosmosCredential,
-}
-
-impl CosmosConfig {
-    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
-        let endpoint = env
-            .var("COSMOS_ENDPOINT")
-            .ok_or_else(|| ConfigError("MEDIFLOW_STORE=cosmos needs COSMOS_ENDPOINT".into()))?;
-        let credential = match env.var("COSMOS_CREDENTIAL").as_deref() {
-            None | Some("workload-identity") => CosmosCredential::WorkloadIdentity,
-            Some("managed-identity") => CosmosCredential::ManagedIdentity {
-                client_id: env.var("AZURE_CLIENT_ID"),
-            },
-            #[cfg(feature = "emulator")]
-            Some("key") => {
-                CosmosCredential::Key(Secret::new(env.var("COSMOS_KEY").ok_or_else(|| {
-                    ConfigError("COSMOS_CREDENTIAL=key needs COSMOS_KEY".into())
-                })?))
-            }
-            Some(other) => {
-                return Err(ConfigError(format!(
-                    "COSMOS_CREDENTIAL must be `workload-identity` or `managed-identity`, not `{other}` \
-                     (`key` exists only in builds with the `emulator` feature)"
-                )));
-            }
-        };
-        Ok(Self {
-            endpoint,
-            database: env
-                .var("COSMOS_DATABASE")
-                .unwrap_or_else(|| "mediflow".into()),
-            container: env
-                .var("COSMOS_CONTAINER")
-                .unwrap_or_else(|| "records".into()),
-            credential,
-        })
-    }
-}
 
 /// The longest one store operation may take, every SDK retry included (the SDK's end-to-end
 /// latency policy). A dead or black-holed endpoint answers 503 after this, never hangs a request.
@@ -234,16 +167,9 @@ fn account_reference(
     endpoint: AccountEndpoint,
     credential: &CosmosCredential,
 ) -> Result<(AccountReference, bool), StoreError> {
-    let token: Arc<dyn TokenCredential> = match credential {
-        CosmosCredential::WorkloadIdentity => WorkloadIdentityCredential::new(None)
-            .map_err(|e| credential_error("workload identity", &e))?,
-        CosmosCredential::ManagedIdentity { client_id } => {
-            let options = ManagedIdentityCredentialOptions {
-                user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
-                ..Default::default()
-            };
-            ManagedIdentityCredential::new(Some(options))
-                .map_err(|e| credential_error("managed identity", &e))?
+    let token = match credential {
+        CosmosCredential::Entra(identity) => {
+            token_credential(identity).map_err(StoreError::unavailable)?
         }
         #[cfg(feature = "emulator")]
         CosmosCredential::Key(key) => {
@@ -255,10 +181,6 @@ fn account_reference(
         }
     };
     Ok((AccountReference::with_credential(endpoint, token), false))
-}
-
-fn credential_error(kind: &str, err: &azure_core::Error) -> StoreError {
-    StoreError::unavailable(format!("cannot set up the {kind} credential: {err}"))
 }
 
 fn sdk_setup_error(what: &str, err: &CosmosError) -> StoreError {

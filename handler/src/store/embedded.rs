@@ -22,7 +22,7 @@ const BATCHES: TableDefinition<u128, &[u8]> = TableDefinition::new("batches");
 
 /// redb's page cache. Its default (1 GiB) would outgrow a pod's memory limit as data grows; reads
 /// beyond the cache go to the OS page cache, which the kernel can reclaim.
-const CACHE_BYTES: usize = 4 * 1024 * 1024;
+pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Most writes folded into one commit.
 const MAX_GROUP: usize = 256;

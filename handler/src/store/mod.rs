@@ -1,6 +1,6 @@
 //! Persistence, in domain words. [`RecordStore`] is what the service needs from a database; each
 //! backend lives in its own module and maps its engine's failures to [`StoreError`] at the
-//! boundary. `tests/store_contract.rs` runs the same cases against every backend.
+//! boundary. `tests/integration/store_contract.rs` runs the same cases against every backend.
 
 use std::sync::Arc;
 use std::time::Duration;

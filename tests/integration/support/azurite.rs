@@ -1,9 +1,10 @@
 //! Azurite (Microsoft's Storage emulator, `tests/emulators`, pinned 3.35.0), queue service only:
-//! started on a free 127.0.0.1 port with its own data folder, which survives `stop()` /
-//! `restart()` (outage tests). Gives the child `handler` its `MEDIFLOW_QUEUE` and the test a
+//! started on port 0 (it reports the port it bound in its start-up line) with its own data folder,
+//! which survives `stop()` / `restart()` (outage tests; a restart binds the same port again, which
+//! the stopped emulator has just released). Gives the child `handler` its `MEDIFLOW_QUEUE` and the test a
 //! client of its own (create queues, send as a Functions producer would, peek, count).
 
-use std::net::TcpStream;
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,43 +33,38 @@ pub struct Azurite {
 }
 
 impl Azurite {
-    /// Starts Azurite; `None` (with a skip notice) when node or the npm packages are missing,
-    /// unless `MEDIFLOW_REQUIRE_EMULATORS=1`, which makes that a failure.
-    pub async fn start() -> Option<Self> {
+    /// Starts Azurite; fails, saying what is missing, when node or the npm packages are not
+    /// installed (`scripts/test.sh` installs them).
+    pub async fn start() -> Self {
         let bin = emulators_dir().join("node_modules/.bin/azurite-queue");
         let node = Command::new("node")
             .arg("--version")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        if !node.is_ok_and(|s| s.success()) || !bin.exists() {
-            let why = format!(
-                "Azurite unavailable: needs `node` on PATH and `npm ci` in {} ({} missing)",
-                emulators_dir().display(),
-                if bin.exists() {
-                    "node"
-                } else {
-                    "node_modules/.bin/azurite-queue"
-                }
-            );
-            assert!(
-                !super::emulators_required(),
-                "{why} (MEDIFLOW_REQUIRE_EMULATORS=1)"
-            );
-            eprintln!("SKIP: {why}");
-            return None;
-        }
+        assert!(
+            node.is_ok_and(|s| s.success()) && bin.exists(),
+            "Azurite unavailable: needs `node` on PATH and `npm ci` in {} ({} missing)",
+            emulators_dir().display(),
+            if bin.exists() {
+                "node"
+            } else {
+                "node_modules/.bin/azurite-queue"
+            }
+        );
         let mut azurite = Self {
-            port: super::free_port(),
+            port: 0,
             child: None,
             location: tempfile::tempdir().expect("temp dir"),
         };
         azurite.spawn().await;
-        Some(azurite)
+        azurite
     }
 
+    /// Starts the process on `self.port` (0: any free port) and waits for its
+    /// "successfully listens on http://127.0.0.1:<port>" line.
     async fn spawn(&mut self) {
-        let child = Command::new(emulators_dir().join("node_modules/.bin/azurite-queue"))
+        let mut child = Command::new(emulators_dir().join("node_modules/.bin/azurite-queue"))
             .args([
                 "--queueHost",
                 "127.0.0.1",
@@ -76,27 +72,41 @@ impl Azurite {
                 &self.port.to_string(),
                 "--silent",
                 "--skipApiVersionCheck",
+                "--disableTelemetry",
             ])
             .arg("--location")
             .arg(self.location.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start azurite-queue");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "Azurite did not listen on {} within 60 s",
-                self.port
-            );
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("Azurite exited at start: {status}");
+        let stdout = child.stdout.take().expect("stdout pipe");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok);
+            let port = lines.by_ref().find_map(|line| {
+                line.split_once("successfully listens on http://127.0.0.1:")
+                    .and_then(|(_, port)| port.trim().parse::<u16>().ok())
+            });
+            let _ = tx.send(port);
+            // Keep draining so Azurite never blocks on a full pipe.
+            lines.for_each(drop);
+        });
+        let port = tokio::time::timeout(Duration::from_secs(60), rx).await;
+        match port {
+            Ok(Ok(Some(port))) => self.port = port,
+            Ok(_) => panic!(
+                "Azurite exited before listening: {:?}",
+                child.try_wait().ok().flatten()
+            ),
+            Err(tokio::time::error::Elapsed { .. }) => {
+                panic!("Azurite did not report listening within 60 s")
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        self.child = Some(child);
     }
 
     /// Stops the emulator (SIGINT, then SIGKILL after 5 s); its data stays in the folder.
@@ -140,7 +150,7 @@ impl Azurite {
     /// An account SAS URL (the other form `MEDIFLOW_QUEUE` takes).
     pub fn sas_url(&self) -> String {
         let secret = handler::secret::Secret::new(self.connection_string());
-        handler::queue::client::connection_service_url(&secret)
+        handler::queue::connection::connection_service_url(&secret)
             .expect("sign a SAS")
             .to_string()
     }

@@ -11,8 +11,9 @@
 //! dies without cleaning up, the pipe closes and the emulator exits instead of lingering.
 //!
 //! Without `node`, without `tests/emulators/node_modules`, or in a build without the `emulator`
-//! feature, the emulator tests are skipped with a notice; with `MEDIFLOW_REQUIRE_EMULATORS=1`
-//! (the test script sets it) they fail instead.
+//! feature, the emulator tests fail, saying what is missing (`scripts/test.sh` installs the
+//! emulators and builds with `--all-features`): a skipped test would pass without proving
+//! anything.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,18 +59,11 @@ fn missing_prerequisite() -> Option<String> {
     None
 }
 
-/// `None` (with a skip notice) when the emulator cannot run; panics instead when emulators are
-/// required.
-fn check_prerequisites() -> Option<()> {
-    let Some(reason) = missing_prerequisite() else {
-        return Some(());
-    };
-    assert!(
-        !super::emulators_required(),
-        "MEDIFLOW_REQUIRE_EMULATORS=1 but the Cosmos emulator cannot run: {reason}"
-    );
-    eprintln!("SKIPPED: the Cosmos emulator cannot run: {reason}");
-    None
+/// Panics, saying why, when the emulator cannot run here.
+fn check_prerequisites() {
+    if let Some(reason) = missing_prerequisite() {
+        panic!("the Cosmos emulator cannot run: {reason}");
+    }
 }
 
 /// A running `cosmos-emulator.js`.
@@ -83,19 +77,19 @@ pub struct CosmosEmulator {
 }
 
 impl CosmosEmulator {
-    /// The emulator shared by this test process; `None` (skipped) when it cannot run.
-    pub fn shared() -> Option<&'static Self> {
+    /// The emulator shared by this test process.
+    pub fn shared() -> &'static Self {
         static SHARED: OnceLock<CosmosEmulator> = OnceLock::new();
-        check_prerequisites()?;
-        Some(SHARED.get_or_init(|| {
+        check_prerequisites();
+        SHARED.get_or_init(|| {
             Self::start().unwrap_or_else(|e| panic!("cannot start the Cosmos emulator: {e}"))
-        }))
+        })
     }
 
     /// An emulator for one test alone (for fault injection); stopped when dropped.
-    pub fn dedicated() -> Option<Self> {
-        check_prerequisites()?;
-        Some(Self::start().unwrap_or_else(|e| panic!("cannot start the Cosmos emulator: {e}")))
+    pub fn dedicated() -> Self {
+        check_prerequisites();
+        Self::start().unwrap_or_else(|e| panic!("cannot start the Cosmos emulator: {e}"))
     }
 
     fn start() -> Result<Self, String> {
@@ -308,9 +302,9 @@ impl CosmosContainer {
     }
 
     /// The same settings, parsed the way the binary parses them.
-    pub fn config(&self) -> handler::store::cosmos::CosmosConfig {
+    pub fn config(&self) -> handler::config::CosmosConfig {
         let env: std::collections::HashMap<String, String> = self.env().into_iter().collect();
-        handler::store::cosmos::CosmosConfig::from_source(&env).expect("valid Cosmos settings")
+        handler::config::CosmosConfig::from_source(&env).expect("valid Cosmos settings")
     }
 
     /// An in-process store on this container (for the contract suite).
@@ -321,8 +315,7 @@ impl CosmosContainer {
     }
 }
 
-/// The environment for a `handler` process on a fresh container of the shared emulator, or `None`
-/// when the emulator cannot run here (skipped, with a notice).
-pub async fn cosmos_app_env() -> Option<Vec<(String, String)>> {
-    Some(CosmosEmulator::shared()?.fresh_container().await.env())
+/// The environment for a `handler` process on a fresh container of the shared emulator.
+pub async fn cosmos_app_env() -> Vec<(String, String)> {
+    CosmosEmulator::shared().fresh_container().await.env()
 }

@@ -1,5 +1,7 @@
-//! Starting the real binary for a test: `App::start(...)` gives a running `handler` process on a
-//! free port, with its own data folder, killed when dropped.
+//! Starting the real binary for a test: `App::start(...)` gives a running `handler` process with
+//! its own data folder, killed when dropped. The process binds port 0 (the kernel picks a free
+//! port, so parallel tests cannot race for one) and the test reads the real addresses from the
+//! process's `listening` start-up line, as zero2prod's `spawn_app` does.
 
 #![allow(
     dead_code,
@@ -10,25 +12,85 @@ pub mod azurite;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
+
 pub mod cosmos_emulator;
 
-/// A free TCP port on 127.0.0.1 (bound then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// Everything a child process wrote (stdout and stderr, line by line), and a signal each time a
+/// line arrives or a stream ends, so tests wait for a line instead of sleeping.
+#[derive(Default)]
+pub struct LogBook {
+    lines: Mutex<Vec<String>>,
+    /// Bumped on every line and on every stream end.
+    changed: Notify,
+    streams_open: AtomicUsize,
 }
 
-/// Whether the emulator tests must run (CI: a missing emulator is a failure, not a skip).
-pub fn emulators_required() -> bool {
-    std::env::var("MEDIFLOW_REQUIRE_EMULATORS").is_ok_and(|v| v == "1")
+impl LogBook {
+    /// Collects `streams` on one reader thread each.
+    pub fn collect(streams: Vec<Box<dyn std::io::Read + Send>>) -> Arc<Self> {
+        let book = Arc::new(Self::default());
+        book.streams_open.store(streams.len(), Ordering::SeqCst);
+        for stream in streams {
+            let book = Arc::clone(&book);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    book.lines.lock().expect("logs").push(line);
+                    book.changed.notify_waiters();
+                }
+                book.streams_open.fetch_sub(1, Ordering::SeqCst);
+                book.changed.notify_waiters();
+            });
+        }
+        book
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("logs").clone()
+    }
+
+    /// Waits (at most `within`) until `found` returns `Some` for the lines so far; `None` if the
+    /// process closed its output first or the time ran out.
+    pub async fn wait_for<T>(
+        &self,
+        within: Duration,
+        mut found: impl FnMut(&[String]) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            // Registered before the check, so a line that arrives in between still wakes us.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(value) = found(&self.lines.lock().expect("logs")) {
+                return Some(value);
+            }
+            if self.streams_open.load(Ordering::SeqCst) == 0 {
+                return None;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+/// The addresses in a `handler` start-up line (`"message":"listening"` in the JSON log).
+fn listening_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = &value["fields"];
+    if fields["message"] != "listening" {
+        return None;
+    }
+    let addr = |name: &str| fields[name].as_str()?.parse::<SocketAddr>().ok();
+    Some((addr("http_addr")?, addr("metrics_addr")?))
 }
 
 /// How the binary is hosted in a test.
@@ -43,10 +105,12 @@ pub enum Hosting {
 /// A running `handler` process.
 pub struct App {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served: `addr` unless `MEDIFLOW_METRICS_ADDR` gave it its own port.
+    pub metrics_addr: SocketAddr,
     pub hosting: Hosting,
     pub data_dir: PathBuf,
     child: Child,
-    logs: Arc<Mutex<Vec<String>>>,
+    logs: Arc<LogBook>,
     env: HashMap<String, String>,
     temp_dir: Option<tempfile::TempDir>,
 }
@@ -120,7 +184,8 @@ fn start_slack() -> Duration {
 }
 
 impl App {
-    /// Starts the binary and waits until `/health` answers (or `/` under the custom-handler host).
+    /// Starts the binary on port 0 and waits for its `listening` line (and `/ready` unless
+    /// told not to).
     pub async fn start(options: AppOptions) -> Self {
         let (temp, data_dir) = if let Some(dir) = options.data_dir {
             (None, dir)
@@ -130,16 +195,13 @@ impl App {
             (Some(temp), dir)
         };
         let wait_ready = options.wait_ready;
-        let port = free_port();
         let mut env: HashMap<String, String> = HashMap::new();
         env.insert("MEDIFLOW_DATA_DIR".into(), data_dir.display().to_string());
         env.insert("RUST_LOG".into(), "info".into());
         env.insert("LOG_FORMAT".into(), "json".into());
         match options.hosting {
-            Hosting::Standalone => env.insert("MEDIFLOW_ADDR".into(), format!("127.0.0.1:{port}")),
-            Hosting::CustomHandler => {
-                env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), port.to_string())
-            }
+            Hosting::Standalone => env.insert("MEDIFLOW_ADDR".into(), "127.0.0.1:0".into()),
+            Hosting::CustomHandler => env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), "0".into()),
         };
         env.extend(options.env);
         let mut child = Command::new(binary())
@@ -150,8 +212,7 @@ impl App {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start handler");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
+        let streams = [
             child
                 .stdout
                 .take()
@@ -163,16 +224,24 @@ impl App {
         ]
         .into_iter()
         .flatten()
-        {
-            let logs = Arc::clone(&logs);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    logs.lock().expect("logs").push(line);
-                }
-            });
-        }
+        .collect();
+        let logs = LogBook::collect(streams);
+        let listening = logs
+            .wait_for(Duration::from_secs(20) + start_slack(), |lines| {
+                lines.iter().find_map(|l| listening_line(l))
+            })
+            .await;
+        let Some((addr, metrics_addr)) = listening else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "handler did not report `listening`; logs:\n{}",
+                logs.lines().join("\n")
+            );
+        };
         let app = Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr,
+            metrics_addr,
             hosting: options.hosting,
             data_dir,
             child,
@@ -180,7 +249,6 @@ impl App {
             env,
             temp_dir: temp,
         };
-        app.wait_until_serving().await;
         if wait_ready {
             app.wait_until_ready().await;
         }
@@ -189,27 +257,6 @@ impl App {
 
     pub async fn standalone() -> Self {
         Self::start(AppOptions::default()).await
-    }
-
-    async fn wait_until_serving(&self) {
-        let path = match self.hosting {
-            Hosting::Standalone => "/health",
-            Hosting::CustomHandler => "/",
-        };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20) + start_slack();
-        while Instant::now() < deadline {
-            if client
-                .get(self.url(path))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("handler did not start; logs:\n{}", self.logs().join("\n"));
     }
 
     /// Waits until `/ready` says the store is open.
@@ -249,7 +296,23 @@ impl App {
 
     /// Every line the process wrote so far (stdout and stderr).
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().expect("logs").clone()
+        self.logs.lines()
+    }
+
+    /// Waits (at most `within`) until the lines written so far satisfy `done`; panics with the
+    /// logs otherwise.
+    pub async fn wait_for_logs(&self, within: Duration, done: impl Fn(&[String]) -> bool) {
+        if self
+            .logs
+            .wait_for(within, |lines| done(lines).then_some(()))
+            .await
+            .is_none()
+        {
+            panic!(
+                "the expected log lines did not appear within {within:?}; logs:\n{}",
+                self.logs().join("\n")
+            );
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -262,19 +325,22 @@ impl App {
         let _ = self.child.wait();
     }
 
-    /// Sends SIGTERM and waits for the exit status (at most `timeout`).
-    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+    /// Sends SIGTERM (the process starts its drain).
+    pub fn send_sigterm(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    }
+
+    /// Waits (at most `within`) for the process to exit; its status, or `None` if it did not.
+    pub async fn wait_for_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        // The output streams close when the process exits (nothing else holds them); then the
+        // exit status is there, or about to be.
+        self.logs.wait_for(within, |_| None::<()>).await;
+        if self.logs.streams_open.load(Ordering::SeqCst) > 0 {
+            return None;
         }
-        None
+        self.child.wait().ok()
     }
 
     /// Restarts the process with the same settings and data folder (after a kill).
@@ -286,15 +352,12 @@ impl App {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let temp = self.temp_dir.take();
-        let mut options = AppOptions {
+        let options = AppOptions {
             hosting: self.hosting,
             env,
             data_dir: Some(self.data_dir.clone()),
             wait_ready: true,
         };
-        options
-            .env
-            .retain(|(k, _)| k != "MEDIFLOW_ADDR" && k != "FUNCTIONS_CUSTOMHANDLER_PORT");
         let mut app = Self::start(options).await;
         app.temp_dir = temp;
         app
@@ -328,16 +391,16 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Starts an app on this backend, ready to serve; `None` when the backend's emulator is not
-    /// installed and the run does not require it (a skip notice is printed).
-    pub async fn start(self, options: AppOptions) -> Option<App> {
+    /// Starts an app on this backend, ready to serve (fails when the backend's emulator cannot
+    /// run here).
+    pub async fn start(self, options: AppOptions) -> App {
         let options = match self {
             Self::Embedded => options,
             Self::Cosmos => {
-                let env = cosmos_emulator::cosmos_app_env().await?;
+                let env = cosmos_emulator::cosmos_app_env().await;
                 env.into_iter().fold(options, |o, (k, v)| o.env(&k, v))
             }
         };
-        Some(App::start(options).await)
+        App::start(options).await
     }
 }

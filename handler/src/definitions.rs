@@ -1,13 +1,38 @@
 //! `host.json` and `function-definitions/<name>/function.json`, embedded at build time and parsed
-//! once. The standalone host builds its routes and queue triggers from these, the Functions host
-//! reads the same files from disk: one source of truth for both.
+//! once into types (binding kinds and directions are enums: a typo fails the parse, caught by the
+//! unit tests, not a lookup at run time). The standalone host builds its routes and queue trigger
+//! from these, the Functions host reads the same files from disk: one source of truth for both.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::queue::QueueSettings;
+
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/definitions.rs"));
+}
+
+/// A binding's `type`: the kinds this service uses (any other fails the parse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BindingKind {
+    /// `httpTrigger`: an HTTP request starts the function.
+    HttpTrigger,
+    /// `http`: the HTTP response (an output).
+    Http,
+    /// `queueTrigger`: a queue message starts the function.
+    QueueTrigger,
+    /// `queue`: a queue message to send (an output).
+    Queue,
+}
+
+/// A binding's `direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    In,
+    Out,
 }
 
 /// One binding of a function.json.
@@ -15,8 +40,8 @@ mod embedded {
 #[serde(rename_all = "camelCase")]
 pub struct Binding {
     #[serde(rename = "type")]
-    pub kind: String,
-    pub direction: String,
+    pub kind: BindingKind,
+    pub direction: Direction,
     pub name: String,
     #[serde(default)]
     pub route: Option<String>,
@@ -53,7 +78,7 @@ impl FunctionDefinition {
     pub fn http_trigger(&self) -> Option<HttpTrigger<'_>> {
         self.bindings
             .iter()
-            .find(|b| b.kind == "httpTrigger")
+            .find(|b| b.kind == BindingKind::HttpTrigger)
             .map(|b| HttpTrigger {
                 path: format!("/{}", b.route.as_deref().unwrap_or(&self.name)),
                 methods: &b.methods,
@@ -63,18 +88,26 @@ impl FunctionDefinition {
     pub fn queue_trigger(&self) -> Option<QueueTrigger<'_>> {
         self.bindings
             .iter()
-            .find(|b| b.kind == "queueTrigger")
+            .find(|b| b.kind == BindingKind::QueueTrigger)
             .map(|b| QueueTrigger {
                 queue_name: b.queue_name.as_deref().unwrap_or_default(),
                 connection: b.connection.as_deref().unwrap_or("AzureWebJobsStorage"),
             })
     }
 
+    /// The queue trigger binding's name (where the invocation carries the message).
+    pub fn queue_trigger_binding(&self) -> Option<&str> {
+        self.bindings
+            .iter()
+            .find(|b| b.kind == BindingKind::QueueTrigger)
+            .map(|b| b.name.as_str())
+    }
+
     /// The queue output binding's name, if the function has one.
     pub fn queue_output(&self) -> Option<&Binding> {
         self.bindings
             .iter()
-            .find(|b| b.kind == "queue" && b.direction == "out")
+            .find(|b| b.kind == BindingKind::Queue && b.direction == Direction::Out)
     }
 
     /// Whether the Functions host forwards the raw HTTP request (`enableForwardingHttpRequest`):
@@ -84,12 +117,12 @@ impl FunctionDefinition {
         let trigger_in = self
             .bindings
             .iter()
-            .filter(|b| b.kind == "httpTrigger" && b.direction == "in")
+            .filter(|b| b.kind == BindingKind::HttpTrigger && b.direction == Direction::In)
             .count();
         let http_out = self
             .bindings
             .iter()
-            .filter(|b| b.kind == "http" && b.direction == "out")
+            .filter(|b| b.kind == BindingKind::Http && b.direction == Direction::Out)
             .count();
         trigger_in == 1 && http_out == 1 && self.bindings.len() == 2
     }
@@ -98,18 +131,6 @@ impl FunctionDefinition {
 #[derive(Debug, Deserialize)]
 struct FunctionJson {
     bindings: Vec<Binding>,
-}
-
-/// `extensions.queues` of host.json, as both hosts honour it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueSettings {
-    pub max_polling_interval: Duration,
-    pub visibility_timeout: Duration,
-    pub batch_size: u32,
-    pub new_batch_threshold: u32,
-    pub max_dequeue_count: u32,
-    /// `true` for `messageEncoding: base64` (the Functions default).
-    pub base64: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,7 +220,7 @@ impl Definitions {
         overrides: &[(String, String)],
     ) -> Result<(), DefinitionError> {
         let bad = |name: &str, value: &str| DefinitionError {
-            file: format!("{QUEUE_OVERRIDE_PREFIX}{name}"),
+            file: format!("{}{name}", crate::config::QUEUE_OVERRIDE_PREFIX),
             reason: format!("unusable value {value:?}"),
         };
         for (name, value) in overrides {
@@ -223,9 +244,6 @@ impl Definitions {
         self.functions.iter().find(|f| f.name == name)
     }
 }
-
-/// Prefix of the app settings that override host.json's `extensions.queues`.
-pub const QUEUE_OVERRIDE_PREFIX: &str = "AzureFunctionsJobHost__extensions__queues__";
 
 /// Parses a .NET `TimeSpan` as host.json writes it: `hh:mm:ss` or `d.hh:mm:ss`.
 pub fn parse_timespan(raw: &str) -> Option<Duration> {

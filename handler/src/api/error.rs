@@ -1,4 +1,6 @@
-//! The one error type of the API and the one place that maps it to a status and a body.
+//! The one error type of the HTTP API and the one place that maps an error to a status and a
+//! body: the transport's own failures (no route, wrong media type, body too large...) and, through
+//! `From<ServiceError>`, the use cases' errors.
 //!
 //! Internal errors never leak text to clients: the response says what the client can do, the log
 //! (written by the HTTP middleware, not here) says what happened.
@@ -10,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::domain::FieldError;
+use crate::service::ServiceError;
 use crate::store::StoreError;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum ApiError {
     /// 422: the body or a header broke a rule; every problem is listed.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
@@ -59,16 +62,30 @@ pub enum Error {
     Internal(String),
 }
 
-impl From<StoreError> for Error {
-    fn from(err: StoreError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
         match err {
-            StoreError::Unavailable { retry_after, .. } => Self::Unavailable { retry_after },
-            StoreError::Corrupt(reason) => Self::Internal(reason),
+            ServiceError::Invalid(errors) => Self::Validation(errors),
+            ServiceError::RecordNotFound => Self::RecordNotFound,
+            ServiceError::BatchNotFound => Self::BatchNotFound,
+            ServiceError::BatchTooLarge { limit } => Self::PayloadTooLarge { limit },
+            ServiceError::IdempotencyConflict => Self::IdempotencyConflict,
+            ServiceError::BatchConflict => Self::BatchConflict,
+            ServiceError::NotReady { retry_after }
+            | ServiceError::Store(StoreError::Unavailable { retry_after, .. }) => {
+                Self::Unavailable { retry_after }
+            }
+            ServiceError::QueueUnavailable(_) => Self::Unavailable {
+                retry_after: Duration::from_secs(1),
+            },
+            ServiceError::Store(StoreError::Corrupt(reason)) | ServiceError::Internal(reason) => {
+                Self::Internal(reason)
+            }
         }
     }
 }
 
-impl Error {
+impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -149,7 +166,7 @@ impl Error {
     }
 }
 
-impl IntoResponse for Error {
+impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), self.headers(), axum::Json(self.body())).into_response();
         if matches!(self, Self::PayloadTooLarge { .. } | Self::RequestTimeout) {

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Prints the top-level module graph of handler/src, read from its `crate::` paths (use lines and
+# paths in code, comments left out): one "from -> to" line per dependency between top-level modules, then every
+# cycle (strongly connected group of modules). `cargo modules` gives the same graph but takes
+# minutes to install; this takes milliseconds. Usage: scripts/module-graph.sh [src dir]
+set -euo pipefail
+src=${1:-"$(dirname "$0")/../handler/src"}
+python3 - "$src" <<'PY'
+import pathlib, re, sys
+src = pathlib.Path(sys.argv[1])
+edges = set()
+for f in sorted(src.rglob("*.rs")):
+    rel = f.relative_to(src)
+    top = rel.parts[0].removesuffix(".rs")
+    if top in ("main", "lib"):
+        continue
+    # Code only: a module named in a comment or doc link is not a dependency.
+    lines = (re.sub(r"\s// .*$", "", l) for l in f.read_text().splitlines())
+    text = "\n".join(l for l in lines if not l.lstrip().startswith("//"))
+    targets = set(re.findall(r"\bcrate::([a-z_]+)", text))
+    if len(rel.parts) == 1 or rel.name == "mod.rs" and len(rel.parts) == 2:
+        targets |= set(re.findall(r"\bsuper::([a-z_]+)", text))
+    edges |= {(top, t) for t in targets if t != top}
+for a, b in sorted(edges):
+    print(f"{a} -> {b}")
+# Tarjan's strongly connected components: each group of 2+ modules is a cycle.
+graph = {}
+for a, b in edges:
+    graph.setdefault(a, set()).add(b)
+    graph.setdefault(b, set())
+index, low, stack, on, groups, counter = {}, {}, [], set(), [], [0]
+def visit(v):
+    index[v] = low[v] = counter[0]; counter[0] += 1
+    stack.append(v); on.add(v)
+    for w in graph[v]:
+        if w not in index:
+            visit(w); low[v] = min(low[v], low[w])
+        elif w in on:
+            low[v] = min(low[v], index[w])
+    if low[v] == index[v]:
+        group = []
+        while True:
+            w = stack.pop(); on.discard(w); group.append(w)
+            if w == v:
+                break
+        if len(group) > 1:
+            groups.append(sorted(group))
+for v in sorted(graph):
+    if v not in index:
+        visit(v)
+print("cycles:", "none" if not groups else "")
+for g in groups:
+    print("  " + " <-> ".join(g))
+PY
