@@ -2,7 +2,9 @@
 # Cross-builds the real `handler` for linux/arm64 (aarch64-unknown-linux-gnu) from this workspace and
 # its Cargo.lock, and prints the binary's path on stdout (everything else goes to stderr).
 #
-#   scripts/build-arm64.sh [--profile NAME]     NAME defaults to arm64-test (see Cargo.toml)
+#   scripts/build-arm64.sh [--profile NAME] [--features LIST]
+#     NAME defaults to arm64-test (see Cargo.toml); LIST is passed to cargo (the test command builds
+#     with `emulator`, as its native tests do, so the queue tests can reach Azurite by key)
 #
 # Installs what it needs from Debian on a fresh machine (idempotent; needs root the first time):
 # rustc-web/cargo-web (Debian's Rust, which ships the aarch64 standard library as the multiarch
@@ -17,10 +19,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=arm64-test
+features=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
-    *) echo "usage: scripts/build-arm64.sh [--profile NAME]" >&2; exit 2 ;;
+    --features) features=(--features "$2"); shift 2 ;;
+    *) echo "usage: scripts/build-arm64.sh [--profile NAME] [--features LIST]" >&2; exit 2 ;;
   esac
 done
 
@@ -48,14 +52,15 @@ if ! has_packages "${packages[@]}"; then
 fi
 [[ -x "$CARGO" && -x "$RUSTC" ]] || { log "$CARGO or $RUSTC missing after install"; exit 1; }
 
-log "$("$RUSTC" --version) building handler for $TRIPLE (profile $profile)"
+log "$("$RUSTC" --version) building handler for $TRIPLE (profile $profile${features[1]:+, features ${features[1]}})"
 export RUSTC
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 # Debian's cargo must not pick up rustup's proxies through PATH for rustdoc or build scripts.
 export RUSTDOC=/usr/bin/rustdoc
-"$CARGO" build --locked --package handler --bin handler --target "$TRIPLE" --profile "$profile" >&2
+"$CARGO" build --locked --package handler --bin handler --target "$TRIPLE" --profile "$profile" \
+  "${features[@]}" >&2
 
 binary="$PWD/target/$TRIPLE/$profile/handler"
 [[ -x "$binary" ]] || { log "no binary at $binary"; exit 1; }

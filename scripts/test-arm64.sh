@@ -3,7 +3,9 @@
 # cross-built arm64 `handler` booted in an emulated arm64 machine (scripts/arm64-guest.sh), one
 # guest per started process, over real sockets, with Azurite on the host.
 #
-#   scripts/test-arm64.sh [ARM64_BINARY]     ARM64_BINARY defaults to what scripts/build-arm64.sh builds
+#   scripts/test-arm64.sh [ARM64_BINARY]
+#     ARM64_BINARY defaults to `scripts/build-arm64.sh --features emulator`: like the native tests'
+#     binary, it has the `emulator` feature, without which MEDIFLOW_QUEUE (Azurite by key) is refused
 #
 # Which tests, and why these (docs/adr/0006-arm64-cross-build-and-emulation.md): each started
 # process costs a guest boot (~5 s alone, more on a loaded machine), so the stage runs the tests
@@ -22,7 +24,7 @@ cd "$(dirname "$0")/.."
 
 binary="${1:-}"
 if [[ -z "$binary" ]]; then
-  binary="$(scripts/build-arm64.sh)"
+  binary="$(scripts/build-arm64.sh --features emulator)"
 fi
 launcher="$(scripts/arm64-guest.sh prepare "$binary")"
 

@@ -84,7 +84,7 @@ step "unit and integration tests"
 MEDIFLOW_REQUIRE_EMULATORS=1 cargo nextest run --workspace --all-features --locked --no-fail-fast
 
 step "arm64: cross-build, then integration tests against the arm64 binary under qemu-system-aarch64"
-arm64_binary="$(scripts/build-arm64.sh)"
+arm64_binary="$(scripts/build-arm64.sh --features emulator)"
 bash scripts/test-arm64.sh "$arm64_binary"
 
 for check in .ci/checks/infra.sh .ci/checks/manifests.sh; do
