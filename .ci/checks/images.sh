@@ -3,7 +3,8 @@
 # operator relies on: user 65532, entrypoint, exposed ports, environment and the file layout.
 #
 #   bash .ci/checks/images.sh [BINARY [ARM64_BINARY]]
-#     BINARY defaults to target/debug/handler; ARM64_BINARY to what scripts/build-arm64.sh builds
+#     BINARY defaults to target/debug/handler; ARM64_BINARY to what `scripts/build-arm64.sh
+#     --features emulator` builds (the same features as the tests' binaries, so one build serves both)
 #
 # No registry but crates.io/PyPI/npm/Debian is reachable here, so the real bases
 # (gcr.io/distroless/cc-debian12, mcr.microsoft.com/azure-functions/dotnet) are replaced by tiny
@@ -30,7 +31,7 @@ note() { echo "images.sh: $*"; }
 [[ -f "$binary" && -x "$binary" ]] || fail "binary '$binary' is missing or not executable (build it first: cargo build)"
 if [[ -z "$arm64_binary" ]]; then
   note "building the arm64 handler (scripts/build-arm64.sh)"
-  arm64_binary="$(bash scripts/build-arm64.sh)" || fail "the arm64 cross-build failed"
+  arm64_binary="$(bash scripts/build-arm64.sh --features emulator)" || fail "the arm64 cross-build failed"
 fi
 [[ -f "$arm64_binary" && -x "$arm64_binary" ]] || fail "arm64 binary '$arm64_binary' is missing or not executable"
 [[ -f host.json ]] || fail "host.json is missing at the repo root (the functions image needs it)"
