@@ -262,7 +262,7 @@ while IFS= read -r pair; do image_env+=("$pair"); done < <(
   bah inspect --type image localhost/mediflow:check-arm64 \
     | python3 -c 'import json, sys; print("\n".join(json.load(sys.stdin)["OCIv1"]["config"]["Env"]))')
 env -i "${image_env[@]}" PATH="$PATH" MEDIFLOW_ADDR="127.0.0.1:$port" MEDIFLOW_METRICS_ADDR=127.0.0.1:0 \
-  MEDIFLOW_DATA_DIR="$work/guest-data" MEDIFLOW_ARM64_GUEST_DIR="$work/guest" \
+  MEDIFLOW_DATA_DIR="$work/guest-data" \
   "$(cat "$work/launcher")" >"$work/guest.log" 2>&1 &
 guest_pid=$!
 stop_guest() { kill "$guest_pid" 2>/dev/null || true; wait "$guest_pid" 2>/dev/null || true; }
