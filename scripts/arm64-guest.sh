@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the arm64 `handler` inside an emulated arm64 machine (qemu-system-aarch64, full-system:
-# qemu-user hangs at the first pthread_create on this Debian, see docs/adr/0006), so the real
+# qemu-user hangs at the first pthread_create on this Debian, see docs/adr/0009), so the real
 # integration tests can drive it over real sockets exactly as they drive the native binary.
 #
 #   scripts/arm64-guest.sh prepare BINARY   builds the guest (Debian arm64 kernel, busybox, the

@@ -14,7 +14,7 @@
 #
 # Linker settings are the ones the Dockerfile's compile stage writes for TARGETARCH=arm64:
 # CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER, CC_ and AR_aarch64_unknown_linux_gnu set to
-# aarch64-linux-gnu-{gcc,ar}. docs/adr/0006-arm64-cross-build-and-emulation.md says how the two relate.
+# aarch64-linux-gnu-{gcc,ar}. docs/adr/0009-arm64-cross-build-and-emulation.md says how the two relate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -7,7 +7,7 @@
 #     ARM64_BINARY defaults to `scripts/build-arm64.sh --features emulator`: like the native tests'
 #     binary, it has the `emulator` feature, without which MEDIFLOW_QUEUE (Azurite by key) is refused
 #
-# Which tests, and why these (docs/adr/0006-arm64-cross-build-and-emulation.md): each started
+# Which tests, and why these (docs/adr/0009-arm64-cross-build-and-emulation.md): each started
 # process costs a guest boot (~5 s alone, more on a loaded machine), so the stage runs the tests
 # that prove the arm64 build works end to end, not the whole suite twice:
 #   - the HTTP contract (create/get in contract order, every 422, 404s, bad bodies, other paths,
