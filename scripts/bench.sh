@@ -8,6 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target/bench
+# --- issue 13: `mediflow submit` end to end, its own script (scripts/bench-cli.sh) ---
+#   scripts/bench.sh --cli [--smoke]
+if [ "${1:-}" = "--cli" ]; then shift; exec scripts/bench-cli.sh "$@"; fi
+# --- end issue 13 ---
 if [ "${1:-}" = "--smoke" ]; then
   shift
   # The same features as the workspace's other dev builds, so the shared target dir is reused.

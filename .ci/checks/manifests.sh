@@ -304,8 +304,8 @@ mutate "$good" "$work/broken/monitoring/no-batches.yaml" Ingress \
 expect_reject "public route missing from the Ingress" 'does not route the public function route /batches' \
   monitoring_check routes function-definitions "$work/broken/monitoring/no-batches.yaml"
 mutate "$good" "$work/broken/monitoring/scaler.yaml" ScaledObject \
-  'doc["spec"]["triggers"][1]["metadata"]["query"] = doc["spec"]["triggers"][1]["metadata"]["query"].replace("|/submit_batch", "|/submit_batch|/ingest_batch")'
-expect_reject "HTTP scaler counting queue invocations" 'want the public functions' \
+  'doc["spec"]["triggers"][1]["metadata"]["query"] = doc["spec"]["triggers"][1]["metadata"]["query"].replace("|/records|", "|/records|/submit_batch|")'
+expect_reject "HTTP scaler counting invocation envelopes" 'want the public functions' \
   monitoring_check routes function-definitions "$work/broken/monitoring/scaler.yaml"
 
 note "all manifest checks passed in $((SECONDS - start)) s"

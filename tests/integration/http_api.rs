@@ -33,6 +33,7 @@ per_backend!(
     every_field_error_comes_back_in_one_422,
     unknown_and_malformed_ids_are_404_with_the_contract_body,
     batches_ingest_in_process_without_a_queue,
+    records_are_listed_by_site_a_page_at_a_time,
 );
 
 async fn create_answers_201_with_the_normalised_record_in_contract_key_order(backend: Backend) {
@@ -555,4 +556,81 @@ async fn a_client_that_stalls_mid_head_is_disconnected() {
         started.elapsed() >= std::time::Duration::from_secs(9),
         "closed by the timeout, not at once"
     );
+}
+
+async fn records_are_listed_by_site_a_page_at_a_time(backend: Backend) {
+    let app = backend.start(AppOptions::default()).await;
+    let site = format!("S{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let mut created = Vec::new();
+    for date in ["2025-03-01", "2025-03-03", "2025-03-02"] {
+        let mut body = valid_record();
+        body["site_id"] = json!(site.to_ascii_lowercase());
+        body["submission_date"] = json!(date);
+        let record: Value = post(&app, &body).await.json().await.expect("json");
+        created.push(record);
+    }
+    let client = reqwest::Client::new();
+    let get = |query: String| {
+        let client = client.clone();
+        let url = app.url(&format!("/records?{query}"));
+        async move { client.get(url).send().await.expect("GET /records") }
+    };
+    let first = get(format!("site_id={site}&limit=2")).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.expect("json");
+    assert_eq!(
+        first["records"],
+        json!([created[1], created[2]]),
+        "newest submission date first, records exactly as created"
+    );
+    let token = first["continuation"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let second: Value = get(format!("site_id={site}&limit=2&continuation={token}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        second,
+        json!({"records": [created[0]], "continuation": null})
+    );
+
+    let tampered = format!(
+        "{}{}",
+        &token[..token.len() - 2],
+        if token.ends_with("AA") { "BA" } else { "AA" }
+    );
+    for (query, field) in [
+        (
+            format!("site_id={site}&continuation={tampered}"),
+            "continuation",
+        ),
+        (
+            format!("site_id=OTHER1&continuation={token}"),
+            "continuation",
+        ),
+        (format!("site_id={site}&limit=1001"), "limit"),
+        (format!("site_id={site}&from=2025-13-01"), "from"),
+        ("limit=5".to_owned(), "site_id"),
+        (format!("site_id={site}&sort=asc"), "sort"),
+    ] {
+        let response = get(query.clone()).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}"
+        );
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(
+            body["detail"][0]["loc"],
+            json!(["query", field]),
+            "{query}: {body}"
+        );
+        assert!(
+            body["detail"][0]["msg"].is_string(),
+            "{query}: the service's 422 shape"
+        );
+    }
 }

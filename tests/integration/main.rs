@@ -12,6 +12,7 @@ compile_error!(
 mod support;
 
 mod auth;
+mod cli;
 mod cosmos;
 mod durability;
 mod functions_host;

@@ -5,6 +5,8 @@
 use futures::future::BoxFuture;
 use handler::domain::batch::{BatchState, RejectedRecord};
 use handler::domain::{BatchId, BatchReport, FieldError, NewRecord, Record, RecordId};
+use handler::service::ServiceError;
+use handler::service::records::list;
 use handler::store::{Inserted, RecordStore};
 use serde_json::{Value, json};
 
@@ -48,6 +50,20 @@ const CASES: &[(&str, Case)] = &[
     ("check succeeds on a working store", |s| {
         Box::pin(check_succeeds(s))
     }),
+    (
+        "listing pages through 1,000 records of a site: each once, newest date first, then id",
+        |s| Box::pin(listing_pages_through_every_record_once_in_order(s)),
+    ),
+    ("listing keeps to the site and the date range", |s| {
+        Box::pin(listing_filters_by_site_and_dates(s))
+    }),
+    ("a site with no records lists an empty last page", |s| {
+        Box::pin(listing_an_empty_site(s))
+    }),
+    (
+        "a tampered or mismatched continuation token is a validation error",
+        |s| Box::pin(listing_refuses_tampered_tokens(s)),
+    ),
 ];
 
 async fn run_contract(backend: &str, store: &dyn RecordStore) {
@@ -276,4 +292,161 @@ async fn records_and_batches_do_not_collide(store: &dyn RecordStore) {
 
 async fn check_succeeds(store: &dyn RecordStore) {
     store.check().await.expect("check");
+}
+
+// ------------------------------------------------------------------------------------- listing
+
+/// A site id no other case (or earlier run against the same store) uses.
+fn unique_site() -> String {
+    format!("L{}", &uuid::Uuid::new_v4().simple().to_string()[..12]).to_ascii_uppercase()
+}
+
+fn dated(site: &str, date: &str) -> Record {
+    let mut fields = fields(site, 1, "listed");
+    fields.submission_date = serde_json::from_value(json!(date)).expect("valid date");
+    Record::new(RecordId::random(), fields)
+}
+
+/// `(date, id)` descending: the listing order.
+fn listing_order(records: &mut [Record]) {
+    records.sort_by(|a, b| {
+        (b.fields.submission_date.as_str(), b.id.as_uuid())
+            .cmp(&(a.fields.submission_date.as_str(), a.id.as_uuid()))
+    });
+}
+
+/// Every page of `query`, following continuation tokens; asserts each page's size.
+async fn all_pages(store: &dyn RecordStore, query: &str, limit: usize) -> Vec<Record> {
+    let mut listed = Vec::new();
+    let mut token: Option<String> = None;
+    for page_number in 0.. {
+        let raw = match &token {
+            None => format!("{query}&limit={limit}"),
+            Some(t) => format!("{query}&limit={limit}&continuation={t}"),
+        };
+        let page = list(store, Some(&raw)).await.expect("list");
+        assert!(
+            page.records.len() <= limit,
+            "page {page_number} over the limit"
+        );
+        listed.extend(page.records);
+        match page.continuation {
+            Some(next) => {
+                assert_eq!(listed.len() % limit, 0, "only a full page has a successor");
+                token = Some(next);
+            }
+            None => break,
+        }
+        assert!(page_number < 2000, "paging does not end");
+    }
+    listed
+}
+
+async fn listing_pages_through_every_record_once_in_order(store: &dyn RecordStore) {
+    let site = unique_site();
+    // 1,000 records over 40 dates (25 per date: ties broken by id), one other site's interleaved.
+    let mut records: Vec<Record> = (0..1000)
+        .map(|i| {
+            dated(
+                &site,
+                &format!("2025-{:02}-{:02}", 1 + i % 10, 1 + i % 4 * 7),
+            )
+        })
+        .collect();
+    let other = unique_site();
+    let noise: Vec<Record> = (0..30)
+        .map(|i| dated(&other, &format!("2025-01-{:02}", 1 + i % 28)))
+        .collect();
+    store.insert_many(records.clone()).await.expect("insert");
+    store.insert_many(noise).await.expect("insert noise");
+    listing_order(&mut records);
+    for limit in [1000, 137] {
+        let listed = all_pages(
+            store,
+            &format!("site_id={}", site.to_ascii_lowercase()),
+            limit,
+        )
+        .await;
+        assert_eq!(listed.len(), 1000, "limit {limit}: every record, once");
+        assert!(
+            listed == records,
+            "limit {limit}: in listing order, nothing repeated or missing"
+        );
+    }
+    // A page of exactly the remaining records has no successor.
+    let page = list(store, Some(&format!("site_id={site}&limit=1000")))
+        .await
+        .expect("list");
+    assert_eq!((page.records.len(), page.continuation), (1000, None));
+}
+
+async fn listing_filters_by_site_and_dates(store: &dyn RecordStore) {
+    let site = unique_site();
+    let dates = [
+        "2024-12-31",
+        "2025-01-01",
+        "2025-01-15",
+        "2025-01-31",
+        "2025-02-01",
+    ];
+    let mut records: Vec<Record> = dates.iter().map(|d| dated(&site, d)).collect();
+    store.insert_many(records.clone()).await.expect("insert");
+    listing_order(&mut records);
+    let listed = all_pages(
+        store,
+        &format!("site_id={site}&from=2025-01-01&to=2025-01-31"),
+        2,
+    )
+    .await;
+    let expected: Vec<Record> = records
+        .into_iter()
+        .filter(|r| r.fields.submission_date.as_str().starts_with("2025-01"))
+        .collect();
+    assert_eq!(listed, expected, "inclusive bounds, other dates left out");
+    let one_day = all_pages(
+        store,
+        &format!("site_id={site}&from=2025-01-15&to=2025-01-15"),
+        10,
+    )
+    .await;
+    assert_eq!(one_day.len(), 1);
+}
+
+async fn listing_an_empty_site(store: &dyn RecordStore) {
+    let page = list(store, Some(&format!("site_id={}", unique_site())))
+        .await
+        .expect("list");
+    assert!(page.records.is_empty());
+    assert_eq!(page.continuation, None);
+}
+
+async fn listing_refuses_tampered_tokens(store: &dyn RecordStore) {
+    let site = unique_site();
+    store
+        .insert_many((0..3).map(|_| dated(&site, "2025-05-05")).collect())
+        .await
+        .expect("insert");
+    let page = list(store, Some(&format!("site_id={site}&limit=1")))
+        .await
+        .expect("list");
+    let token = page.continuation.expect("a next page");
+    let mut tampered = token.clone().into_bytes();
+    tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+    for raw in [
+        format!("site_id={site}&continuation={tampered}"),
+        format!("site_id=SITE001&continuation={token}"),
+        format!("site_id={site}&from=2025-01-01&continuation={token}"),
+        format!("site_id={site}&continuation={token}x"),
+        format!("site_id={site}&continuation="),
+    ] {
+        match list(store, Some(&raw)).await {
+            Err(ServiceError::Invalid(errors)) => assert_eq!(
+                errors[0].loc,
+                vec![json!("query"), json!("continuation")],
+                "{raw}"
+            ),
+            other => panic!("{raw}: expected a validation error, got {other:?}"),
+        }
+    }
 }

@@ -57,13 +57,14 @@ pub type HttpHandler = fn(MethodFilter) -> MethodRouter<AppState>;
 
 /// The axum handler of every HTTP function, by function name (a test checks this table against
 /// the function.json files, both ways).
-pub fn http_functions() -> [(&'static str, HttpHandler); 7] {
+pub fn http_functions() -> [(&'static str, HttpHandler); 8] {
     [
         ("health", |m| on(m, health::health)),
         ("ready", |m| on(m, health::ready)),
         ("openapi", |m| on(m, openapi::document)),
         ("create_record", |m| on(m, records::create)),
         ("get_record", |m| on(m, records::get)),
+        ("list_records", |m| on(m, records::list)),
         ("submit_batch", |m| on(m, batches::submit)),
         ("get_batch", |m| on(m, batches::get)),
     ]

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::domain::record::{Status, TrialPhase};
-use crate::domain::{BatchReport, BatchState, FieldError, Record, RejectedRecord};
+use crate::domain::{BatchReport, BatchState, FieldError, Record, RecordPage, RejectedRecord};
 
 /// A submission as clients send it (no unknown fields; `notes` optional).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -80,12 +80,12 @@ impl Modify for ApiKeyScheme {
 #[openapi(
     info(title = "MediFlow Functions", description = "Clinical-trial record ingestion"),
     paths(
-        super::records::create, super::records::get,
+        super::records::create, super::records::get, super::records::list,
         super::batches::submit, super::batches::get,
         super::health::health, super::health::ready,
     ),
     components(schemas(
-        Record, RecordInput, BatchInput, BatchReport, BatchState, RejectedRecord, FieldError,
+        Record, RecordPage, RecordInput, BatchInput, BatchReport, BatchState, RejectedRecord, FieldError,
         Detail, ValidationErrors, Health, Readiness,
     )),
     modifiers(&ApiKeyScheme),

@@ -1,14 +1,14 @@
-//! `POST /records` and `GET /records/{id}`.
+//! `POST /records`, `GET /records/{id}` and `GET /records?site_id=...`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
-use crate::domain::Record;
+use crate::domain::{Record, RecordPage};
 use crate::service::records;
 
 /// Header set on a response that replays an earlier idempotent create.
@@ -79,4 +79,30 @@ pub async fn get(
 ) -> Result<Json<Record>, ApiError> {
     let store = state.store.get()?;
     Ok(Json(records::get(store.as_ref(), &id).await?))
+}
+
+/// List a site's records, newest submission date first, a page at a time.
+#[utoipa::path(
+    get, path = "/records", tag = "records", operation_id = "list_records",
+    params(
+        ("site_id" = String, Query, description = "The site (3-20 letters or digits, any case)", example = "SITE001"),
+        ("from" = Option<String>, Query, description = "Earliest submission_date included (YYYY-MM-DD)", example = "2025-01-01"),
+        ("to" = Option<String>, Query, description = "Latest submission_date included (YYYY-MM-DD)", example = "2025-12-31"),
+        ("limit" = Option<u16>, Query, description = "Records per page, 1-1000 (default 100)", minimum = 1, maximum = 1000),
+        ("continuation" = Option<String>, Query, description = "The previous page's `continuation`, unchanged; only valid with the same site_id, from and to"),
+    ),
+    responses(
+        (status = 200, description = "A page of records and the next page's token (null on the last page)", body = RecordPage),
+        (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
+        (status = 422, description = "Bad parameters, all of them (an unknown parameter, a bad date or limit, a tampered or mismatched continuation token)", body = crate::api::openapi::ValidationErrors),
+        (status = 503, description = "Store unavailable", body = crate::api::openapi::Detail, headers(("Retry-After" = u64))),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<RecordPage>, ApiError> {
+    let store = state.store.get()?;
+    Ok(Json(records::list(store.as_ref(), query.as_deref()).await?))
 }

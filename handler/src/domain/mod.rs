@@ -4,8 +4,10 @@
 pub mod batch;
 pub mod decode;
 pub mod errors;
+pub mod listing;
 pub mod record;
 
 pub use batch::{BatchId, BatchMessage, BatchReport, BatchState, RejectedRecord};
 pub use errors::FieldError;
+pub use listing::{Cursor, ListQuery, RecordPage};
 pub use record::{NewRecord, Record, RecordId};

@@ -273,6 +273,11 @@ impl RecordId {
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
+
+    /// A stored id read back (from an index key or a continuation token).
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
 }
 
 impl std::fmt::Display for RecordId {

@@ -1,8 +1,8 @@
-//! Creating and reading single records.
+//! Creating and reading single records, and listing a site's records.
 
 use super::ServiceError;
 use crate::domain::decode::record_from_slice;
-use crate::domain::{FieldError, Record, RecordId};
+use crate::domain::{Cursor, FieldError, ListQuery, Record, RecordId, RecordPage};
 use crate::store::{Inserted, RecordStore};
 
 /// The largest `Idempotency-Key` accepted, in bytes.
@@ -66,4 +66,30 @@ pub async fn create(
 pub async fn get(store: &dyn RecordStore, raw_id: &str) -> Result<Record, ServiceError> {
     let id = RecordId::parse(raw_id).ok_or(ServiceError::RecordNotFound)?;
     store.get(id).await?.ok_or(ServiceError::RecordNotFound)
+}
+
+/// GET /records?site_id=...: one page of a site's records, newest first, and the token of the
+/// next page when there is one. `raw_query` is the URL's query string as sent.
+pub async fn list(
+    store: &dyn RecordStore,
+    raw_query: Option<&str>,
+) -> Result<RecordPage, ServiceError> {
+    let query = ListQuery::from_query_string(raw_query).map_err(ServiceError::Invalid)?;
+    // One more than a page tells whether another page follows without a second round trip.
+    let mut records = store.list(&query, query.limit + 1).await?;
+    let continuation = if records.len() > query.limit {
+        records.truncate(query.limit);
+        records.last().map(|last| {
+            query.token(&Cursor {
+                date: last.fields.submission_date.clone(),
+                id: last.id,
+            })
+        })
+    } else {
+        None
+    };
+    Ok(RecordPage {
+        records,
+        continuation,
+    })
 }

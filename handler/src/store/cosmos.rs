@@ -3,8 +3,8 @@
 //!
 //! One container, partition key `/id`. A record is one document (its fields, its `id`, and
 //! `kind: "record"`); a batch report is one document with id `batch-<batch uuid>` and
-//! `kind: "batch"`. Every read is a point read (`id` = partition key, about 1 RU); the service
-//! never queries. Writes are single documents, so each one is atomic: a record is stored whole or
+//! `kind: "batch"`. Every read by id is a point read (`id` = partition key, about 1 RU); the
+//! one query is listing a site's records (docs/adr/0007-listing-by-site.md). Writes are single documents, so each one is atomic: a record is stored whole or
 //! not at all.
 //!
 //! Failures are mapped here, on the typed status: 404 is "absent", 409 is "already stored" (read
@@ -27,7 +27,7 @@ use azure_data_cosmos::options::{
 };
 use azure_data_cosmos::{
     AccountEndpoint, AccountReference, ContainerClient, CosmosClient, CosmosError, CosmosRuntime,
-    CosmosStatus, RoutingStrategy,
+    CosmosStatus, FeedScope, Query, RoutingStrategy,
 };
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
@@ -36,7 +36,7 @@ use serde::de::DeserializeOwned;
 use super::{Inserted, RecordStore, SharedStore, StoreError};
 use crate::config::{CosmosConfig, CosmosCredential};
 use crate::credential::token_credential;
-use crate::domain::{BatchId, BatchReport, Record, RecordId};
+use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
 
 /// The longest one store operation may take, every SDK retry included (the SDK's end-to-end
 /// latency policy). A dead or black-holed endpoint answers 503 after this, never hangs a request.
@@ -282,6 +282,46 @@ fn is_missing_document(status: CosmosStatus) -> bool {
             .is_none_or(|s| s.value() != OWNER_RESOURCE_NOT_FOUND)
 }
 
+/// The listing query (docs/adr/0007-listing-by-site.md): served by the composite index
+/// `(site_id, submission_date, id)` of infra/policies/cosmos-indexing-policy.json. Batch documents
+/// have no `site_id`, so the filter alone keeps them out. Keyset paging: the next page starts
+/// strictly after the previous page's last `(submission_date, id)`; ids are lower-case hyphenated
+/// UUIDs, whose string order is their numeric order (the embedded store's order).
+fn list_query(query: &ListQuery, max: usize) -> Result<Query, StoreError> {
+    const FIRST_DATE: &str = "0000-00-00";
+    const LAST_DATE: &str = "9999-12-31";
+    let mut sql = format!(
+        "SELECT TOP {max} * FROM c WHERE c.site_id = @site \
+         AND c.submission_date >= @from AND c.submission_date <= @to"
+    );
+    if query.after.is_some() {
+        sql.push_str(
+            " AND (c.submission_date < @after_date \
+             OR (c.submission_date = @after_date AND c.id < @after_id))",
+        );
+    }
+    sql.push_str(" ORDER BY c.site_id DESC, c.submission_date DESC, c.id DESC");
+    let bad = |e: CosmosError| StoreError::Corrupt(format!("cannot build the list query: {e}"));
+    let mut built = Query::from(sql)
+        .with_parameter("@site", query.site.as_str())
+        .map_err(bad)?
+        .with_parameter(
+            "@from",
+            query.from.as_ref().map_or(FIRST_DATE, |d| d.as_str()),
+        )
+        .map_err(bad)?
+        .with_parameter("@to", query.to.as_ref().map_or(LAST_DATE, |d| d.as_str()))
+        .map_err(bad)?;
+    if let Some(after) = &query.after {
+        built = built
+            .with_parameter("@after_date", after.date.as_str())
+            .map_err(bad)?
+            .with_parameter("@after_id", after.id.to_string())
+            .map_err(bad)?;
+    }
+    Ok(built)
+}
+
 /// Maps a failure the caller did not handle (404 and 409 are handled where they mean something).
 fn map_error(err: &CosmosError) -> StoreError {
     let status = err.status();
@@ -380,6 +420,37 @@ impl RecordStore for CosmosStore {
 
     async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError> {
         self.read(&batch_document_id(id)).await
+    }
+
+    /// One cross-partition query (the SDK fans it out over the physical partitions and merges the
+    /// ordered results); its request charge is logged at debug level for capacity planning.
+    async fn list(&self, query: &ListQuery, max: usize) -> Result<Vec<Record>, StoreError> {
+        let sql = list_query(query, max)?;
+        let collect = async {
+            let mut pages = Box::pin(
+                self.container
+                    .query_items::<Record>(sql, FeedScope::full_container(), None)
+                    .await?
+                    .into_pages(),
+            );
+            let mut records = Vec::with_capacity(max.min(ListQuery::MAX_LIMIT + 1));
+            let mut charge = 0.0_f64;
+            while let Some(page) = pages.try_next().await? {
+                charge += page.headers().request_charge().map_or(0.0, |c| c.value());
+                records.extend(page.into_items());
+                if records.len() >= max {
+                    break;
+                }
+            }
+            tracing::debug!(
+                request_charge = charge,
+                records = records.len(),
+                "list page"
+            );
+            records.truncate(max);
+            Ok::<_, CosmosError>(records)
+        };
+        self.bounded(collect).await?.map_err(|e| map_error(&e))
     }
 
     /// A point read of a document that never exists: 404 means the container answers.

@@ -14,8 +14,9 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
+use super::embedded_site_index as site_index;
 use super::{Inserted, RecordStore, StoreError};
-use crate::domain::{BatchId, BatchReport, Record, RecordId};
+use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
 
 const RECORDS: TableDefinition<u128, &[u8]> = TableDefinition::new("records");
 const BATCHES: TableDefinition<u128, &[u8]> = TableDefinition::new("batches");
@@ -65,6 +66,7 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(RECORDS).map_err(unavailable)?;
         txn.open_table(BATCHES).map_err(unavailable)?;
+        site_index::open_and_backfill(&txn, RECORDS)?;
         txn.commit().map_err(unavailable)?;
         let db = Arc::new(db);
         let (writer, queue) = std_mpsc::channel();
@@ -167,6 +169,7 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<Outcome, StoreError> {
     match write {
         Write::Insert(records, _) => {
             let mut table = txn.open_table(RECORDS).map_err(unavailable)?;
+            let mut index = site_index::open(txn)?;
             let mut outcomes = Vec::with_capacity(records.len());
             for record in records {
                 let key = record.id.as_uuid().as_u128();
@@ -179,6 +182,7 @@ fn apply(txn: &WriteTransaction, write: &Write) -> Result<Outcome, StoreError> {
                 table
                     .insert(key, encode(record)?.as_slice())
                     .map_err(unavailable)?;
+                site_index::add(&mut index, record)?;
                 outcomes.push(Inserted::Created);
             }
             Ok(Outcome::Inserted(outcomes))
@@ -240,6 +244,25 @@ impl RecordStore for EmbeddedStore {
 
     async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError> {
         self.read(BATCHES, id.as_uuid().as_u128())
+    }
+
+    /// One read transaction: the index page and the records it names are one snapshot.
+    async fn list(&self, query: &ListQuery, max: usize) -> Result<Vec<Record>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let ids = site_index::page(&txn, query, max)?;
+        let table = txn.open_table(RECORDS).map_err(unavailable)?;
+        ids.into_iter()
+            .map(|id| {
+                let bytes = table
+                    .get(id.as_uuid().as_u128())
+                    .map_err(unavailable)?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("indexed record {id} is missing"))
+                    })?;
+                serde_json::from_slice(bytes.value())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
     }
 
     async fn check(&self) -> Result<(), StoreError> {

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{BatchId, BatchReport, Record, RecordId};
+use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
 
 pub mod cosmos;
 pub mod embedded;
+mod embedded_site_index;
 pub mod observed;
 
 /// What happened to an insert.
@@ -73,6 +74,12 @@ pub trait RecordStore: Send + Sync + 'static {
 
     /// Reads a batch report.
     async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError>;
+
+    /// Up to `max` of `query.site`'s records within `query.from..=query.to`, newest first
+    /// (`submission_date` descending, then id descending), strictly after `query.after`.
+    /// (`query.limit` is the page size the service asks for; it passes `limit + 1` as `max` to
+    /// learn whether another page follows.)
+    async fn list(&self, query: &ListQuery, max: usize) -> Result<Vec<Record>, StoreError>;
 
     /// Succeeds when the store can serve requests (readiness).
     async fn check(&self) -> Result<(), StoreError>;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{Inserted, RecordStore, SharedStore, StoreError};
-use crate::domain::{BatchId, BatchReport, Record, RecordId};
+use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
 use crate::metrics::Metrics;
 
 /// Wraps a store and records `mediflow_store_operation_duration_seconds`.
@@ -69,6 +69,10 @@ impl RecordStore for ObservedStore {
 
     async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError> {
         self.timed("get_batch", self.inner.get_batch(id)).await
+    }
+
+    async fn list(&self, query: &ListQuery, max: usize) -> Result<Vec<Record>, StoreError> {
+        self.timed("list", self.inner.list(query, max)).await
     }
 
     async fn check(&self) -> Result<(), StoreError> {

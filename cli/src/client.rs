@@ -1,0 +1,258 @@
+//! The MediFlow HTTP API as the command line uses it: submit a batch, read a batch report, read a
+//! record, read a page of a site's records. Transient answers (503, 429, a refused or dropped
+//! connection) are retried a bounded number of times, honouring `Retry-After`; anything else is a
+//! [`ApiError`] with a one-line reason.
+
+use std::time::Duration;
+
+use handler::domain::{BatchReport, RecordPage};
+use reqwest::{StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Attempts per request while the service answers 503/429 (it is there, but busy or starting).
+const ATTEMPTS: u32 = 8;
+/// Attempts per request while nothing answers at all (a restart, or a wrong URL: fail soon).
+const CONNECT_ATTEMPTS: u32 = 4;
+/// The longest single wait between attempts (whatever `Retry-After` asks for).
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// One request, connect to last byte.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a call failed, in words for a person.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error(
+        "the service refused the API key (401): pass a valid key with --api-key-file or MEDIFLOW_API_KEY_FILE"
+    )]
+    Unauthorized,
+    #[error("{what}: the service answered {status}: {detail}")]
+    Refused {
+        what: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("{what}: the service kept answering {status} after {ATTEMPTS} attempts: {detail}")]
+    GaveUp {
+        what: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("{what}: unexpected answer from the service: {reason}")]
+    BadAnswer { what: String, reason: String },
+}
+
+/// A client of one MediFlow service.
+#[derive(Debug, Clone)]
+pub struct Api {
+    base: Url,
+    http: reqwest::Client,
+    key: Option<String>,
+}
+
+impl Api {
+    /// `base` is the service URL (`http://localhost:8080`, `https://<app>.azurewebsites.net/api`).
+    pub fn new(base: &str, key: Option<String>) -> Result<Self, String> {
+        let mut base = Url::parse(base).map_err(|e| format!("--url {base:?} is not a URL: {e}"))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(format!(
+                "--url must be http:// or https://, not {}",
+                base.scheme()
+            ));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("mediflow-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot set up HTTP: {e}"))?;
+        Ok(Self { base, http, key })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        // Paths here are fixed text plus UUIDs; joining cannot fail.
+        self.base.join(path).unwrap_or_else(|_| self.base.clone())
+    }
+
+    /// Sends a request, retrying what is worth retrying; returns the final status and body.
+    async fn send(
+        &self,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, bytes::Bytes), ApiError> {
+        let mut last = None;
+        for attempt in 1..=ATTEMPTS {
+            let mut request = build();
+            if let Some(key) = &self.key {
+                request = request.header("x-api-key", key);
+            }
+            let wait = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let body = response.bytes().await.map_err(|e| ApiError::Unreachable {
+                        url: self.base.to_string(),
+                        reason: format!("the answer was cut off ({e})"),
+                    })?;
+                    if status == StatusCode::UNAUTHORIZED {
+                        return Err(ApiError::Unauthorized);
+                    }
+                    if status != StatusCode::SERVICE_UNAVAILABLE
+                        && status != StatusCode::TOO_MANY_REQUESTS
+                    {
+                        return Ok((status, body));
+                    }
+                    last = Some(ApiError::GaveUp {
+                        what: what.to_owned(),
+                        status: status.as_u16(),
+                        detail: detail(&body),
+                    });
+                    retry_after.unwrap_or_else(|| backoff(attempt))
+                }
+                Err(err) => {
+                    let unreachable = ApiError::Unreachable {
+                        url: self.base.to_string(),
+                        reason: describe(&err),
+                    };
+                    if attempt >= CONNECT_ATTEMPTS {
+                        return Err(unreachable);
+                    }
+                    last = Some(unreachable);
+                    backoff(attempt)
+                }
+            };
+            if attempt < ATTEMPTS {
+                tokio::time::sleep(wait.min(MAX_BACKOFF)).await;
+            }
+        }
+        Err(last.unwrap_or_else(|| ApiError::BadAnswer {
+            what: what.to_owned(),
+            reason: "no attempt was made".into(),
+        }))
+    }
+
+    /// `POST /batches` with `body` (the message JSON): the batch's report, queued or completed.
+    pub async fn submit_batch(&self, body: String) -> Result<BatchReport, ApiError> {
+        let what = "POST /batches";
+        let url = self.url("batches");
+        let (status, answer) = self
+            .send(what, || {
+                self.http
+                    .post(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        match status {
+            StatusCode::ACCEPTED | StatusCode::OK => parse(what, &answer),
+            _ => Err(refused(what, status, &answer)),
+        }
+    }
+
+    /// `GET /batches/{id}`; `None` when the service does not know the batch (yet).
+    pub async fn batch(&self, id: &str) -> Result<Option<BatchReport>, ApiError> {
+        let what = format!("GET /batches/{id}");
+        self.get_optional(&what, &format!("batches/{}", encode(id)))
+            .await
+    }
+
+    /// `GET /records/{id}`; `None` when there is no such record.
+    pub async fn record(&self, id: &str) -> Result<Option<Value>, ApiError> {
+        let what = format!("GET /records/{id}");
+        self.get_optional(&what, &format!("records/{}", encode(id)))
+            .await
+    }
+
+    /// `GET /records?site_id=...`: one page.
+    pub async fn list_page(&self, query: &[(&str, String)]) -> Result<RecordPage, ApiError> {
+        let what = "GET /records";
+        let mut url = self.url("records");
+        url.query_pairs_mut().extend_pairs(query);
+        let (status, answer) = self.send(what, || self.http.get(url.clone())).await?;
+        match status {
+            StatusCode::OK => parse(what, &answer),
+            _ => Err(refused(what, status, &answer)),
+        }
+    }
+
+    async fn get_optional<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+    ) -> Result<Option<T>, ApiError> {
+        let url = self.url(path);
+        let (status, answer) = self.send(what, || self.http.get(url.clone())).await?;
+        match status {
+            StatusCode::OK => parse(what, &answer).map(Some),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(refused(what, status, &answer)),
+        }
+    }
+}
+
+fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100 * 2_u64.pow(attempt.min(7)))
+}
+
+fn parse<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadAnswer {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn refused(what: &str, status: StatusCode, body: &[u8]) -> ApiError {
+    ApiError::Refused {
+        what: what.to_owned(),
+        status: status.as_u16(),
+        detail: detail(body),
+    }
+}
+
+/// The `detail` of an error body, on one line and short.
+fn detail(body: &[u8]) -> String {
+    let text = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut object)) => match object.remove("detail") {
+            Some(Value::String(s)) => s,
+            Some(other) => other.to_string(),
+            None => Value::Object(object).to_string(),
+        },
+        _ => String::from_utf8_lossy(body).into_owned(),
+    };
+    let one_line = text.replace(['\n', '\r'], " ");
+    if one_line.chars().count() > 300 {
+        format!("{}…", one_line.chars().take(300).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+fn describe(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        "timed out".into()
+    } else if err.is_connect() {
+        "connection refused or no route".into()
+    } else {
+        let mut reason = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(s) = source {
+            reason = format!("{reason}: {s}");
+            source = s.source();
+        }
+        reason
+    }
+}
