@@ -4,8 +4,11 @@
 //!   builds the binaries and calls it.
 //! - `loadgen load --addr HOST:PORT [...]`: one load run against a server (JSON line per phase).
 //! - `loadgen batch` / `loadgen envelope`: the in-process benches (JSON line).
+//! - `loadgen fsync [--dir DIR]`: the device's append + `fdatasync` latency (JSON line).
+//! - `loadgen redb [--dir DIR] [--records N]`: a durable redb commit's latency (JSON line).
 
 mod azurite;
+mod device;
 mod http;
 mod inprocess;
 mod load;
@@ -91,8 +94,20 @@ fn main() -> ExitCode {
             args.number("iterations", 1000)?,
         )
         .map(|v| emit(&v.to_string())),
+        "fsync" => device::fsync(
+            std::path::Path::new(args.string("dir").unwrap_or("/tmp")),
+            args.number("rounds", 1000)?,
+            args.number("bytes", 200)?,
+        )
+        .map(|v| emit(&v.to_string())),
+        "redb" => device::redb(
+            std::path::Path::new(args.string("dir").unwrap_or("/tmp")),
+            args.number("rounds", 500)?,
+            args.number("records", 1)?,
+        )
+        .map(|v| emit(&v.to_string())),
         _ => Err(
-            "usage: loadgen bench [--smoke] [--out FILE] | load --addr HOST:PORT | batch | envelope"
+            "usage: loadgen bench [--smoke] [--out FILE] | load --addr HOST:PORT | batch | envelope | fsync | redb"
                 .to_owned(),
         ),
     }

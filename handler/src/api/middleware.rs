@@ -1,7 +1,15 @@
 //! Cross-cutting HTTP concerns: request ids, access logs and metrics (one middleware), and the API
 //! key check on protected routes.
+//!
+//! What each request costs here, by default: an id, a span, the metrics (every request counted),
+//! and a log line only when the request failed (4xx at `info`, 5xx at `warn`/`error`) or was slow
+//! ([`SLOW_REQUEST`], at `warn`), each with its request id. A line for every request (the full
+//! access log) is one filter away: `RUST_LOG=info,handler::api::middleware=debug`. Writing that
+//! line for every success cost a third of GET throughput (BENCHMARKS.md, issues 7 and 12).
 
-use std::time::Instant;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
@@ -18,12 +26,39 @@ pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 /// Longest a request may take end to end (store retries are bounded well below this).
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A successful request slower than this is logged (at `warn`) even without the access log.
+pub const SLOW_REQUEST: Duration = Duration::from_millis(500);
+
+/// Request ids: a random 64-bit prefix drawn once per process, then a counter, as a UUID v8. Unique
+/// across processes in practice and within one by construction, at the cost of an atomic
+/// increment (a v4 id per request read the kernel's random source each time).
+struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+static REQUEST_IDS: LazyLock<RequestIds> = LazyLock::new(|| RequestIds {
+    prefix: uuid::Uuid::new_v4().as_u64_pair().0,
+    next: AtomicU64::new(0),
+});
+
+impl RequestIds {
+    fn next(&self) -> uuid::Uuid {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&self.prefix.to_be_bytes());
+        bytes[8..].copy_from_slice(&n.to_be_bytes());
+        uuid::Uuid::new_v8(bytes)
+    }
+}
+
 /// Gives the request an id (returned in `X-Request-Id`, on every log line of the request), logs
-/// one access line (method, route template, status, latency; never the body, query or path
-/// values), and records the request metrics.
+/// failed and slow requests (every request at `debug`: method, route template, status, latency;
+/// never the body, query or path values), and records the request metrics.
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut id_text = uuid::Uuid::encode_buffer();
+    let request_id: &str = REQUEST_IDS.next().hyphenated().encode_lower(&mut id_text);
     let method = request.method().clone();
     let route = request
         .extensions()
@@ -52,14 +87,23 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
             tracing::error!(status = status.as_u16(), latency_ms, %reason, "request failed");
         } else if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), latency_ms, "request answered");
-        } else {
+        } else if elapsed >= SLOW_REQUEST {
+            tracing::warn!(
+                status = status.as_u16(),
+                latency_ms,
+                slow = true,
+                "request answered"
+            );
+        } else if status.is_client_error() {
             tracing::info!(status = status.as_u16(), latency_ms, "request answered");
+        } else {
+            tracing::debug!(status = status.as_u16(), latency_ms, "request answered");
         }
     });
     state
         .metrics
         .observe_request(&route, method.as_str(), status.as_u16(), elapsed);
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response

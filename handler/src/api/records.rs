@@ -76,9 +76,18 @@ pub fn created_response(created: &records::Created) -> Response {
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Record>, ApiError> {
+) -> Result<Response, ApiError> {
     let store = state.store.get()?;
-    Ok(Json(records::get(store.as_ref(), &id).await?))
+    // The stored document is the response body: no decode, no re-encode.
+    let body = records::get_json(store.as_ref(), &id).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 /// List a site's records, newest submission date first, a page at a time.

@@ -62,10 +62,14 @@ pub async fn create(
     }
 }
 
-/// GET /records/{id}: any id that is not a stored record's is a 404, malformed or not.
-pub async fn get(store: &dyn RecordStore, raw_id: &str) -> Result<Record, ServiceError> {
+/// GET /records/{id}: the stored JSON document (the response body as it is). Any id that is not a
+/// stored record's is a 404, malformed or not.
+pub async fn get_json(store: &dyn RecordStore, raw_id: &str) -> Result<bytes::Bytes, ServiceError> {
     let id = RecordId::parse(raw_id).ok_or(ServiceError::RecordNotFound)?;
-    store.get(id).await?.ok_or(ServiceError::RecordNotFound)
+    store
+        .get_json(id)
+        .await?
+        .ok_or(ServiceError::RecordNotFound)
 }
 
 /// GET /records?site_id=...: one page of a site's records, newest first, and the token of the

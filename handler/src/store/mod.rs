@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
 
@@ -47,6 +48,15 @@ impl StoreError {
     }
 }
 
+/// Whether a backend can still work at all (as opposed to one failed call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    Ok,
+    /// The backend can no longer work (a writer thread gone, a latched I/O error); the reason is
+    /// for operators.
+    Failed(String),
+}
+
 /// The storage the service needs. Every write is insert-if-absent or a whole-document put, so
 /// retries and redeliveries are harmless.
 #[async_trait]
@@ -66,6 +76,19 @@ pub trait RecordStore: Send + Sync + 'static {
     /// Reads a record by id.
     async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError>;
 
+    /// Reads a record by id as its JSON document (the `GET /records/{id}` body). A backend that
+    /// stores exactly those bytes answers them without decoding.
+    async fn get_json(&self, id: RecordId) -> Result<Option<Bytes>, StoreError> {
+        self.get(id)
+            .await?
+            .map(|record| {
+                serde_json::to_vec(&record)
+                    .map(Bytes::from)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
+
     /// Stores a batch report unless one exists for its batch; returns the stored report.
     async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError>;
 
@@ -83,6 +106,11 @@ pub trait RecordStore: Send + Sync + 'static {
 
     /// Succeeds when the store can serve requests (readiness).
     async fn check(&self) -> Result<(), StoreError>;
+
+    /// Whether the backend can still work; `check` is readiness, this is liveness.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Ok
+    }
 
     /// A short name for logs and metrics.
     fn backend(&self) -> &'static str;

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
-use super::{Inserted, RecordStore, SharedStore, StoreError};
+use super::{Inserted, RecordStore, SharedStore, StoreError, StoreHealth};
 use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
 use crate::metrics::Metrics;
 
@@ -58,6 +59,11 @@ impl RecordStore for ObservedStore {
         self.timed("get", self.inner.get(id)).await
     }
 
+    async fn get_json(&self, id: RecordId) -> Result<Option<Bytes>, StoreError> {
+        // The same operation as `get` to an operator: one label, one latency series.
+        self.timed("get", self.inner.get_json(id)).await
+    }
+
     async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError> {
         self.timed("insert_batch", self.inner.insert_batch(report))
             .await
@@ -77,6 +83,10 @@ impl RecordStore for ObservedStore {
 
     async fn check(&self) -> Result<(), StoreError> {
         self.timed("check", self.inner.check()).await
+    }
+
+    fn health(&self) -> StoreHealth {
+        self.inner.health()
     }
 
     fn backend(&self) -> &'static str {

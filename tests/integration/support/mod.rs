@@ -179,7 +179,11 @@ impl App {
         let wait_ready = options.wait_ready;
         let mut env: HashMap<String, String> = HashMap::new();
         env.insert("MEDIFLOW_DATA_DIR".into(), data_dir.display().to_string());
-        env.insert("RUST_LOG".into(), "info".into());
+        // The full access log (a line per request, off by default): the log tests read it.
+        env.insert(
+            "RUST_LOG".into(),
+            "info,handler::api::middleware=debug".into(),
+        );
         env.insert("LOG_FORMAT".into(), "json".into());
         match options.hosting {
             Hosting::Standalone => env.insert("MEDIFLOW_ADDR".into(), "127.0.0.1:0".into()),
