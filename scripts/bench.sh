@@ -18,5 +18,6 @@ if [ "${1:-}" = "--smoke" ]; then
   cargo build --all-features -p handler -p floor -p loadgen
   exec target/debug/loadgen bench --smoke --out target/bench/smoke.md "$@"
 fi
-cargo build --release -p handler -p floor -p loadgen
+# --all-features: the Azurite phase uses the emulator-only connection-string path of the queue client.
+cargo build --release --all-features -p handler -p floor -p loadgen
 exec target/release/loadgen bench --out target/bench/results.md "$@"
