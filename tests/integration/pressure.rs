@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{App, AppOptions, BINARY, Hosting, LogBook, valid_record};
+use crate::support::{App, AppOptions, Hosting, LogBook, valid_record};
 
 /// The peak resident set (`VmHWM`) of a process, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -354,7 +354,7 @@ enum Started {
 async fn start_without_keys(env: &[(&str, &str)]) -> Started {
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut child, logs) = LogBook::spawn(
-        Command::new(BINARY)
+        Command::new(crate::support::binary())
             .env_clear()
             .env("MEDIFLOW_DATA_DIR", dir.path().join("data"))
             .envs(env.iter().copied()),

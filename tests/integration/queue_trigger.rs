@@ -406,11 +406,21 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_doubles_nothing() {
         messages.push(id);
     }
     let mut app = app_on(azurite.connection_string()).await;
-    // Kill as soon as the trigger has completed something: it is busy with the next ones.
-    wait_until(Duration::from_secs(30), || async {
-        queue_metric(&app, "completed").await > 0
-    })
-    .await;
+    // Kill once the trigger has completed something and holds leased messages (the queue counts
+    // more messages than are visible). Ingestion is fast (16 batches in tens of milliseconds), so
+    // this checks without pausing: each check is two requests to Azurite.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no lease held within 30 s");
+        if queue_metric(&app, "completed").await == 0 {
+            continue;
+        }
+        // Peek shows at most 32 visible messages: below that it is the exact visible count.
+        let visible = queue.peek().await.len();
+        if visible < 32 && queue.count().await > i64::try_from(visible).unwrap_or(i64::MAX) {
+            break;
+        }
+    }
     app.kill_hard();
     let left = queue.count().await;
     assert!(
@@ -703,7 +713,7 @@ async fn a_store_outage_poisons_nothing_and_redrive_completes_what_was_poisoned(
     assert_eq!(poison.count().await, 1);
 
     // Redrive: back on the queue, ingested, completed.
-    let redrive = Command::new(crate::support::BINARY)
+    let redrive = Command::new(crate::support::binary())
         .arg("redrive")
         .env_clear()
         .env("MEDIFLOW_QUEUE", azurite.connection_string())

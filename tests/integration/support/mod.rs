@@ -188,6 +188,24 @@ impl AppOptions {
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_handler");
 
+/// The program a test starts: [`BINARY`], or `MEDIFLOW_TEST_BINARY` when set, a launcher that runs
+/// another build of the handler with the same environment (the arm64 stage of scripts/test.sh
+/// points it at the arm64 binary booted in an emulated machine: scripts/arm64-guest.sh).
+pub fn binary() -> String {
+    std::env::var("MEDIFLOW_TEST_BINARY").unwrap_or_else(|_| BINARY.to_owned())
+}
+
+/// Extra seconds a start may take on top of the usual deadlines: `MEDIFLOW_TEST_START_SLACK_SECS`
+/// (an emulated machine boots before the handler starts), 0 by default.
+fn start_slack() -> Duration {
+    Duration::from_secs(
+        std::env::var("MEDIFLOW_TEST_START_SLACK_SECS")
+            .ok()
+            .and_then(|secs| secs.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
 impl App {
     /// Starts the binary on port 0 and waits for its `listening` line (and `/ready` unless
     /// told not to).
@@ -219,7 +237,7 @@ impl App {
         };
         env.extend(options.env);
         let (mut child, logs) = LogBook::spawn(
-            Command::new(BINARY)
+            Command::new(binary())
                 .env_clear()
                 .envs(
                     std::env::vars().filter(|(k, _)| k == "PATH" || k.starts_with("AZURE_COSMOS_")),
@@ -227,7 +245,7 @@ impl App {
                 .envs(&env),
         );
         let listening = logs
-            .wait_for(Duration::from_secs(20), |lines| {
+            .wait_for(Duration::from_secs(20) + start_slack(), |lines| {
                 lines.iter().find_map(|l| listening_line(l))
             })
             .await;
