@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Read at run time, not with `env!`: a build script compiled in another checkout (a copied
+    // target dir) would otherwise embed that checkout's definitions.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).join("..");
     let definitions = root.join("function-definitions");
     println!("cargo::rerun-if-changed={}", definitions.display());
     println!(

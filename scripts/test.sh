@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine, installing what it needs:
 #   the dependency policy, formatting and lints, unit and integration tests (real binary, real
-#   sockets, the Cosmos emulator and Azurite), infrastructure and manifest checks, image builds,
-#   API fuzzing and the benchmark smoke run.
+#   sockets, the Cosmos emulator and Azurite), the arm64 build tested under emulation,
+#   infrastructure and manifest checks, image builds (amd64 and arm64), API fuzzing and the
+#   benchmark smoke run.
 #
 # Usage: scripts/test.sh           every test (CI runs exactly this through .ci/run)
 #        scripts/test.sh --quick   day-to-day subset: policy, format, lints, unit and integration
@@ -10,7 +11,7 @@
 #                                  infrastructure/image/fuzz/benchmark stages (a few minutes warm)
 #
 # Needs: Rust (rustup) with cargo-nextest, Node 20+ with npm, Python 3.11+, root for apt-get (the
-# image check installs buildah). Everything else is installed by the stages themselves; nothing is
+# image check installs buildah, the arm64 stage Debian's Rust, the aarch64 gcc and qemu). Everything else is installed by the stages themselves; nothing is
 # read from outside the repository but ../shared (schemas for the offline infrastructure checks).
 # To prove it on an empty cache, run scripts/fresh-check.sh (README, "Contributing").
 set -euo pipefail
@@ -82,6 +83,10 @@ fi
 step "unit and integration tests"
 MEDIFLOW_REQUIRE_EMULATORS=1 cargo nextest run --workspace --all-features --locked --no-fail-fast
 
+step "arm64: cross-build, then integration tests against the arm64 binary under qemu-system-aarch64"
+arm64_binary="$(scripts/build-arm64.sh --features emulator)"
+bash scripts/test-arm64.sh "$arm64_binary"
+
 for check in .ci/checks/infra.sh .ci/checks/manifests.sh; do
   if [ -f "$check" ]; then
     step "$check"
@@ -90,7 +95,7 @@ for check in .ci/checks/infra.sh .ci/checks/manifests.sh; do
 done
 if [ -f .ci/checks/images.sh ]; then
   step "images (buildah, final stages with the built binary)"
-  bash .ci/checks/images.sh "$root/target/debug/handler"
+  bash .ci/checks/images.sh "$root/target/debug/handler" "$arm64_binary"
 fi
 
 step "API fuzzing (schemathesis against the running binary's own OpenAPI document)"

@@ -2,7 +2,9 @@
 # Builds the final stages of both Dockerfile targets offline with buildah and checks what an
 # operator relies on: user 65532, entrypoint, exposed ports, environment and the file layout.
 #
-#   bash .ci/checks/images.sh [BINARY]        BINARY defaults to target/debug/handler
+#   bash .ci/checks/images.sh [BINARY [ARM64_BINARY]]
+#     BINARY defaults to target/debug/handler; ARM64_BINARY to what `scripts/build-arm64.sh
+#     --features emulator` builds (the same features as the tests' binaries, so one build serves both)
 #
 # No registry but crates.io/PyPI/npm/Debian is reachable here, so the real bases
 # (gcr.io/distroless/cc-debian12, mcr.microsoft.com/azure-functions/dotnet) are replaced by tiny
@@ -10,9 +12,10 @@
 # HANDLER_SOURCE=prebuilt with BINARY. What this proves: the COPY paths, user, entrypoint, ports and
 # env of our stages. What it cannot prove: the real bases' contents, and the compile stage.
 #
-# arm64: a tiny static aarch64 program (rustc + rust-lld, no cargo) stands in for the handler; the
-# arm64 standalone image is built with it and the binary is run from the image under qemu-user.
-# When the aarch64 Rust target or qemu-user cannot be installed, that part is skipped with a notice.
+# arm64: the standalone image is built for linux/arm64 too, from the real cross-built handler
+# (ARM64_BINARY, or scripts/build-arm64.sh builds it), the two go into one manifest list, and the
+# arm64 image's /handler is booted in an emulated arm64 machine (scripts/arm64-guest.sh) to answer
+# /health and a record round trip.
 #
 # Self-test: a Dockerfile with a wrong user must fail the same assertions (proves they can fail).
 set -euo pipefail
@@ -20,11 +23,17 @@ set -euo pipefail
 repo_root="$(git rev-parse --show-toplevel)"
 cd "$repo_root"
 binary="${1:-target/debug/handler}"
+arm64_binary="${2:-}"
 
 fail() { echo "images.sh: FAIL: $*" >&2; exit 1; }
 note() { echo "images.sh: $*"; }
 
 [[ -f "$binary" && -x "$binary" ]] || fail "binary '$binary' is missing or not executable (build it first: cargo build)"
+if [[ -z "$arm64_binary" ]]; then
+  note "building the arm64 handler (scripts/build-arm64.sh)"
+  arm64_binary="$(bash scripts/build-arm64.sh --features emulator)" || fail "the arm64 cross-build failed"
+fi
+[[ -f "$arm64_binary" && -x "$arm64_binary" ]] || fail "arm64 binary '$arm64_binary' is missing or not executable"
 [[ -f host.json ]] || fail "host.json is missing at the repo root (the functions image needs it)"
 compgen -G "function-definitions/*/function.json" >/dev/null \
   || fail "no function-definitions/<Function>/function.json found (the functions image needs them)"
@@ -39,6 +48,7 @@ command -v buildah >/dev/null || fail "buildah could not be installed"
 
 work="$(mktemp -d)"
 cleanup() {
+  [[ -z "${guest_pid:-}" ]] || { kill "$guest_pid" 2>/dev/null || true; }
   # vfs layers are plain directories; unmount anything still mounted before removing them.
   buildah "${storage[@]}" unmount --all >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -208,40 +218,71 @@ done
 [[ ! -e "$app/function-definitions" ]] || fail "function-definitions/ must be flattened into the app root"
 note "functions linux/amd64 ok: handler, host.json and $(find function-definitions -mindepth 2 -maxdepth 2 -name function.json | wc -l) function(s) in /home/site/wwwroot"
 
-# --- standalone, linux/arm64 --------------------------------------------------------------------
-arm64_binary="$work/handler-arm64"
-arm64_standin() {
-  rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-musl \
-    || timeout 300 rustup target add aarch64-unknown-linux-musl >/dev/null 2>&1 || return 1
-  printf 'fn main() { println!("mediflow stand-in on {}", std::env::consts::ARCH); }\n' >"$work/standin.rs"
-  rustc --edition 2021 --target aarch64-unknown-linux-musl -C linker=rust-lld -C linker-flavor=ld.lld \
-    -C target-feature=+crt-static -o "$arm64_binary" "$work/standin.rs" 2>/dev/null
-}
-if arm64_standin; then
-  mkdir -p "$context/prebuilt/linux-arm64"
-  cp "$arm64_binary" "$context/prebuilt/linux-arm64/handler"
-  # The stand-in arm64 base cannot share the amd64 stand-in's name in one store: pass it by build-arg.
-  standalone_base arm64 localhost/standin/distroless-cc:nonroot-arm64
-  build --platform linux/arm64 --build-arg HANDLER_SOURCE=prebuilt \
-    --build-arg STANDALONE_BASE=localhost/standin/distroless-cc:nonroot-arm64 \
-    --target standalone -t localhost/mediflow:check-arm64 "$context"
-  check_config localhost/mediflow:check-arm64 arm64 65532:65532 '["/handler"]' null "8080/tcp 9090/tcp" \
-    "${standalone_env[@]}" || fail "standalone (arm64) image config"
-  mnt="$(mount_image localhost/mediflow:check-arm64 arm64)"
-  same_file "$arm64_binary" "$mnt/handler" 755
-  [[ "$(elf_machine "$mnt/handler")" == *AArch64* ]] || fail "arm64 image holds a non-AArch64 /handler"
-  command -v qemu-aarch64-static >/dev/null || command -v qemu-aarch64 >/dev/null \
-    || apt_install qemu-user-static || true
-  qemu="$(command -v qemu-aarch64-static || command -v qemu-aarch64 || true)"
-  if [[ -n "$qemu" ]]; then
-    out="$("$qemu" "$mnt/handler")"
-    [[ "$out" == "mediflow stand-in on aarch64" ]] || fail "arm64 /handler under qemu printed: $out"
-    note "standalone linux/arm64 ok: /handler from the image runs under $(basename "$qemu"): $out"
-  else
-    note "standalone linux/arm64 config ok; qemu-user not available, binary not run"
+# --- standalone, linux/arm64, from the real cross-built handler ---------------------------------
+mkdir -p "$context/prebuilt/linux-arm64"
+cp "$arm64_binary" "$context/prebuilt/linux-arm64/handler"
+arm64_binary_name="$arm64_binary"
+arm64_binary="$context/prebuilt/linux-arm64/handler"
+[[ "$(elf_machine "$arm64_binary")" == *AArch64* ]] || fail "$arm64_binary_name is not an AArch64 ELF"
+check_links "$arm64_binary"
+# The stand-in arm64 base cannot share the amd64 stand-in's name in one store: pass it by build-arg.
+standalone_base arm64 localhost/standin/distroless-cc:nonroot-arm64
+build --platform linux/arm64 --build-arg HANDLER_SOURCE=prebuilt \
+  --build-arg STANDALONE_BASE=localhost/standin/distroless-cc:nonroot-arm64 \
+  --target standalone -t localhost/mediflow:check-arm64 "$context"
+check_config localhost/mediflow:check-arm64 arm64 65532:65532 '["/handler"]' null "8080/tcp 9090/tcp" \
+  "${standalone_env[@]}" || fail "standalone (arm64) image config"
+arm64_mnt="$(mount_image localhost/mediflow:check-arm64 arm64)"
+same_file "$arm64_binary" "$arm64_mnt/handler" 755
+[[ "$(elf_machine "$arm64_mnt/handler")" == *AArch64* ]] || fail "arm64 image holds a non-AArch64 /handler"
+note "standalone linux/arm64 ok: /handler ($(stat -c %s "$arm64_mnt/handler") bytes, AArch64) as 65532"
+
+# --- the multi-arch manifest list (what `buildx --platform linux/amd64,linux/arm64` pushes) ------
+bah manifest create localhost/mediflow:check-multiarch >/dev/null
+bah manifest add localhost/mediflow:check-multiarch localhost/mediflow:check >/dev/null
+bah manifest add localhost/mediflow:check-multiarch localhost/mediflow:check-arm64 >/dev/null
+bah manifest inspect localhost/mediflow:check-multiarch >"$work/manifest.json"
+platforms="$(python3 -c '
+import json, sys
+index = json.load(open(sys.argv[1]))
+print(" ".join(sorted(m["platform"]["os"] + "/" + m["platform"]["architecture"] for m in index["manifests"])))
+' "$work/manifest.json")"
+[[ "$platforms" == "linux/amd64 linux/arm64" ]] || fail "manifest list has platforms '$platforms'"
+note "manifest list ok: $platforms"
+
+# --- the arm64 image's binary, booted in an emulated arm64 machine ------------------------------
+# qemu-user hangs at the first thread on this Debian; scripts/arm64-guest.sh boots a Debian arm64
+# kernel instead. The image's own environment, with the listening ports and the data folder moved
+# to the host's loopback and a scratch folder.
+MEDIFLOW_ARM64_GUEST_DIR="$work/guest" bash scripts/arm64-guest.sh prepare "$arm64_mnt/handler" \
+  >"$work/launcher" || fail "could not prepare the arm64 guest"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+image_env=()
+while IFS= read -r pair; do image_env+=("$pair"); done < <(
+  bah inspect --type image localhost/mediflow:check-arm64 \
+    | python3 -c 'import json, sys; print("\n".join(json.load(sys.stdin)["OCIv1"]["config"]["Env"]))')
+env -i "${image_env[@]}" PATH="$PATH" MEDIFLOW_ADDR="127.0.0.1:$port" MEDIFLOW_METRICS_ADDR=127.0.0.1:0 \
+  MEDIFLOW_DATA_DIR="$work/guest-data" \
+  "$(cat "$work/launcher")" >"$work/guest.log" 2>&1 &
+guest_pid=$!
+stop_guest() { kill "$guest_pid" 2>/dev/null || true; wait "$guest_pid" 2>/dev/null || true; }
+booted=$SECONDS
+until curl -fsS "http://127.0.0.1:$port/health" >"$work/health.json" 2>/dev/null; do
+  if ! kill -0 "$guest_pid" 2>/dev/null || (( SECONDS - booted > 180 )); then
+    stop_guest
+    fail "the arm64 handler never answered /health; guest console:
+$(tail -n 40 "$work/guest.log")"
   fi
-else
-  note "SKIPPED linux/arm64: the aarch64-unknown-linux-musl Rust target is not installed and rustup could not add it"
-fi
+  sleep 1
+done
+grep -q '"status":"ok"' "$work/health.json" || { stop_guest; fail "/health answered $(cat "$work/health.json")"; }
+record='{"site_id":"site001","trial_phase":"II","submission_date":"2025-03-15","status":"pending","patient_count":42,"notes":"arm64 image"}'
+created="$(curl -fsS -X POST "http://127.0.0.1:$port/records" -H 'content-type: application/json' -d "$record")" \
+  || { stop_guest; fail "POST /records failed on the arm64 handler"; }
+id="$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["id"])' "$created")"
+fetched="$(curl -fsS "http://127.0.0.1:$port/records/$id")" || { stop_guest; fail "GET /records/$id failed"; }
+stop_guest
+[[ "$fetched" == "$created" ]] || fail "arm64 round trip: GET answered $fetched, POST answered $created"
+note "standalone linux/arm64 ok: the image's /handler booted under qemu-system-aarch64 answered /health in $((SECONDS - booted)) s and round-tripped record $id"
 
 note "all image checks passed in $((SECONDS - start)) s"

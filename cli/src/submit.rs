@@ -72,6 +72,10 @@ pub enum SubmitError {
     StillQueued { id: String, waited: Duration },
     #[error("batch {id}: {reason}")]
     Inconsistent { id: String, reason: String },
+    #[error(
+        "batch {id} failed: {reason}; once the cause is fixed, `handler redrive` (or submitting the same batch again) completes it"
+    )]
+    Failed { id: String, reason: String },
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
 }
@@ -164,7 +168,7 @@ async fn send_and_wait(
     };
     let report = match report.status {
         BatchState::Completed => report,
-        BatchState::Queued => {
+        BatchState::Queued | BatchState::Failed => {
             let api = request.api.as_ref().ok_or_else(|| {
                 SubmitError::Queue("a queued batch cannot be followed without --url".into())
             })?;
@@ -187,6 +191,12 @@ async fn wait_for(
         if let Some(report) = &latest {
             match report.status {
                 BatchState::Completed => return Ok(report.clone()),
+                BatchState::Failed => {
+                    return Err(SubmitError::Failed {
+                        id: id.to_owned(),
+                        reason: report.failure.clone().unwrap_or_default(),
+                    });
+                }
                 BatchState::Queued => {}
             }
         }

@@ -1,11 +1,14 @@
 //! API keys: read from the file the Key Vault CSI driver mounts (`MEDIFLOW_API_KEYS_FILE`, one key
-//! per line, two during a rotation), re-read when it changes, compared in constant time.
+//! per line, two during a rotation), re-read when it changes, compared in constant time; and when
+//! the service may run without them at all ([`may_run_without_keys`]: it fails closed).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+use crate::config::Mode;
 use subtle::ConstantTimeEq;
 
 /// How often the key file is checked for a rotation.
@@ -47,13 +50,18 @@ impl ApiKeys {
         Ok(Self::from_content(&content))
     }
 
+    /// Whether `content` holds other keys than the ones in force.
+    fn differ_from(&self, content: &str) -> bool {
+        let new = Self::digests_of(content);
+        *self
+            .digests
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            != new
+    }
+
     fn replace(&self, content: &str) {
-        let digests = content
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .map(|key| Sha256::digest(key.as_bytes()).into())
-            .collect();
+        let digests = Self::digests_of(content);
         *self
             .digests
             .write()
@@ -87,13 +95,24 @@ impl ApiKeys {
             .into()
     }
 
-    /// Re-reads `path` every [`RELOAD_INTERVAL`] and swaps the keys in when the content changed.
-    /// A failed read keeps the current keys (the CSI driver swaps files by symlink; a read can race
-    /// it) and is logged.
+    /// The digests `content` holds, in file order.
+    fn digests_of(content: &str) -> Vec<[u8; 32]> {
+        content
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|key| Sha256::digest(key.as_bytes()).into())
+            .collect()
+    }
+
+    /// Re-reads `path` every [`RELOAD_INTERVAL`] and swaps the keys in when they differ from the
+    /// keys in force. (Comparing with the keys in force, not with a copy of the file read when the
+    /// watch began, means a rotation between loading and watching is not lost.) A failed read
+    /// keeps the current keys (the CSI driver swaps files by symlink; a read can race it) and is
+    /// logged.
     pub fn watch(&self, path: PathBuf) -> tokio::task::JoinHandle<()> {
         let keys = self.clone();
         tokio::spawn(async move {
-            let mut last = read(&path).ok();
             let mut ticker = tokio::time::interval(RELOAD_INTERVAL);
             loop {
                 ticker.tick().await;
@@ -103,7 +122,7 @@ impl ApiKeys {
                 })
                 .await
                 {
-                    Ok(Ok(content)) if last.as_deref() != Some(content.as_str()) => {
+                    Ok(Ok(content)) if keys.differ_from(&content) => {
                         keys.replace(&content);
                         tracing::info!(keys = keys.len(), "API keys reloaded");
                         if keys.is_empty() {
@@ -111,7 +130,6 @@ impl ApiKeys {
                                 "the API keys file holds no key: every data request is refused"
                             );
                         }
-                        last = Some(content);
                     }
                     Ok(Ok(_)) => {}
                     Ok(Err(err)) => {
@@ -121,6 +139,28 @@ impl ApiKeys {
                 }
             }
         })
+    }
+}
+
+/// Why the service refuses to start without API keys.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing to start without API keys: {0}")]
+pub struct KeysRequired(String);
+
+/// Whether the service may start with no key file: only when told so explicitly
+/// (`MEDIFLOW_AUTH=off`) or when it listens on loopback on its own (a laptop). Under the Functions
+/// host every function is `authLevel: anonymous`, so the handler's keys are the only protection.
+pub fn may_run_without_keys(mode: &Mode, auth_off: bool) -> Result<(), KeysRequired> {
+    const FIX: &str = "set MEDIFLOW_API_KEYS_FILE to a file of API keys (one per line), or MEDIFLOW_AUTH=off to run without auth on purpose";
+    match mode {
+        _ if auth_off => Ok(()),
+        Mode::Standalone { addr } if addr.ip().is_loopback() => Ok(()),
+        Mode::Standalone { addr } => Err(KeysRequired(format!(
+            "MEDIFLOW_API_KEYS_FILE is not set and {addr} is not a loopback address; {FIX}"
+        ))),
+        Mode::CustomHandler { .. } => Err(KeysRequired(format!(
+            "MEDIFLOW_API_KEYS_FILE is not set under the Functions host, whose functions are all anonymous; {FIX}"
+        ))),
     }
 }
 
@@ -149,6 +189,94 @@ mod tests {
         ] {
             assert_eq!(keys.verify(presented), expected, "{presented:?}");
         }
+    }
+
+    #[test]
+    fn without_keys_only_loopback_standalone_or_an_explicit_off_may_start() {
+        use crate::config::Mode;
+        for (mode, auth_off, allowed, what) in [
+            (
+                Mode::Standalone {
+                    addr: ([127, 0, 0, 1], 8080).into(),
+                },
+                false,
+                true,
+                "the README's cargo run",
+            ),
+            (
+                Mode::Standalone {
+                    addr: "[::1]:8080".parse().expect("addr"),
+                },
+                false,
+                true,
+                "IPv6 loopback",
+            ),
+            (
+                Mode::Standalone {
+                    addr: ([0, 0, 0, 0], 8080).into(),
+                },
+                false,
+                false,
+                "every interface",
+            ),
+            (
+                Mode::Standalone {
+                    addr: ([10, 1, 2, 3], 8080).into(),
+                },
+                false,
+                false,
+                "a private address",
+            ),
+            (
+                Mode::CustomHandler { port: 4000 },
+                false,
+                false,
+                "the Functions host",
+            ),
+            (
+                Mode::Standalone {
+                    addr: ([0, 0, 0, 0], 8080).into(),
+                },
+                true,
+                true,
+                "explicitly off",
+            ),
+            (
+                Mode::CustomHandler { port: 4000 },
+                true,
+                true,
+                "explicitly off under the host",
+            ),
+        ] {
+            let decided = super::may_run_without_keys(&mode, auth_off);
+            assert_eq!(decided.is_ok(), allowed, "{what}: {decided:?}");
+            if let Err(err) = decided {
+                assert!(
+                    err.to_string().contains("MEDIFLOW_AUTH=off"),
+                    "{what}: {err}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rotation_between_loading_and_watching_is_not_lost() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("keys");
+        std::fs::write(&path, "old-key\n").expect("write");
+        let keys = ApiKeys::load(&path).expect("load");
+        std::fs::write(&path, "new-key\n").expect("rotate");
+        let watch = keys.watch(path);
+        let deadline = tokio::time::Instant::now() + super::RELOAD_INTERVAL * 5;
+        while !keys.verify(b"new-key") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the rotated key was never loaded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(!keys.verify(b"old-key"));
+        watch.abort();
     }
 
     #[test]

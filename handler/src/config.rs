@@ -12,6 +12,10 @@ use crate::secret::Secret;
 /// host's own convention: `AzureFunctionsJobHost__extensions__queues__<setting>`).
 pub const QUEUE_OVERRIDE_PREFIX: &str = "AzureFunctionsJobHost__extensions__queues__";
 
+/// Prefix of the app settings that override host.json's `extensions.http` (the HTTP limits of
+/// [`crate::api::admission`]).
+pub const HTTP_OVERRIDE_PREFIX: &str = "AzureFunctionsJobHost__extensions__http__";
+
 /// Why the configuration was refused; the process prints it and exits.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {0}")]
@@ -152,6 +156,10 @@ pub struct Config {
     pub store: StoreConfig,
     /// `MEDIFLOW_API_KEYS_FILE`: one API key per line (Key Vault CSI mount). Unset: auth is off.
     pub api_keys_file: Option<PathBuf>,
+    /// `MEDIFLOW_AUTH=off`: run without API keys on purpose. Without it and without a key file the
+    /// service starts only in standalone mode on a loopback address (see
+    /// [`crate::auth::may_run_without_keys`]). `on` (the default) is also accepted.
+    pub auth_off: bool,
     /// `MEDIFLOW_METRICS_ADDR`: serve `/metrics` on its own listener. Required to get metrics under
     /// the Functions host; optional standalone (default: `/metrics` on the main port).
     pub metrics_addr: Option<SocketAddr>,
@@ -162,7 +170,37 @@ pub struct Config {
     /// `AzureFunctionsJobHost__extensions__queues__<setting>`: overrides of host.json's queue
     /// settings (the Functions host's own convention), honoured by the standalone trigger too.
     pub queue_overrides: Vec<(String, String)>,
+    /// `MEDIFLOW_COSMOS_MAX_CONCURRENCY`: Cosmos DB calls in flight at once (default
+    /// [`DEFAULT_COSMOS_MAX_CONCURRENCY`]); a call that finds no slot within 5 s answers 503.
+    pub cosmos_max_concurrency: usize,
+    /// `MEDIFLOW_POISON_RETENTION_DAYS`: how long the standalone trigger's poison messages are
+    /// kept before the queue service deletes them (default [`DEFAULT_POISON_RETENTION_DAYS`]);
+    /// within it `handler redrive` brings them back.
+    pub poison_retention: std::time::Duration,
+    /// `AzureFunctionsJobHost__extensions__http__<setting>`: overrides of host.json's
+    /// `maxConcurrentRequests` and `maxOutstandingRequests` (the Functions host's convention),
+    /// honoured by both hosts (see [`crate::api::admission`]).
+    pub http_overrides: Vec<(String, String)>,
+    /// `MEDIFLOW_BODY_BUDGET_BYTES`: request-body bytes held in memory at once, over all requests
+    /// (default [`DEFAULT_BODY_BUDGET_BYTES`]); beyond it a request is refused with 503 and
+    /// `Retry-After`. The memory bound this gives is in docs/hardening.md.
+    pub body_budget_bytes: usize,
 }
+
+/// `MEDIFLOW_FAULT_KILL_WRITER_AFTER`: read only by builds with the `fault-injection` feature (the
+/// tests), never by a release: see [`crate::fault`]. Listed here so that every variable is.
+pub const FAULT_INJECTION_VARIABLES: [&str; 1] = ["MEDIFLOW_FAULT_KILL_WRITER_AFTER"];
+
+/// Default of `MEDIFLOW_POISON_RETENTION_DAYS`: 30 days, long enough to notice and redrive after
+/// an outage, short enough that patient data does not linger in a dead-letter queue.
+pub const DEFAULT_POISON_RETENTION_DAYS: u64 = 30;
+
+/// Default of `MEDIFLOW_COSMOS_MAX_CONCURRENCY`: the admission limit's order of magnitude
+/// (host.json `maxConcurrentRequests` 64).
+pub const DEFAULT_COSMOS_MAX_CONCURRENCY: usize = 64;
+
+/// Default of `MEDIFLOW_BODY_BUDGET_BYTES`: 8 MiB, eight largest bodies at once.
+pub const DEFAULT_BODY_BUDGET_BYTES: usize = 8 * 1024 * 1024;
 
 /// Where configuration values come from (the process environment, or a map in tests).
 pub trait Source {
@@ -261,14 +299,45 @@ impl Config {
             mode,
             store,
             api_keys_file: env.var("MEDIFLOW_API_KEYS_FILE").map(PathBuf::from),
+            auth_off: match env.var("MEDIFLOW_AUTH").as_deref() {
+                None | Some("on") => false,
+                Some("off") => true,
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "MEDIFLOW_AUTH must be `on` or `off`, not `{other}`"
+                    )));
+                }
+            },
             metrics_addr: socket_addr(env, "MEDIFLOW_METRICS_ADDR")?,
             json_logs: env
                 .var("LOG_FORMAT")
                 .is_some_and(|f| f.eq_ignore_ascii_case("json")),
             queue,
             queue_overrides: env.with_prefix(QUEUE_OVERRIDE_PREFIX),
+            cosmos_max_concurrency: positive(env, "MEDIFLOW_COSMOS_MAX_CONCURRENCY")?
+                .unwrap_or(DEFAULT_COSMOS_MAX_CONCURRENCY),
+            poison_retention: std::time::Duration::from_secs(
+                86_400
+                    * positive(env, "MEDIFLOW_POISON_RETENTION_DAYS")?
+                        .map_or(DEFAULT_POISON_RETENTION_DAYS, |d| d as u64),
+            ),
+            http_overrides: env.with_prefix(HTTP_OVERRIDE_PREFIX),
+            body_budget_bytes: positive(env, "MEDIFLOW_BODY_BUDGET_BYTES")?
+                .unwrap_or(DEFAULT_BODY_BUDGET_BYTES),
         })
     }
+}
+
+/// An optional positive integer variable.
+fn positive(env: &impl Source, name: &str) -> Result<Option<usize>, ConfigError> {
+    env.var(name)
+        .map(|raw| {
+            raw.parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConfigError(format!("{name} is not a positive integer: {raw}")))
+        })
+        .transpose()
 }
 
 fn socket_addr(env: &impl Source, name: &str) -> Result<Option<SocketAddr>, ConfigError> {
@@ -326,6 +395,9 @@ mod tests {
             ("MEDIFLOW_ADDR", "localhost"),
             ("FUNCTIONS_CUSTOMHANDLER_PORT", "http"),
             ("MEDIFLOW_METRICS_ADDR", "9090"),
+            ("MEDIFLOW_BODY_BUDGET_BYTES", "0"),
+            ("MEDIFLOW_AUTH", "no"),
+            ("MEDIFLOW_POISON_RETENTION_DAYS", "-1"),
         ] {
             let err = Config::from_source(&env(&[(name, value)])).expect_err(name);
             assert!(err.0.contains(name), "{name}: {err}");

@@ -245,6 +245,12 @@ impl Definitions {
     }
 }
 
+/// The host.json compiled into this binary (the HTTP limits are read from it by
+/// [`crate::api::admission`]).
+pub fn host_json() -> &'static str {
+    embedded::HOST_JSON
+}
+
 /// Parses a .NET `TimeSpan` as host.json writes it: `hh:mm:ss` or `d.hh:mm:ss`.
 pub fn parse_timespan(raw: &str) -> Option<Duration> {
     let (days, rest) = match raw.split_once('.') {

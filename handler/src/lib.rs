@@ -15,6 +15,8 @@ pub mod config;
 pub mod credential;
 pub mod definitions;
 pub mod domain;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod functions;
 pub mod metrics;
 pub mod queue;

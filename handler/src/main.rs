@@ -1,4 +1,5 @@
 //! `handler`: reads the environment, starts the application, stops on SIGTERM or Ctrl-C.
+//! `handler redrive`: moves every poison batch message back to the batch queue, then exits.
 
 use std::process::ExitCode;
 
@@ -15,6 +16,18 @@ async fn main() -> ExitCode {
         }
     };
     let _log_guard = handler::telemetry::init(config.json_logs);
+    if std::env::args().nth(1).as_deref() == Some("redrive") {
+        return match handler::server::redrive(&config).await {
+            Ok(moved) => {
+                tracing::info!(moved, "redrive done");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "redrive failed");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let started = match Application::build(config).await {
         Ok(app) => app,
         Err(err) => {

@@ -1,5 +1,8 @@
 //! Prometheus metrics (`/metrics`): requests by route and status, request and store latency, batch
 //! and queue outcomes. Names are listed in docs/operations-contract.md.
+//!
+//! Every label comes from a closed set a client cannot grow: the method is one of
+//! [`KNOWN_METHODS`] or `other`, the route is a route template or `unmatched`.
 
 use std::time::Duration;
 
@@ -9,17 +12,34 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// The methods reported by name; any other method is reported as `other`.
+pub const KNOWN_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+/// The route label of a request that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The label (metrics and log field) of a request method: a known method, or `other`.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|known| **known == method.as_str())
+        .copied()
+        .unwrap_or("other")
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// A route template (`/records/{id}`) or [`UNMATCHED_ROUTE`].
     pub route: String,
-    pub method: String,
+    /// See [`method_label`].
+    pub method: &'static str,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LatencyLabels {
     pub route: String,
-    pub method: String,
+    pub method: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,6 +62,13 @@ pub struct Metrics {
     pub store_duration: Family<StoreLabels, Histogram>,
     pub batch_records: Family<OutcomeLabels, Counter>,
     pub queue_messages: Family<OutcomeLabels, Counter>,
+    /// Requests refused by admission control, by the budget that refused them.
+    pub shed: Family<ReasonLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -61,6 +88,7 @@ impl Default for Metrics {
         );
         let batch_records = Family::<OutcomeLabels, Counter>::default();
         let queue_messages = Family::<OutcomeLabels, Counter>::default();
+        let shed = Family::<ReasonLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register(
             "http_request_duration_seconds",
@@ -82,6 +110,11 @@ impl Default for Metrics {
             "Queue messages handled",
             queue_messages.clone(),
         );
+        registry.register(
+            "http_requests_shed",
+            "HTTP requests refused at once by admission control",
+            shed.clone(),
+        );
         Self {
             registry,
             requests,
@@ -89,23 +122,32 @@ impl Default for Metrics {
             store_duration,
             batch_records,
             queue_messages,
+            shed,
         }
     }
 }
 
 impl Metrics {
-    pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+    /// Counts an answered request. `route` must be a route template or [`UNMATCHED_ROUTE`] (the
+    /// router's own templates: a closed set), `method` a [`method_label`].
+    pub fn observe_request(
+        &self,
+        route: &str,
+        method: &'static str,
+        status: u16,
+        elapsed: Duration,
+    ) {
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
-                method: method.to_owned(),
+                method,
                 status,
             })
             .inc();
         self.request_duration
             .get_or_create(&LatencyLabels {
                 route: route.to_owned(),
-                method: method.to_owned(),
+                method,
             })
             .observe(elapsed.as_secs_f64());
     }
@@ -130,6 +172,11 @@ impl Metrics {
             .inc_by(rejected as u64);
     }
 
+    /// Counts a request refused by admission control (`outstanding` or `body_bytes`).
+    pub fn count_shed(&self, reason: &'static str) {
+        self.shed.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
     pub fn count_queue_message(&self, outcome: &'static str) {
         self.queue_messages
             .get_or_create(&OutcomeLabels { outcome })
@@ -142,5 +189,45 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::*;
+
+    #[test]
+    fn method_labels_form_a_closed_set() {
+        for (method, label) in [
+            (Method::GET, "GET"),
+            (Method::POST, "POST"),
+            (Method::OPTIONS, "OPTIONS"),
+            (Method::TRACE, "other"),
+            (
+                Method::from_bytes(b"X".repeat(60_000).as_slice()).expect("token"),
+                "other",
+            ),
+            (Method::from_bytes(b"get").expect("token"), "other"),
+        ] {
+            assert_eq!(method_label(&method), label, "{method}");
+        }
+    }
+
+    #[test]
+    fn many_distinct_methods_add_one_series() {
+        let metrics = Metrics::default();
+        for i in 0..500 {
+            let method = Method::from_bytes(format!("M{i}").as_bytes()).expect("token");
+            metrics.observe_request(UNMATCHED_ROUTE, method_label(&method), 405, Duration::ZERO);
+        }
+        let page = metrics.render();
+        let series = page
+            .lines()
+            .filter(|l| l.starts_with("mediflow_http_requests_total{"))
+            .count();
+        assert_eq!(series, 1, "{page}");
+        assert!(page.contains("method=\"other\""), "{page}");
     }
 }

@@ -18,8 +18,9 @@ use crate::definitions::{Definitions, FunctionDefinition};
 use crate::metrics::Metrics;
 use crate::queue::{BatchSink, QueueSettings, client::BatchQueue, trigger};
 use crate::service::StoreHandle;
+use crate::store::limited::LimitedStore;
 use crate::store::observed::ObservedStore;
-use crate::store::{SharedStore, StoreError, embedded::EmbeddedStore};
+use crate::store::{SharedStore, StoreError, StoreHealth, embedded::EmbeddedStore};
 
 /// The longest a shutdown waits for in-flight work.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
@@ -43,8 +44,14 @@ pub enum StartError {
     Router(#[from] api::RouterError),
     #[error(transparent)]
     Keys(#[from] crate::auth::KeyFileError),
+    #[error(transparent)]
+    KeysRequired(#[from] crate::auth::KeysRequired),
     #[error("the store cannot be opened: {0}")]
     Store(StoreError),
+    #[error("the store has failed and cannot recover in this process: {0}")]
+    StoreFailed(String),
+    #[error("HTTP limits: {0}")]
+    Limits(#[from] api::admission::LimitsError),
     #[error("the batch queue cannot be used: {0}")]
     Queue(String),
     #[error("server error: {0}")]
@@ -60,6 +67,7 @@ pub struct Application {
     metrics_router: axum::Router,
     state: AppState,
     store_config: StoreConfig,
+    cosmos_max_concurrency: usize,
     queue: Option<(BatchQueue, QueueSettings)>,
     key_watch: Option<JoinHandle<()>>,
     host: Host,
@@ -82,6 +90,9 @@ impl Application {
                 },
             ),
         };
+        if config.api_keys_file.is_none() {
+            crate::auth::may_run_without_keys(&config.mode, config.auth_off)?;
+        }
         let listener = bind(addr).await?;
         let metrics_listener = match config.metrics_addr {
             Some(addr) => Some(bind(addr).await?),
@@ -94,7 +105,7 @@ impl Application {
             (Some(keys), Some(watch))
         } else {
             tracing::warn!(
-                "MEDIFLOW_API_KEYS_FILE is not set: API key auth is OFF, every route is open. Never run like this outside a laptop."
+                "MEDIFLOW_API_KEYS_FILE is not set: API key auth is OFF, every route is open (allowed on loopback or with MEDIFLOW_AUTH=off)."
             );
             (None, None)
         };
@@ -113,11 +124,23 @@ impl Application {
                     definitions.queues.base64,
                 )
                 .await
-                .map_err(|e| StartError::Queue(e.to_string()))?;
+                .map_err(|e| StartError::Queue(e.to_string()))?
+                .with_poison_retention(config.poison_retention);
                 Some((queue, definitions.queues.clone()))
             }
             _ => None,
         };
+        let limits = api::admission::Limits::from_host_json(
+            crate::definitions::host_json(),
+            &config.http_overrides,
+            config.body_budget_bytes,
+        )?;
+        tracing::info!(
+            max_concurrent = ?limits.max_concurrent,
+            max_outstanding = ?limits.max_outstanding,
+            body_budget_bytes = limits.body_budget_bytes,
+            "admission limits"
+        );
         // Standalone: the queue when configured, else in-process; under the Functions host: the
         // invocation's queue output binding.
         let batches = match (&queue, host) {
@@ -126,6 +149,7 @@ impl Application {
             (None, _) => BatchSink::InProcess,
         };
         let state = AppState {
+            admission: api::admission::Admission::new(limits),
             store: StoreHandle::default(),
             keys,
             metrics: Arc::new(Metrics::default()),
@@ -149,6 +173,7 @@ impl Application {
             metrics_router,
             state,
             store_config: config.store,
+            cosmos_max_concurrency: config.cosmos_max_concurrency,
             queue,
             key_watch,
             host,
@@ -185,6 +210,7 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let store_ready = tokio::spawn(open_store(
             self.store_config.clone(),
+            self.cosmos_max_concurrency,
             self.state.store.clone(),
             Arc::clone(&self.state.metrics),
         ));
@@ -212,8 +238,10 @@ impl Application {
                 _ => std::future::pending().await,
             }
         };
+        let store_health = watch_store_health(self.state.store.clone());
         let outcome = tokio::select! {
             () = shutdown => Ok(()),
+            reason = store_health => Err(StartError::StoreFailed(reason)),
             served = &mut http => Err(StartError::Serve(std::io::Error::other(match served {
                 Ok(()) => "the HTTP server stopped".to_owned(),
                 Err(err) => err.to_string(),
@@ -243,22 +271,78 @@ impl Application {
     }
 }
 
+/// How often the watchdog asks the store whether it can still work.
+pub const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Completes with the reason once the open store reports [`StoreHealth::Failed`]: the process then
+/// stops with a non-zero code so that Kubernetes or the Functions host restarts it.
+async fn watch_store_health(handle: StoreHandle) -> String {
+    let mut ticker = tokio::time::interval(HEALTH_INTERVAL);
+    loop {
+        ticker.tick().await;
+        if let Ok(store) = handle.get()
+            && let StoreHealth::Failed(reason) = store.health()
+        {
+            tracing::error!(%reason, "the store can no longer work; stopping so that the process is restarted");
+            return reason;
+        }
+    }
+}
+
+/// `handler redrive`: moves every message of the poison queue back to the batch queue, where the
+/// trigger (ours or the Functions host's) ingests it again; returns how many were moved. Uses the
+/// same queue settings as the service (`MEDIFLOW_QUEUE…`, host.json).
+pub async fn redrive(config: &Config) -> Result<usize, StartError> {
+    let definitions = Definitions::embedded()?;
+    let queue_config = config.queue.as_ref().ok_or_else(|| {
+        StartError::Queue(
+            "no queue configured (MEDIFLOW_QUEUE or MEDIFLOW_QUEUE__queueServiceUri)".into(),
+        )
+    })?;
+    let trigger = definitions
+        .get(INGEST_FUNCTION)
+        .and_then(FunctionDefinition::queue_trigger)
+        .ok_or_else(|| StartError::Queue(format!("{INGEST_FUNCTION} has no queue trigger")))?;
+    let queue = BatchQueue::connect(queue_config, trigger.queue_name, definitions.queues.base64)
+        .await
+        .map_err(|e| StartError::Queue(e.to_string()))?;
+    crate::queue::redrive(&queue)
+        .await
+        .map_err(|e| StartError::Queue(e.to_string()))
+}
+
 /// Longest a client may take to send a request's head (request line and headers): a slow-loris
 /// client loses its connection instead of holding it.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Open connections served at once, per listener.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// The largest request head (request line and headers) read into memory; a longer one is refused
+/// (hyper answers 431) before it grows further.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Serves HTTP/1.1 on `listener` until `stop` turns true, then lets every open connection finish
 /// its in-flight request (idle keep-alive connections are closed at once).
 async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    // Beyond this many open connections the loop stops accepting (the kernel's backlog holds the
+    // rest) until one closes.
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let stopped = async move {
         let _ = stop.wait_for(|stop| *stop).await;
     };
     tokio::pin!(stopped);
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&connections).acquire_owned() => slot,
+            () = &mut stopped => break,
+        };
+        let Ok(slot) = slot else { break };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
@@ -268,6 +352,7 @@ async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Rec
                     tokio::spawn(async move {
                         // A client that goes away or times out ends its own connection only.
                         let _ = connection.await;
+                        drop(slot);
                     });
                 }
                 Err(err) => {
@@ -293,6 +378,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 /// a remote one is retried with backoff (readiness answers 503 meanwhile).
 async fn open_store(
     config: StoreConfig,
+    cosmos_max_concurrency: usize,
     handle: StoreHandle,
     metrics: Arc<Metrics>,
 ) -> Result<(), StoreError> {
@@ -307,7 +393,15 @@ async fn open_store(
                 tracing::info!(data_dir = %data_dir.display(), "embedded store open");
                 Ok(Arc::new(store) as SharedStore)
             }
-            StoreConfig::Cosmos(cosmos) => crate::store::cosmos::connect(cosmos).await,
+            StoreConfig::Cosmos(cosmos) => {
+                crate::store::cosmos::connect(cosmos).await.map(|store| {
+                    LimitedStore::wrap(
+                        store,
+                        cosmos_max_concurrency,
+                        crate::store::limited::SLOT_WAIT,
+                    )
+                })
+            }
         };
         match opened {
             Ok(store) => {
@@ -316,6 +410,7 @@ async fn open_store(
             }
             Err(err) if matches!(config, StoreConfig::Embedded { .. }) => return Err(err),
             Err(err) => {
+                handle.set_retrying();
                 tracing::warn!(error = %err, retry_in_ms = backoff.as_millis(), "store not reachable yet");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));

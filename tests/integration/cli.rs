@@ -180,7 +180,7 @@ async fn an_interrupted_submission_resumes_without_duplicates() {
     let app = App::standalone().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let site = "RESUME1";
-    let (file, bad) = csv_file(dir.path(), site, 30_000);
+    let (file, bad) = csv_file(dir.path(), site, 20_000);
     let file_arg = file.to_str().expect("utf-8");
     let mut first = mediflow(&["submit", "--quiet", "--url", &app.url(""), file_arg])
         .stdout(Stdio::null())
@@ -218,13 +218,13 @@ async fn an_interrupted_submission_resumes_without_duplicates() {
     );
     let partial = listed(&app, site).len();
     assert!(
-        partial < 30_000 - bad.len(),
+        partial < 20_000 - bad.len(),
         "the first run stored only part ({partial})"
     );
 
     let (code, stdout, stderr) = run(&["submit", "--url", &app.url(""), file_arg]);
     assert_eq!(code, 2, "{stdout}\n{stderr}");
-    assert_eq!(summary_value(&stdout, "accepted:"), 30_000 - bad.len());
+    assert_eq!(summary_value(&stdout, "accepted:"), 20_000 - bad.len());
     let records = listed(&app, site);
     let ids: HashSet<&str> = records
         .iter()
@@ -232,7 +232,7 @@ async fn an_interrupted_submission_resumes_without_duplicates() {
         .collect();
     assert_eq!(
         records.len(),
-        30_000 - bad.len(),
+        20_000 - bad.len(),
         "every accepted row stored once"
     );
     assert_eq!(ids.len(), records.len(), "no duplicate ids");
@@ -241,7 +241,7 @@ async fn an_interrupted_submission_resumes_without_duplicates() {
     let (code, stdout, _) = run(&["submit", "--quiet", "--url", &app.url(""), file_arg]);
     assert_eq!(
         (code, summary_value(&stdout, "accepted:")),
-        (2, 30_000 - bad.len())
+        (2, 20_000 - bad.len())
     );
     assert_eq!(listed(&app, site).len(), records.len());
 }

@@ -18,6 +18,7 @@ mod durability;
 mod functions_host;
 mod http_api;
 mod idempotency;
+mod pressure;
 mod properties;
 mod queue_trigger;
 mod soak;

@@ -2,10 +2,11 @@
 //! store) reads `mediflow-batches`, ingests, deletes, retries and poisons, across emulator
 //! outages, `kill -9` and SIGTERM. Plus the batch message's published JSON Schema.
 //!
-//! Store outages (retry, then poison after maxDequeueCount) use the Cosmos emulator's fault
-//! injection (`support::cosmos_emulator`).
+//! Store outages (nothing poisoned; the trigger pauses, then completes the batch) and the redrive
+//! of poisoned messages use the Cosmos emulator's fault injection (`support::cosmos_emulator`).
 
 use std::collections::HashSet;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -405,11 +406,21 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_doubles_nothing() {
         messages.push(id);
     }
     let mut app = app_on(azurite.connection_string()).await;
-    // Kill as soon as the trigger has completed something: it is busy with the next ones.
-    wait_until(Duration::from_secs(30), || async {
-        queue_metric(&app, "completed").await > 0
-    })
-    .await;
+    // Kill once the trigger has completed something and holds leased messages (the queue counts
+    // more messages than are visible). Ingestion is fast (16 batches in tens of milliseconds), so
+    // this checks without pausing: each check is two requests to Azurite.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no lease held within 30 s");
+        if queue_metric(&app, "completed").await == 0 {
+            continue;
+        }
+        // Peek shows at most 32 visible messages: below that it is the exact visible count.
+        let visible = queue.peek().await.len();
+        if visible < 32 && queue.count().await > i64::try_from(visible).unwrap_or(i64::MAX) {
+            break;
+        }
+    }
     app.kill_hard();
     let left = queue.count().await;
     assert!(
@@ -611,41 +622,140 @@ fn the_batch_message_schema_matches_the_decoder() {
     );
 }
 
-/// The store down (Cosmos emulator's fault injection): a message is released and retried after
-/// the visibilityTimeout and succeeds once the store is back; one that keeps failing goes to the
-/// poison queue on its maxDequeueCount-th (5th) attempt with nothing stored. The visibility
-/// timeout is shortened to 2 s through the Functions host's app-setting override (the same
-/// variable works under the host), so the test does not wait out four 30 s timeouts.
+/// Receives the only message of the batch queue `times` times without deleting it, as consumers
+/// that died would: its dequeue count is then `times`.
+async fn receive_and_abandon(azurite: &Azurite, times: usize) {
+    let consumer = handler::queue::client::BatchQueue::connect(
+        &handler::config::QueueConfig::Connection(handler::secret::Secret::new(
+            azurite.connection_string(),
+        )),
+        QUEUE,
+        true,
+    )
+    .await
+    .expect("queue client");
+    let mut receptions = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receptions < times {
+        assert!(Instant::now() < deadline, "the message never reappeared");
+        receptions += consumer
+            .receive(1, Duration::from_secs(1))
+            .await
+            .expect("receive")
+            .len();
+    }
+}
+
+/// An app on Cosmos and Azurite whose poison budget is short: `maxDequeueCount` 2 and a 1 s
+/// `visibilityTimeout` (the Functions host's app-setting overrides).
+async fn start_with_short_queue_settings(
+    azurite: &Azurite,
+    container: &crate::support::cosmos_emulator::CosmosContainer,
+) -> App {
+    let settings = [
+        (
+            "AzureFunctionsJobHost__extensions__queues__visibilityTimeout",
+            "00:00:01",
+        ),
+        (
+            "AzureFunctionsJobHost__extensions__queues__maxDequeueCount",
+            "2",
+        ),
+    ];
+    let options = container
+        .env()
+        .into_iter()
+        .chain(
+            settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+        .fold(
+            AppOptions::default().env("MEDIFLOW_QUEUE", azurite.connection_string()),
+            |options, (k, v)| options.env(&k, v),
+        );
+    App::start(options).await
+}
+
+/// The store down (Cosmos emulator's fault injection) for longer than the poison budget
+/// (`maxDequeueCount` 2 x `visibilityTimeout` 1 s, shortened through the Functions host's
+/// app-setting overrides): nothing is poisoned, the trigger stops receiving until the store
+/// answers, then the batch completes. A message that does reach the poison queue (here: received
+/// more than `maxDequeueCount` times by consumers that died) marks its batch `failed` with a
+/// reason, and `handler redrive` brings it back to completion.
 #[tokio::test]
-async fn store_outages_are_retried_then_poisoned_after_max_dequeue_count() {
+async fn a_store_outage_poisons_nothing_and_redrive_completes_what_was_poisoned() {
     let azurite = azurite().await;
     let cosmos = crate::support::cosmos_emulator::CosmosEmulator::dedicated();
     let container = cosmos.fresh_container().await;
-    let options = container.env().into_iter().fold(
-        AppOptions::default()
-            .env("MEDIFLOW_QUEUE", azurite.connection_string())
-            .env(
-                "AzureFunctionsJobHost__extensions__queues__visibilityTimeout",
-                "00:00:02",
-            ),
-        |options, (k, v)| options.env(&k, v),
-    );
-    let app = App::start(options).await;
     let (queue, poison) = (azurite.queue(QUEUE), azurite.queue(POISON));
-    let retried = |n: u64| {
-        let app = &app;
-        async move { queue_metric(app, "retried").await >= n }
-    };
 
-    // Down, then back: retried, then completed.
+    // A message whose earlier consumers died three times (dequeue count 3 > maxDequeueCount 2).
+    let (abandoned_id, abandoned) = batch(2, 0, "abandoned");
+    queue.send_json(&abandoned.to_string()).await;
+    receive_and_abandon(&azurite, 3).await;
+    let app = start_with_short_queue_settings(&azurite, &container).await;
+
+    // Poisoned on arrival: the batch says failed, and why.
+    wait_until(Duration::from_secs(60), || async {
+        report(&app, &abandoned_id)
+            .await
+            .is_some_and(|r| r["status"] == "failed")
+    })
+    .await;
+    let failed = report(&app, &abandoned_id).await.expect("report");
+    assert!(
+        failed["failure"]
+            .as_str()
+            .is_some_and(|f| f.contains(POISON)),
+        "{failed}"
+    );
+    assert_eq!(poison.count().await, 1);
+
+    // Redrive: back on the queue, ingested, completed.
+    let redrive = Command::new(crate::support::binary())
+        .arg("redrive")
+        .env_clear()
+        .env("MEDIFLOW_QUEUE", azurite.connection_string())
+        .output()
+        .expect("run handler redrive");
+    assert!(
+        redrive.status.success(),
+        "{}",
+        String::from_utf8_lossy(&redrive.stderr)
+    );
+    let reports = completed(
+        &app,
+        std::slice::from_ref(&abandoned_id),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(reports[0]["accepted"].as_u64(), Some(2));
+    assert!(reports[0].get("failure").is_none(), "{}", reports[0]);
+    assert_eq!(poison.count().await, 0, "the poison queue was emptied");
+
+    // An outage longer than the poison budget: the trigger pauses instead of burning attempts.
     cosmos.down().await;
-    let (recovered_id, recovered) = batch(3, 1, "recovered");
-    queue.send_json(&recovered.to_string()).await;
-    wait_until(Duration::from_secs(60), || retried(1)).await;
+    let (outage_id, outage) = batch(3, 1, "outage");
+    queue.send_json(&outage.to_string()).await;
+    let probes = |app: &App| {
+        app.logs()
+            .iter()
+            .filter(|l| l.contains("store still unavailable"))
+            .count()
+    };
+    // Five failed probes at doubling intervals (from 250 ms) span well over the 2 s budget.
+    wait_until(Duration::from_secs(60), || async { probes(&app) >= 5 }).await;
+    assert_eq!(
+        poison.count().await,
+        0,
+        "nothing was poisoned during the outage"
+    );
+    assert_eq!(queue.count().await, 1, "the batch waits on the queue");
     cosmos.up().await;
     let reports = completed(
         &app,
-        std::slice::from_ref(&recovered_id),
+        std::slice::from_ref(&outage_id),
         Duration::from_secs(60),
     )
     .await;
@@ -656,48 +766,5 @@ async fn store_outages_are_retried_then_poisoned_after_max_dequeue_count() {
         ),
         (Some(3), Some(1))
     );
-
-    // Down for good: retried maxDequeueCount - 1 times, then poisoned.
-    cosmos.down().await;
-    let (doomed_id, doomed) = batch(2, 0, "doomed");
-    let doomed_text = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(doomed.to_string())
-    };
-    queue.send_text(&doomed_text).await;
-    wait_until(Duration::from_secs(240), || async {
-        poison.count().await == 1
-    })
-    .await;
-    assert_eq!(
-        poison.peek().await,
-        vec![doomed_text],
-        "the original text is kept"
-    );
-    assert_eq!(queue.count().await, 0);
-    assert_eq!(queue_metric(&app, "poisoned").await, 1);
-    assert!(
-        queue_metric(&app, "retried").await >= 5,
-        "4 retries before the 5th, last attempt"
-    );
-    cosmos.up().await;
-    let missing = reqwest::get(app.url(&format!("/batches/{doomed_id}")))
-        .await
-        .expect("GET");
-    assert_eq!(
-        missing.status(),
-        StatusCode::NOT_FOUND,
-        "nothing of the poisoned batch was stored"
-    );
-    for index in 0..2 {
-        let id = handler::domain::RecordId::for_batch_item(doomed_id.parse().expect("uuid"), index);
-        let record = reqwest::get(app.url(&format!("/records/{id}")))
-            .await
-            .expect("GET");
-        assert_eq!(
-            record.status(),
-            StatusCode::NOT_FOUND,
-            "record {index} of the poisoned batch"
-        );
-    }
+    assert_eq!(poison.count().await, 0);
 }

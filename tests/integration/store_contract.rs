@@ -118,10 +118,11 @@ fn report(batch_id: BatchId, state: BatchState, record_ids: Vec<RecordId>) -> Ba
                 "patient_count",
                 "greater_than_equal",
                 "Input should be >= 1",
-                Value::from(0),
+                &Value::from(0),
             )],
         }],
         content_sha256: "0".repeat(64),
+        failure: None,
     }
 }
 

@@ -54,6 +54,15 @@ pub enum ApiError {
     /// 409: the `batch_id` was used before for different records.
     #[error("batch id reused with different records")]
     BatchConflict,
+    /// 429 with `Retry-After`: more requests are held than `maxOutstandingRequests` allows;
+    /// nothing was read or stored.
+    #[error("too many requests")]
+    TooManyRequests { retry_after: Duration },
+    /// 503 with `Retry-After`: the request outlived the request timeout and was abandoned; a
+    /// write may still have completed, so the outcome is unknown (a retry with the same
+    /// `Idempotency-Key` finds out safely).
+    #[error("request abandoned at the timeout")]
+    OutcomeUnknown { retry_after: Duration },
     /// 503 with `Retry-After`: the store is down or throttled; nothing was stored.
     #[error("store unavailable")]
     Unavailable { retry_after: Duration },
@@ -99,7 +108,10 @@ impl ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::IdempotencyConflict | Self::BatchConflict => StatusCode::CONFLICT,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } | Self::OutcomeUnknown { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -129,6 +141,12 @@ impl ApiError {
             Self::BatchConflict => {
                 "batch_id was already used for different records; choose a new batch_id"
             }
+            Self::TooManyRequests { .. } => {
+                "Too many requests in progress: nothing was stored, retry after the Retry-After delay"
+            }
+            Self::OutcomeUnknown { .. } => {
+                "The request took too long and was abandoned: it may or may not have been stored. Retry with the same Idempotency-Key to complete it safely"
+            }
             Self::Unavailable { .. } => {
                 "Service temporarily unavailable: nothing was stored, retry after the Retry-After delay"
             }
@@ -156,7 +174,9 @@ impl ApiError {
     /// Seconds for `Retry-After`, for the errors that have one.
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::Unavailable { retry_after } => Some(
+            Self::Unavailable { retry_after }
+            | Self::TooManyRequests { retry_after }
+            | Self::OutcomeUnknown { retry_after } => Some(
                 u64::try_from(retry_after.as_millis().div_ceil(1000))
                     .unwrap_or(u64::MAX)
                     .max(1),

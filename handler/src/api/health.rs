@@ -6,7 +6,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{AppState, VERSION};
+use super::{AppState, VERSION, admission};
+use crate::store::StoreHealth;
 
 /// Liveness: the process serves HTTP. Never touches the store.
 #[utoipa::path(get, path = "/health", tag = "operations", operation_id = "health",
@@ -15,7 +16,8 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok", "version": VERSION }))
 }
 
-/// Readiness: the store answers.
+/// Readiness: the store is open, still able to work ([`crate::store::RecordStore::health`]), and
+/// answers.
 #[utoipa::path(get, path = "/ready", tag = "operations", operation_id = "ready",
     responses(
         (status = 200, description = "Ready", body = crate::api::openapi::Readiness),
@@ -23,7 +25,10 @@ pub async fn health() -> Json<serde_json::Value> {
     ))]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let check = match state.store.get() {
-        Ok(store) => store.check().await.map_err(|e| e.to_string()),
+        Ok(store) => match store.health() {
+            StoreHealth::Ok => store.check().await.map_err(|e| e.to_string()),
+            StoreHealth::Failed(reason) => Err(reason),
+        },
         Err(_) => Err("store not open yet".to_owned()),
     };
     match check {
@@ -40,8 +45,15 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// The Functions host polls `GET /` until it gets any answer: answer at once.
-pub async fn host_ping() -> StatusCode {
+/// The Functions host polls `GET /` until it gets any answer and then starts invoking functions:
+/// answer once the store is open, so that no invocation meets a store still opening. The wait is
+/// bounded by [`admission::STARTUP_WAIT`] (20 s), inside the host's 30 s start-up limit
+/// (`HttpWorkerOptions.InitializationTimeout`); invocations after that wait for the store
+/// themselves.
+pub async fn host_ping(State(state): State<AppState>) -> StatusCode {
+    if !state.store.opened(admission::STARTUP_WAIT).await {
+        tracing::warn!("answering the host's ping before the store is open");
+    }
     StatusCode::OK
 }
 

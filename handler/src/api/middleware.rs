@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use super::AppState;
 use super::error::{ApiError, InternalErrorReason};
+use crate::metrics::{UNMATCHED_ROUTE, method_label};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -59,20 +60,21 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let started = Instant::now();
     let mut id_text = uuid::Uuid::encode_buffer();
     let request_id: &str = REQUEST_IDS.next().hyphenated().encode_lower(&mut id_text);
-    let method = request.method().clone();
+    // Log fields and metric labels from closed sets only (a client picks the method and path).
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let span =
-        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+        .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |p| p.as_str().to_owned());
+    let span = tracing::info_span!("request", request_id = %request_id, method, route = %route);
     let handled = tokio::time::timeout(REQUEST_TIMEOUT, next.run(request))
         .instrument(span.clone())
         .await;
-    // A handler that outlives the limit is abandoned: the client hears 503 and may retry (with an
-    // Idempotency-Key the retry cannot duplicate a write that finished late).
+    // A handler that outlives the limit is abandoned: its write may still complete, so the client
+    // hears that the outcome is unknown and retries with the same Idempotency-Key (which cannot
+    // duplicate a write that finished late).
     let mut response = handled.unwrap_or_else(|_| {
-        ApiError::Unavailable {
+        ApiError::OutcomeUnknown {
             retry_after: std::time::Duration::from_secs(1),
         }
         .into_response()
@@ -102,7 +104,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     });
     state
         .metrics
-        .observe_request(&route, method.as_str(), status.as_u16(), elapsed);
+        .observe_request(&route, method, status.as_u16(), elapsed);
     if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

@@ -1,6 +1,7 @@
 //! The HTTP transport: one router built from the function definitions, used by both hosts and by
 //! the tests. Handlers are thin adapters over [`crate::service`].
 
+pub mod admission;
 pub mod batches;
 pub mod error;
 pub mod extract;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub keys: Option<ApiKeys>,
     pub metrics: Arc<Metrics>,
     pub batches: BatchSink,
+    /// The in-flight and body-bytes budgets ([`admission`]).
+    pub admission: admission::Admission,
 }
 
 /// Which transport the router is for.
@@ -130,10 +133,16 @@ pub fn router(
             protected = protected.route(&trigger.path, handler);
         }
     }
-    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        middleware::require_api_key,
-    ));
+    // Auth first (an unauthenticated request costs nothing and holds nothing), then admission.
+    let protected = protected
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admission::admission,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::require_api_key,
+        ));
     let mut router = public.merge(protected);
     match host {
         Host::CustomHandler => router = router.route("/", get(health::host_ping)),

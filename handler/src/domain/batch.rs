@@ -75,7 +75,7 @@ impl BatchMessage {
                     "batch_id",
                     "missing",
                     "Field required",
-                    Value::Null,
+                    &Value::Null,
                 ));
                 None
             }
@@ -86,7 +86,7 @@ impl BatchMessage {
                         "batch_id",
                         "uuid_parsing",
                         "Input should be a valid UUID",
-                        raw,
+                        &raw,
                     ));
                 }
                 parsed
@@ -98,7 +98,7 @@ impl BatchMessage {
                     "records",
                     "missing",
                     "Field required",
-                    Value::Null,
+                    &Value::Null,
                 ));
                 None
             }
@@ -108,7 +108,7 @@ impl BatchMessage {
                         "records",
                         "too_short",
                         "List should have at least 1 item after validation, not 0",
-                        json!([]),
+                        &json!([]),
                     )
                     .with_ctx(json!({ "min_length": 1 })),
                 );
@@ -124,7 +124,7 @@ impl BatchMessage {
                             Self::MAX_RECORDS,
                             records.len()
                         ),
-                        Value::Null,
+                        &Value::Null,
                     )
                     .with_ctx(json!({ "max_length": Self::MAX_RECORDS })),
                 );
@@ -136,7 +136,7 @@ impl BatchMessage {
                     "records",
                     "list_type",
                     "Input should be a valid list",
-                    other,
+                    &other,
                 ));
                 None
             }
@@ -146,14 +146,15 @@ impl BatchMessage {
                 &name,
                 "extra_forbidden",
                 "Extra inputs are not permitted",
-                input,
+                &input,
             )
         }));
         match (batch_id, records) {
             (Some(batch_id), Some(records)) if errors.is_empty() => {
-                // Hash the canonical form (what goes on the queue), not the client's spelling, so
-                // key order or UUID case cannot make a redelivery look like a different batch.
-                let canonical = json!({ "batch_id": batch_id, "records": records }).to_string();
+                // Hash a canonical form, not the client's spelling: keys sorted at every depth and
+                // the UUID in one case, so neither can make a redelivery look like another batch.
+                let canonical =
+                    sorted_keys(&json!({ "batch_id": batch_id, "records": records })).to_string();
                 let content_sha256 = hex(&Sha256::digest(canonical.as_bytes()));
                 Ok(Self {
                     batch_id,
@@ -161,7 +162,7 @@ impl BatchMessage {
                     content_sha256,
                 })
             }
-            _ => Err(errors),
+            _ => Err(super::errors::cap_errors(errors)),
         }
     }
 
@@ -183,6 +184,23 @@ impl BatchMessage {
     }
 }
 
+/// `value` with the keys of every object, at every depth, in sorted order.
+fn sorted_keys(value: &Value) -> Value {
+    match value {
+        Value::Object(object) => {
+            let mut keys: Vec<&String> = object.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|key| (key.clone(), sorted_keys(&object[key])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
+        other => other.clone(),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
@@ -201,6 +219,9 @@ pub enum BatchState {
     Queued,
     /// Every record was judged: stored (accepted) or reported (rejected).
     Completed,
+    /// Ingestion gave up: the message is in the poison queue (`failure` says why). Redriving the
+    /// message (`handler redrive`) or submitting the same batch again completes it.
+    Failed,
 }
 
 /// A record of a batch that was not stored, with the error POST /records would have given.
@@ -225,6 +246,9 @@ pub struct BatchReport {
     pub rejected_records: Vec<RejectedRecord>,
     /// SHA-256 of the batch message's canonical JSON.
     pub content_sha256: String,
+    /// Why the batch failed (status `failed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 impl BatchReport {
@@ -239,6 +263,40 @@ impl BatchReport {
             record_ids: Vec::new(),
             rejected_records: Vec::new(),
             content_sha256: message.content_sha256.clone(),
+            failure: None,
         }
+    }
+
+    /// The report of a batch whose message went to the poison queue.
+    pub fn failed(message: &BatchMessage, failure: String) -> Self {
+        Self {
+            status: BatchState::Failed,
+            failure: Some(failure),
+            ..Self::queued(message)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::BatchMessage;
+
+    #[test]
+    fn the_hash_ignores_key_order_at_every_depth() {
+        let id = "6c1f3e1e-7d0a-4a55-9f6e-0d1b2c3d4e5f";
+        let one =
+            json!({"batch_id": id, "records": [{"a": 1, "b": {"x": [{"p": 1, "q": 2}], "y": 2}}]});
+        let other = json!({"records": [{"b": {"y": 2, "x": [{"q": 2, "p": 1}]}, "a": 1}], "batch_id": id.to_uppercase()});
+        let different =
+            json!({"batch_id": id, "records": [{"a": 1, "b": {"x": [{"p": 2, "q": 1}], "y": 2}}]});
+        let hash = |v| {
+            BatchMessage::from_value(v)
+                .expect("valid envelope")
+                .content_sha256
+        };
+        assert_eq!(hash(one.clone()), hash(other));
+        assert_ne!(hash(one), hash(different));
     }
 }

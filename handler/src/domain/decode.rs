@@ -18,11 +18,61 @@ pub const FIELDS: [&str; 6] = [
     "notes",
 ];
 
+/// The most JSON values a record body may hold before it is refused unparsed. A record has six
+/// scalar fields; a body of hundreds of thousands of tiny values would cost ~40 times its size as
+/// a parsed tree, so it is refused (`too_many_values`) before a tree is built.
+pub const MAX_BODY_VALUES: usize = 4096;
+
 /// Decodes a request body (raw bytes) into a submission.
 pub fn record_from_slice(body: &[u8]) -> Result<NewRecord, Vec<FieldError>> {
+    if more_values_than(body, MAX_BODY_VALUES) {
+        // Checking the syntax allocates nothing; a broken body still gets its `json_invalid`.
+        return Err(vec![
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Err(err) => json_invalid(body, &err),
+                Ok(_) => FieldError {
+                    kind: "too_many_values".into(),
+                    loc: vec![Value::from("body")],
+                    msg: format!(
+                        "The body holds more than {MAX_BODY_VALUES} JSON values; a record has six fields"
+                    ),
+                    input: Some(super::errors::echo_prefix(body)),
+                    ctx: Some(json!({ "max_values": MAX_BODY_VALUES })),
+                },
+            },
+        ]);
+    }
     let value: Value =
         serde_json::from_slice(body).map_err(|err| vec![json_invalid(body, &err)])?;
     record_from_value(&value)
+}
+
+/// Whether `body` holds more than `limit` JSON values, counted without parsing: each `,`, `[`
+/// and `{` outside a string starts at most one more value. Stops at the first byte past the limit.
+fn more_values_than(body: &[u8], limit: usize) -> bool {
+    let (mut count, mut in_string, mut escaped) = (0_usize, false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b',' | b'[' | b'{' => {
+                count += 1;
+                if count > limit {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The 422 item for a body that is not JSON. `loc` carries the byte offset of the error, as the
@@ -57,7 +107,7 @@ pub fn record_from_value(value: &Value) -> Result<NewRecord, Vec<FieldError>> {
             kind: "model_attributes_type".into(),
             loc: vec![Value::from("body")],
             msg: "Input should be a valid dictionary or object to extract fields from".to_owned(),
-            input: Some(value.clone()),
+            input: Some(super::errors::echo(value)),
             ctx: None,
         }]);
     };
@@ -115,7 +165,7 @@ pub fn record_from_value(value: &Value) -> Result<NewRecord, Vec<FieldError>> {
             patient_count,
             notes,
         }),
-        _ => Err(errors),
+        _ => Err(super::errors::cap_errors(errors)),
     }
 }
 
@@ -129,12 +179,7 @@ fn required_then<T>(
 ) -> Option<T> {
     match object.get(name) {
         None => {
-            errors.push(FieldError::body(
-                name,
-                "missing",
-                "Field required",
-                body.clone(),
-            ));
+            errors.push(FieldError::body(name, "missing", "Field required", body));
             None
         }
         Some(found) => collect(errors, decode(found)),
@@ -154,7 +199,7 @@ fn unknown_fields(object: &Map<String, Value>) -> impl Iterator<Item = FieldErro
                 name,
                 "extra_forbidden",
                 "Extra inputs are not permitted",
-                input.clone(),
+                input,
             )
         })
 }
@@ -165,7 +210,7 @@ fn string<'a>(field: &str, value: &'a Value) -> Result<&'a str, FieldError> {
             field,
             "string_type",
             "Input should be a valid string",
-            value.clone(),
+            value,
         )
     })
 }
@@ -176,7 +221,7 @@ fn too_short(field: &str, value: &Value, min: u64) -> FieldError {
         field,
         "string_too_short",
         format!("String should have at least {min} character{plural}"),
-        value.clone(),
+        value,
     )
     .with_ctx(json!({ "min_length": min }))
 }
@@ -186,7 +231,7 @@ fn too_long(field: &str, value: &Value, max: u64) -> FieldError {
         field,
         "string_too_long",
         format!("String should have at most {max} characters"),
-        value.clone(),
+        value,
     )
     .with_ctx(json!({ "max_length": max }))
 }
@@ -201,7 +246,7 @@ fn not_one_of(field: &str, value: &Value, names: &[&str]) -> FieldError {
         field,
         "literal_error",
         format!("Input should be {expected}"),
-        value.clone(),
+        value,
     )
     .with_ctx(json!({ "expected": expected }))
 }
@@ -215,7 +260,7 @@ fn decode_site_id(value: &Value) -> Result<SiteId, FieldError> {
             FIELD,
             "string_pattern_mismatch",
             "String should match pattern '^[A-Za-z0-9]{3,20}$'",
-            value.clone(),
+            value,
         )
         .with_ctx(json!({ "pattern": "^[A-Za-z0-9]{3,20}$" })),
     })
@@ -240,7 +285,7 @@ fn decode_submission_date(value: &Value) -> Result<SubmissionDate, FieldError> {
             FIELD,
             "date_type",
             "Input should be a valid date in the format YYYY-MM-DD",
-            value.clone(),
+            value,
         ));
     };
     SubmissionDate::parse(raw).map_err(|_| {
@@ -248,7 +293,7 @@ fn decode_submission_date(value: &Value) -> Result<SubmissionDate, FieldError> {
             FIELD,
             "date_parsing",
             "Input should be a valid calendar date in the format YYYY-MM-DD",
-            value.clone(),
+            value,
         )
     })
 }
@@ -262,15 +307,10 @@ fn decode_patient_count(value: &Value) -> Result<PatientCount, FieldError> {
                 FIELD,
                 "int_from_float",
                 "Input should be a valid integer, got a number with a fractional part",
-                value.clone(),
+                value,
             )
         } else {
-            FieldError::body(
-                FIELD,
-                "int_type",
-                "Input should be a valid integer",
-                value.clone(),
-            )
+            FieldError::body(FIELD, "int_type", "Input should be a valid integer", value)
         });
     };
     PatientCount::parse(raw).map_err(|violation| match violation {
@@ -278,14 +318,14 @@ fn decode_patient_count(value: &Value) -> Result<PatientCount, FieldError> {
             FIELD,
             "greater_than_equal",
             "Input should be greater than or equal to 1",
-            value.clone(),
+            value,
         )
         .with_ctx(json!({ "ge": PatientCount::MIN })),
         _ => FieldError::body(
             FIELD,
             "less_than_equal",
             "Input should be less than or equal to 10000",
-            value.clone(),
+            value,
         )
         .with_ctx(json!({ "le": PatientCount::MAX })),
     })
@@ -640,6 +680,75 @@ mod tests {
             let again = serde_json::to_string(&record_from_value(&body).expect_err("invalid"))
                 .expect("json");
             assert_eq!(first, again);
+        }
+    }
+
+    #[test]
+    fn bodies_of_many_values_are_refused_before_a_tree_is_built() {
+        let zeros = format!("{{\"x\":[{}0]}}", "0,".repeat(500_000));
+        let fields = format!(
+            "{{{}\"last\":0}}",
+            (0..25_000).fold(String::new(), |mut out, i| {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\"f{i}\":0,");
+                out
+            })
+        );
+        let broken = format!("[{}", "0,".repeat(10_000));
+        let commas_in_notes = with("notes", json!(",".repeat(500))).to_string();
+        for (body, kind, what) in [
+            (
+                zeros.as_str(),
+                Some("too_many_values"),
+                "an array of 500,000 zeros",
+            ),
+            (
+                fields.as_str(),
+                Some("too_many_values"),
+                "25,000 unknown fields",
+            ),
+            (
+                broken.as_str(),
+                Some("json_invalid"),
+                "broken JSON is still json_invalid",
+            ),
+            (
+                commas_in_notes.as_str(),
+                None,
+                "commas inside a string are not values",
+            ),
+        ] {
+            let result = record_from_slice(body.as_bytes());
+            match kind {
+                None => assert!(result.is_ok(), "{what}: {result:?}"),
+                Some(kind) => {
+                    let errors = result.expect_err(what);
+                    assert_eq!(errors.len(), 1, "{what}");
+                    assert_eq!(errors[0].kind, kind, "{what}");
+                    let text = serde_json::to_string(&errors).expect("json");
+                    assert!(
+                        text.len() < 1024,
+                        "{what}: the error echoes {} bytes",
+                        text.len()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn error_answers_stay_small_whatever_the_body() {
+        let long = "x".repeat(200_000);
+        let bodies = [
+            json!({"site_id": long, "trial_phase": long, "submission_date": long,
+                   "status": long, "patient_count": long, "notes": long}),
+            json!({ long.clone(): 1 }),
+            json!({"x": vec![long.as_str(); 4]}),
+        ];
+        for body in bodies {
+            let errors = record_from_slice(body.to_string().as_bytes()).expect_err("invalid");
+            let text = serde_json::to_string(&json!({ "detail": errors })).expect("json");
+            assert!(text.len() <= 64 * 1024, "{} bytes", text.len());
         }
     }
 }

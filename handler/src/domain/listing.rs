@@ -233,8 +233,12 @@ impl ListQuery {
     }
 }
 
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "every caller builds the value in place; the error echoes a bounded copy of it"
+)]
 fn query_error(name: &str, kind: &'static str, msg: impl Into<String>, input: Value) -> FieldError {
-    let mut error = FieldError::body(name, kind, msg, input);
+    let mut error = FieldError::body(name, kind, msg, &input);
     error.loc[0] = Value::from("query");
     error
 }

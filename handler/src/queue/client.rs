@@ -98,6 +98,8 @@ struct Inner {
     endpoint: String,
     auth: AuthKind,
     base64: bool,
+    /// How long poison messages are kept; `None`: never expire.
+    poison_retention: Option<std::time::Duration>,
 }
 
 /// The batch queue and its poison queue. Cheap to clone.
@@ -182,6 +184,7 @@ impl BatchQueue {
             endpoint,
             auth,
             base64,
+            poison_retention: None,
         };
         tracing::info!(endpoint = %inner.endpoint, queue = %inner.queue_name, auth = ?inner.auth, "batch queue configured");
         Ok(Self {
@@ -210,7 +213,14 @@ impl BatchQueue {
         } else {
             json
         };
-        self.send_text(&self.inner.queue, "send", text).await
+        self.send_text(
+            &self.inner.queue,
+            "send",
+            text,
+            std::time::Duration::ZERO,
+            None,
+        )
+        .await
     }
 
     /// Receives up to `max` messages (1..=32), each invisible to others for `lease`.
@@ -219,38 +229,47 @@ impl BatchQueue {
         max: u32,
         lease: std::time::Duration,
     ) -> Result<Vec<Received>, QueueError> {
-        let options = QueueClientReceiveMessagesOptions {
-            number_of_messages: Some(i32::try_from(max.clamp(1, 32)).unwrap_or(32)),
-            visibility_timeout: Some(seconds(lease)),
-            ..Default::default()
-        };
-        let response = self
-            .inner
-            .queue
-            .receive_messages(Some(options))
-            .await
-            .map_err(|e| QueueError::new("receive", &e))?;
-        let messages = response
-            .into_model()
-            .map_err(|e| QueueError::new("receive", &e))?;
-        Ok(messages
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|m| {
-                Some(Received {
-                    id: m.message_id?,
-                    pop_receipt: m.pop_receipt?,
-                    dequeue_count: m
-                        .dequeue_count
-                        .and_then(|c| u32::try_from(c).ok())
-                        .unwrap_or(1),
-                    text: m.message_text.unwrap_or_default(),
-                })
-            })
-            .collect())
+        receive_from(&self.inner.queue, max, lease).await
     }
+}
 
+/// Receives up to `max` messages (1..=32) of `queue`, each invisible to others for `lease`.
+async fn receive_from(
+    queue: &QueueClient,
+    max: u32,
+    lease: std::time::Duration,
+) -> Result<Vec<Received>, QueueError> {
+    let options = QueueClientReceiveMessagesOptions {
+        number_of_messages: Some(i32::try_from(max.clamp(1, 32)).unwrap_or(32)),
+        visibility_timeout: Some(seconds(lease)),
+        ..Default::default()
+    };
+    let response = queue
+        .receive_messages(Some(options))
+        .await
+        .map_err(|e| QueueError::new("receive", &e))?;
+    let messages = response
+        .into_model()
+        .map_err(|e| QueueError::new("receive", &e))?;
+    Ok(messages
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| {
+            Some(Received {
+                id: m.message_id?,
+                pop_receipt: m.pop_receipt?,
+                dequeue_count: m
+                    .dequeue_count
+                    .and_then(|c| u32::try_from(c).ok())
+                    .unwrap_or(1),
+                text: m.message_text.unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
+impl BatchQueue {
     /// Deletes a handled message. A message already gone (or taken over) is not an error.
     pub async fn delete(&self, message: &Received) -> Result<(), QueueError> {
         match self
@@ -284,14 +303,82 @@ impl BatchQueue {
         }
     }
 
-    /// Moves a message to the poison queue: its original text is added there (creating the
-    /// queue if needed, as the Functions host does), then it is deleted here. A crash between
-    /// the two leaves a copy in both, never in neither.
-    pub async fn poison(&self, message: &Received) -> Result<(), QueueError> {
+    /// Puts a fresh copy of a message back on the queue, visible after `delay`, and deletes the
+    /// original: the copy's dequeue count starts again (an attempt that failed because the store
+    /// was down does not count toward poisoning). A crash between the two leaves two copies
+    /// (ingestion is idempotent), never none.
+    pub async fn requeue(
+        &self,
+        message: &Received,
+        delay: std::time::Duration,
+    ) -> Result<(), QueueError> {
+        self.send_text(
+            &self.inner.queue,
+            "requeue",
+            message.text.clone(),
+            delay,
+            None,
+        )
+        .await?;
+        self.delete(message).await
+    }
+
+    /// Receives up to `max` messages of the poison queue, each invisible to others for `lease`.
+    pub async fn receive_poison(
+        &self,
+        max: u32,
+        lease: std::time::Duration,
+    ) -> Result<Vec<Received>, QueueError> {
+        receive_from(&self.inner.poison, max, lease).await
+    }
+
+    /// Moves a message received from the poison queue back to the batch queue (redrive): added
+    /// there with a fresh dequeue count, then deleted from the poison queue.
+    pub async fn redrive(&self, message: &Received) -> Result<(), QueueError> {
+        self.send_text(
+            &self.inner.queue,
+            "redrive",
+            message.text.clone(),
+            std::time::Duration::ZERO,
+            None,
+        )
+        .await?;
         match self
-            .send_text(&self.inner.poison, "poison", message.text.clone())
+            .inner
+            .poison
+            .delete_message(&message.id, &message.pop_receipt, None)
             .await
         {
+            Ok(_) => Ok(()),
+            Err(e) => ignore_gone(QueueError::new("delete poison", &e)),
+        }
+    }
+
+    /// Sets how long poison messages this client writes are kept (`MEDIFLOW_POISON_RETENTION_DAYS`).
+    #[must_use]
+    pub fn with_poison_retention(mut self, retention: std::time::Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.poison_retention = Some(retention);
+        }
+        self
+    }
+
+    /// Moves a message to the poison queue: its original text is added there (creating the
+    /// queue if needed, as the Functions host does), then it is deleted here. A crash between
+    /// the two leaves a copy in both, never in neither. The copy is kept for the poison
+    /// retention (`MEDIFLOW_POISON_RETENTION_DAYS`).
+    pub async fn poison(&self, message: &Received) -> Result<(), QueueError> {
+        let retention = self.inner.poison_retention;
+        let send = || {
+            self.send_text(
+                &self.inner.poison,
+                "poison",
+                message.text.clone(),
+                std::time::Duration::ZERO,
+                retention,
+            )
+        };
+        match send().await {
             Err(err) if err.status == Some(404) => {
                 match self.inner.poison.create(None).await {
                     Ok(_) => {}
@@ -299,29 +386,32 @@ impl BatchQueue {
                     Err(e) => return Err(QueueError::new("create poison queue", &e)),
                 }
                 tracing::info!(queue = %self.inner.poison_name, "poison queue created");
-                self.send_text(&self.inner.poison, "poison", message.text.clone())
-                    .await?;
+                send().await?;
             }
             other => other?,
         }
         self.delete(message).await
     }
 
+    /// Adds a message, visible after `delay`, kept for `ttl` (`None`: never expires).
     async fn send_text(
         &self,
         queue: &QueueClient,
         operation: &'static str,
         text: String,
+        delay: std::time::Duration,
+        ttl: Option<std::time::Duration>,
     ) -> Result<(), QueueError> {
         let content = QueueMessage {
             message_text: Some(text),
         }
         .try_into()
         .map_err(|e| QueueError::new(operation, &e))?;
-        // Messages never expire (-1), as the Functions host's poison messages and Terraform's
-        // producers expect: nothing is lost silently after the 7-day default.
+        // Batch messages never expire (-1), as Terraform's producers expect: nothing is lost
+        // silently after the 7-day default. Poison messages are kept for the poison retention.
         let options = QueueClientSendMessageOptions {
-            message_time_to_live: Some(-1),
+            message_time_to_live: Some(ttl.map_or(-1, seconds)),
+            visibility_timeout: (!delay.is_zero()).then(|| seconds(delay)),
             ..Default::default()
         };
         queue

@@ -85,6 +85,27 @@ impl BatchSink {
     }
 }
 
+/// How long a message being redriven is hidden from other redrives.
+const REDRIVE_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Moves every message of the poison queue back to the batch queue (a fresh dequeue count);
+/// returns how many were moved. Each message is added there before it is deleted here, so a
+/// failure part-way leaves a copy in both (ingestion is idempotent), never in neither.
+pub async fn redrive(queue: &client::BatchQueue) -> Result<usize, client::QueueError> {
+    let mut moved = 0;
+    loop {
+        let messages = queue.receive_poison(32, REDRIVE_LEASE).await?;
+        if messages.is_empty() {
+            return Ok(moved);
+        }
+        for message in &messages {
+            queue.redrive(message).await?;
+            moved += 1;
+        }
+        tracing::info!(moved, queue = %queue.poison_queue_name(), "poison messages redriven");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -15,12 +15,18 @@
 //!   already used for different records) goes to the poison queue at once instead of after
 //!   `maxDequeueCount` tries: retrying cannot change the outcome, and nothing is lost (the poison
 //!   queue keeps the original text).
+//! - A store outage poisons nothing: an attempt that fails because the store is unavailable puts
+//!   a fresh copy of the message back (its dequeue count starts again) and the trigger stops
+//!   receiving until the store answers its check again.
+//! - A batch whose message goes to the poison queue is marked `failed` with the reason (GET
+//!   /batches/{id} shows it); `handler redrive` moves poison messages back.
 //! - Queue errors (the service unreachable) are logged and backed off; the loop never ends on its
 //!   own. When `stop` turns true it receives nothing more, finishes what is in flight, and returns.
 //!
 //! Logs carry the message id, dequeue count and batch id, never the message content.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -28,6 +34,7 @@ use tokio::task::JoinSet;
 
 use super::QueueSettings;
 use super::client::{BatchQueue, Received};
+use crate::domain::BatchMessage;
 use crate::metrics::Metrics;
 use crate::service::batches::{self, MessageOutcome as Outcome};
 use crate::service::{ServiceError, StoreHandle};
@@ -49,6 +56,8 @@ enum Verdict {
     Delete,
     Release,
     Poison,
+    /// A fresh copy back on the queue after `visibilityTimeout` (the store was unavailable).
+    Requeue,
 }
 
 /// The failure side of the rule: `DequeueCount >= maxDequeueCount` → poison, else release.
@@ -71,9 +80,16 @@ struct Context {
     settings: QueueSettings,
     store: StoreHandle,
     metrics: Arc<Metrics>,
+    /// Set when an attempt failed because the store was unavailable; cleared when its check
+    /// passes again. While set, nothing is received.
+    store_down: AtomicBool,
 }
 
 /// Runs the queue trigger until `stop` turns true, then finishes in-flight messages.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one loop owns the receive state (delay, in-flight set, store waits); pieces of it apart would share all of it"
+)]
 pub async fn run(
     queue: BatchQueue,
     settings: QueueSettings,
@@ -97,6 +113,7 @@ pub async fn run(
         settings,
         store,
         metrics,
+        store_down: AtomicBool::new(false),
     });
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let mut delay = Duration::ZERO;
@@ -127,6 +144,26 @@ pub async fn run(
             continue;
         }
         waiting_for_store = false;
+        if context.store_down.load(Ordering::SeqCst) {
+            if store_answers(&context.store).await {
+                tracing::info!("the store answers again: receiving batch messages");
+                context.store_down.store(false, Ordering::SeqCst);
+                delay = Duration::ZERO;
+            } else {
+                delay = (delay * 2).clamp(
+                    Duration::from_millis(250),
+                    max_poll.max(Duration::from_secs(5)),
+                );
+                tracing::info!(
+                    retry_in_ms = delay.as_millis(),
+                    "store still unavailable: not receiving batch messages"
+                );
+                if !pause(&mut stop, delay).await {
+                    break;
+                }
+                continue;
+            }
+        }
         let received =
             tokio::time::timeout(RECEIVE_TIMEOUT, context.queue.receive(batch_size, LEASE)).await;
         match received {
@@ -171,6 +208,14 @@ pub async fn run(
     tracing::info!("queue trigger stopped");
 }
 
+/// Whether the store is open, healthy and answers its check.
+async fn store_answers(store: &StoreHandle) -> bool {
+    match store.get() {
+        Ok(store) => store.health() == crate::store::StoreHealth::Ok && store.check().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// Sleeps for `delay`; `false` when asked to stop meanwhile.
 async fn pause(stop: &mut watch::Receiver<bool>, delay: Duration) -> bool {
     tokio::select! {
@@ -191,6 +236,14 @@ async fn handle(context: Arc<Context>, mut message: Received) {
     if poisoned_on_arrival(message.dequeue_count, max) {
         tracing::warn!(message_id = %message.id, dequeue_count = message.dequeue_count, max_dequeue_count = max,
             "batch message exceeded maxDequeueCount: moving it to the poison queue unprocessed");
+        if let Ok(batch) = batches::decode_message(&message.text, context.queue.base64()) {
+            let failure = format!(
+                "ingestion was abandoned {} times (the consumer stopped); the message is in {}",
+                message.dequeue_count - 1,
+                context.queue.poison_queue_name()
+            );
+            mark_failed(&context, &batch, failure).await;
+        }
         finish(&context, &message, Verdict::Poison, Outcome::Poisoned).await;
         return;
     }
@@ -221,10 +274,23 @@ async fn handle(context: Arc<Context>, mut message: Received) {
                 "batch_id already used for different records: moving the message to the poison queue");
             (Verdict::Poison, Outcome::Invalid)
         }
+        // Transient, and the store does not answer its check either: an outage, not one busy call.
+        Err(err) if err.is_transient() && !store_answers(&context.store).await => {
+            tracing::warn!(%batch_id, message_id = %message.id, dequeue_count = message.dequeue_count,
+                error = %err, "store unavailable: the batch goes back on the queue (not counted toward poisoning); receiving pauses until the store answers");
+            context.store_down.store(true, Ordering::SeqCst);
+            (Verdict::Requeue, Outcome::Retried)
+        }
         Err(err) => match after_failure(message.dequeue_count, max) {
             Verdict::Poison => {
                 tracing::warn!(%batch_id, message_id = %message.id, dequeue_count = message.dequeue_count, error = %err,
                     "batch failed maxDequeueCount times: moving it to the poison queue");
+                let failure = format!(
+                    "ingestion failed {} times; the message is in {}",
+                    message.dequeue_count,
+                    context.queue.poison_queue_name()
+                );
+                mark_failed(&context, &batch, failure).await;
                 (Verdict::Poison, Outcome::Poisoned)
             }
             verdict => {
@@ -235,6 +301,18 @@ async fn handle(context: Arc<Context>, mut message: Received) {
         },
     };
     finish(&context, &message, verdict, outcome).await;
+}
+
+/// Marks a poisoned batch `failed` (best effort: a store that cannot take it leaves the batch
+/// `queued`, and the message is in the poison queue either way).
+async fn mark_failed(context: &Context, batch: &BatchMessage, failure: String) {
+    let marked = match context.store.get() {
+        Ok(store) => batches::mark_failed(store.as_ref(), batch, failure).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = marked {
+        tracing::warn!(batch_id = %batch.batch_id, error = %err, "cannot mark the poisoned batch failed");
+    }
 }
 
 /// Runs `work` while renewing the message's lease every third of [`LEASE`].
@@ -269,6 +347,12 @@ async fn finish(context: &Context, message: &Received, verdict: Verdict, outcome
             .await
             .map(|_| ()),
         Verdict::Poison => context.queue.poison(message).await,
+        Verdict::Requeue => {
+            context
+                .queue
+                .requeue(message, context.settings.visibility_timeout)
+                .await
+        }
     };
     if let Err(err) = done {
         tracing::warn!(message_id = %message.id, error = %err, ?verdict,

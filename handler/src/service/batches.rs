@@ -100,6 +100,12 @@ pub async fn accept(
         });
     }
     let message = BatchMessage::from_slice(body).map_err(ServiceError::Invalid)?;
+    // The limit is the queue's: it applies to the message as queued, not as the client spelled it.
+    if message.to_json().len() > BatchMessage::MAX_JSON_BYTES {
+        return Err(ServiceError::BatchTooLarge {
+            limit: BatchMessage::MAX_JSON_BYTES,
+        });
+    }
     let stored = store.insert_batch(BatchReport::queued(&message)).await?;
     if stored.content_sha256 != message.content_sha256 {
         return Err(ServiceError::BatchConflict);
@@ -107,6 +113,12 @@ pub async fn accept(
     let accepted = match stored.status {
         BatchState::Queued => Accepted::Enqueue(stored),
         BatchState::Completed => Accepted::AlreadyCompleted(stored),
+        // Submitting a failed batch again queues it again.
+        BatchState::Failed => {
+            let queued = BatchReport::queued(&message);
+            store.put_batch(queued.clone()).await?;
+            Accepted::Enqueue(queued)
+        }
     };
     Ok((message, accepted))
 }
@@ -211,6 +223,28 @@ fn report(
         record_ids,
         rejected_records,
         content_sha256: content_sha256.to_owned(),
+        failure: None,
+    }
+}
+
+/// Records that a batch's message went to the poison queue: its report says `failed` and why.
+/// A batch already completed (a copy of its message was poisoned after it was ingested) or
+/// registered for other records keeps its report.
+pub async fn mark_failed(
+    store: &dyn RecordStore,
+    message: &BatchMessage,
+    failure: String,
+) -> Result<(), ServiceError> {
+    match store.get_batch(message.batch_id).await? {
+        Some(stored)
+            if stored.status == BatchState::Completed
+                || stored.content_sha256 != message.content_sha256 =>
+        {
+            Ok(())
+        }
+        _ => Ok(store
+            .put_batch(BatchReport::failed(message, failure))
+            .await?),
     }
 }
 

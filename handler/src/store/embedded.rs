@@ -392,6 +392,8 @@ fn run_writer(
                 Err(_) => break,
             }
         }
+        #[cfg(feature = "fault-injection")]
+        crate::fault::writer_group_committing();
         seq += 1;
         write_group(shared, &mut journal, applier, seq, group);
     }

@@ -13,6 +13,7 @@ use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
 pub mod cosmos;
 pub mod embedded;
 mod embedded_site_index;
+pub mod limited;
 pub mod observed;
 
 /// What happened to an insert.
@@ -48,12 +49,12 @@ impl StoreError {
     }
 }
 
-/// Whether a backend can still work at all (as opposed to one failed call).
+/// Whether a store can still work at all (as opposed to a passing failure of one call).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreHealth {
     Ok,
-    /// The backend can no longer work (a writer thread gone, a latched I/O error); the reason is
-    /// for operators.
+    /// The backend can no longer work (writer thread gone, latched I/O error): readiness fails
+    /// and the process exits non-zero so that it is restarted. The reason is for operators.
     Failed(String),
 }
 
@@ -107,7 +108,7 @@ pub trait RecordStore: Send + Sync + 'static {
     /// Succeeds when the store can serve requests (readiness).
     async fn check(&self) -> Result<(), StoreError>;
 
-    /// Whether the backend can still work; `check` is readiness, this is liveness.
+    /// Whether the backend can still work; checked by readiness and by the server's watchdog.
     fn health(&self) -> StoreHealth {
         StoreHealth::Ok
     }

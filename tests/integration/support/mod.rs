@@ -52,6 +52,29 @@ impl LogBook {
         book
     }
 
+    /// Starts `command` with its stdout and stderr collected.
+    pub fn spawn(command: &mut Command) -> (Child, Arc<Self>) {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start handler");
+        let streams = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (child, Self::collect(streams))
+    }
+
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().expect("logs").clone()
     }
@@ -165,6 +188,24 @@ impl AppOptions {
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_handler");
 
+/// The program a test starts: [`BINARY`], or `MEDIFLOW_TEST_BINARY` when set, a launcher that runs
+/// another build of the handler with the same environment (the arm64 stage of scripts/test.sh
+/// points it at the arm64 binary booted in an emulated machine: scripts/arm64-guest.sh).
+pub fn binary() -> String {
+    std::env::var("MEDIFLOW_TEST_BINARY").unwrap_or_else(|_| BINARY.to_owned())
+}
+
+/// Extra seconds a start may take on top of the usual deadlines: `MEDIFLOW_TEST_START_SLACK_SECS`
+/// (an emulated machine boots before the handler starts), 0 by default.
+fn start_slack() -> Duration {
+    Duration::from_secs(
+        std::env::var("MEDIFLOW_TEST_START_SLACK_SECS")
+            .ok()
+            .and_then(|secs| secs.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
 impl App {
     /// Starts the binary on port 0 and waits for its `listening` line (and `/ready` unless
     /// told not to).
@@ -187,33 +228,24 @@ impl App {
         env.insert("LOG_FORMAT".into(), "json".into());
         match options.hosting {
             Hosting::Standalone => env.insert("MEDIFLOW_ADDR".into(), "127.0.0.1:0".into()),
-            Hosting::CustomHandler => env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), "0".into()),
+            Hosting::CustomHandler => {
+                // Without a key file the handler refuses to start under the Functions host unless
+                // told so; a test that sets a key file gets auth.
+                env.insert("MEDIFLOW_AUTH".into(), "off".into());
+                env.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into(), "0".into())
+            }
         };
         env.extend(options.env);
-        let mut child = Command::new(BINARY)
-            .env_clear()
-            .envs(std::env::vars().filter(|(k, _)| k == "PATH" || k.starts_with("AZURE_COSMOS_")))
-            .envs(&env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start handler");
-        let streams = [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let logs = LogBook::collect(streams);
+        let (mut child, logs) = LogBook::spawn(
+            Command::new(binary())
+                .env_clear()
+                .envs(
+                    std::env::vars().filter(|(k, _)| k == "PATH" || k.starts_with("AZURE_COSMOS_")),
+                )
+                .envs(&env),
+        );
         let listening = logs
-            .wait_for(Duration::from_secs(20), |lines| {
+            .wait_for(Duration::from_secs(20) + start_slack(), |lines| {
                 lines.iter().find_map(|l| listening_line(l))
             })
             .await;
