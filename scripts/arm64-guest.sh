@@ -171,7 +171,7 @@ free_port() {
 
 run() {
   [[ -f "$state/initramfs.cpio" && -f "$state/vmlinuz" ]] || die "run scripts/arm64-guest.sh prepare first"
-  local work guest_env forwards=() rewrites=() name value host_port data_dir disk
+  local work guest_env forwards=() rewrites=() name value host_port data_dir disk host_loopback=0
   work="$(mktemp -d)"
   guest_env="$work/root/guest.env"
   mkdir -p "$work/root"
@@ -190,6 +190,7 @@ run() {
     case "$name" in
       PATH | PWD | SHLVL | _ | OLDPWD | MEDIFLOW_ARM64_GUEST_DIR) continue ;;
       MEDIFLOW_ADDR)
+        [[ "$value" == 127.* || "$value" == "[::1]"* || "$value" == localhost:* ]] && host_loopback=1
         forward "$value" 8080
         rewrites+=("s/0\.0\.0\.0:8080/127.0.0.1:$host_port/g")
         value=0.0.0.0:8080 ;;
@@ -215,6 +216,12 @@ run() {
     esac
     printf "export %s='%s'\n" "$name" "${value//\'/\'\\\'\'}" >>"$guest_env"
   done < <(env -0)
+  # The guest binds 0.0.0.0, but only the host's loopback forward reaches it: a test that runs the
+  # handler without keys on loopback gets the same fail-closed verdict as natively (allowed), said
+  # explicitly, since inside the guest the address is not loopback.
+  if [[ "${host_loopback:-0}" == 1 && -z "${MEDIFLOW_API_KEYS_FILE:-}" && -z "${MEDIFLOW_AUTH:-}" ]]; then
+    printf "export MEDIFLOW_AUTH='off'\n" >>"$guest_env"
+  fi
   printf 'GUEST_ARGS=%q\n' "$*" >>"$guest_env"
 
   local drive=()
