@@ -36,6 +36,6 @@ filter='
 | test(/^queue_trigger::(queue_messages_are_ingested_and_redelivery_or_resubmission_adds_nothing|post_batches_with_a_queue_answers_202_queued_and_the_trigger_completes_it)$/)'
 
 # Two guests at a time (each has two virtual CPUs); a boot may take half a minute on a busy machine.
-MEDIFLOW_TEST_BINARY="$launcher" MEDIFLOW_TEST_START_SLACK_SECS=90 MEDIFLOW_REQUIRE_EMULATORS=1 \
+MEDIFLOW_TEST_BINARY="$launcher" MEDIFLOW_TEST_START_SLACK_SECS=90 \
   cargo nextest run --package handler --all-features --test integration --test-threads 2 \
   --no-fail-fast -E "$(tr -d '\n' <<<"$filter")"

@@ -74,14 +74,14 @@ cargo clippy -p handler --bins --locked -- -D warnings
 
 if [[ $quick == 1 ]]; then
   step "unit and integration tests (quick: no soak, 64 property cases)"
-  PROPTEST_CASES="${PROPTEST_CASES:-64}" MEDIFLOW_REQUIRE_EMULATORS=1 \
+  PROPTEST_CASES="${PROPTEST_CASES:-64}" \
     cargo nextest run --workspace --all-features --locked --no-fail-fast -E 'not test(/soak/)'
   step "done (quick)"
   exit 0
 fi
 
 step "unit and integration tests"
-MEDIFLOW_REQUIRE_EMULATORS=1 cargo nextest run --workspace --all-features --locked --no-fail-fast
+cargo nextest run --workspace --all-features --locked --no-fail-fast
 
 step "arm64: cross-build, then integration tests against the arm64 binary under qemu-system-aarch64"
 arm64_binary="$(scripts/build-arm64.sh --features emulator)"
