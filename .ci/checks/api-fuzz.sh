@@ -23,6 +23,12 @@ venv=".tools/venv-schemathesis"
 max_examples="${API_FUZZ_MAX_EXAMPLES:-250}"
 max_time="${API_FUZZ_MAX_TIME:-85}"
 seed="${API_FUZZ_SEED:-$(( (RANDOM << 15) | RANDOM ))}"
+# The coverage phase is off by default: with CPython 3.11.7 (this machine's Python), hypothesis's
+# description of the coverage phase's filter lambdas raises "SystemError: AST constructor recursion
+# depth mismatch" for some seeds (e.g. 856872453) since list_records added query parameters: an
+# error of the tool (every generated case passed), not a finding. API_FUZZ_PHASES=examples,coverage,fuzzing
+# turns it back on (it passes for most seeds, and on a newer Python).
+phases="${API_FUZZ_PHASES:-examples,fuzzing}"
 
 if [ ! -x "$binary" ]; then
   echo "FAIL $binary is not an executable: build it first (cargo build -p handler)" >&2
@@ -83,7 +89,7 @@ if [ -n "${API_FUZZ_SPEC:-}" ]; then
   url_args=(--url "$base")
 fi
 
-echo "schemathesis $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))') against $base (seed $seed, $max_examples examples, at most ${max_time}s)"
+echo "schemathesis $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))') against $base (seed $seed, phases $phases, $max_examples examples, at most ${max_time}s)"
 status=0
 # Run from the temp folder: schemathesis keeps a .schemathesis/ cache in its working directory.
 cd "$work"
@@ -91,7 +97,7 @@ timeout --signal=INT --kill-after=5 "$max_time" \
   "$repo/$venv/bin/schemathesis" run "$location" "${url_args[@]}" \
   --header "X-API-Key: $api_key" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --phases examples,coverage,fuzzing \
+  --phases "$phases" \
   --max-examples "$max_examples" \
   --seed "$seed" \
   --workers 2 \
