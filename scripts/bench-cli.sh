@@ -6,7 +6,8 @@
 #   scripts/bench-cli.sh --smoke    dev build, 2,000 rows: proves the pipeline; judges no figure
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rows=100000 profile=release build=(--release)
+# --all-features like scripts/bench.sh, so both benchmarks share one release build of the handler.
+rows=100000 profile=release build=(--release --all-features)
 if [ "${1:-}" = "--smoke" ]; then rows=2000 profile=debug build=(--all-features); fi
 cargo build "${build[@]}" -p handler -p mediflow-cli
 mkdir -p target/bench
