@@ -34,7 +34,8 @@ def kernel_leaf_matching(regex):
 
 COMPONENTS = [
     ("store: redb (B-tree, pages, its file I/O)", any_frame(r"\bredb::")),
-    ("store: journal, pending map, writer/applier threads", any_frame(r"handler::store::")),
+    ("store: fjall (LSM tree: memtable, segments, flush, compaction)", any_frame(r"\bfjall::|\blsm_tree::|\bvalue_log::|crossbeam_skiplist")),
+    ("store: journal, writer thread", any_frame(r"handler::store::")),
     ("kernel: loopback TCP, epoll", kernel_leaf_matching(NET)),
     ("tracing (spans, log lines)", any_frame(r"\btracing(_subscriber|_core|_appender)?::")),
     ("metrics (prometheus-client)", any_frame(r"prometheus_client::|handler::metrics::")),

@@ -12,6 +12,7 @@
 # request, by thread and by component (HTTP stack, kernel network, store, tracing, metrics, ...).
 #
 # Usage: scripts/profile.sh [seconds-per-phase] [targets...]   (default: 10 service floor durable-floor)
+#        a target service@PATH runs another handler binary (e.g. a copy of the build before a change)
 # Needs: perf (Debian: linux-perf), root or perf_event_paranoid <= 1, python3.
 # Build first: cargo build --release --all-features -p handler -p floor -p loadgen
 # Output: target/profile/<target>.<phase>.{data,syscalls.txt} and target/profile/summary.md.
@@ -45,9 +46,12 @@ start() { # target port
   local target=$1 port=$2
   rm -rf "$scratch/data" && mkdir -p "$scratch/data"
   case "$target" in
-    service)
+    service|service@*)
+      # service@PATH: another build of the handler (a before/after comparison in one run).
+      local bin=target/release/handler
+      [[ "$target" == service@* ]] && bin="${target#service@}"
       env -u RUST_LOG MEDIFLOW_ADDR="127.0.0.1:$port" MEDIFLOW_DATA_DIR="$scratch/data" \
-        MEDIFLOW_API_KEYS_FILE="$scratch/keys" taskset -c 1 target/release/handler >/dev/null 2>&1 &
+        MEDIFLOW_API_KEYS_FILE="$scratch/keys" taskset -c 1 "$bin" >/dev/null 2>&1 &
       ;;
     floor) taskset -c 1 target/release/floor "127.0.0.1:$port" >/dev/null 2>&1 & ;;
     durable-floor) taskset -c 1 target/release/floor "127.0.0.1:$port" "$scratch/data/journal" >/dev/null 2>&1 & ;;
@@ -69,20 +73,23 @@ sample() { # target phase
 
 warmup_ms=2000
 for target in "${targets[@]}"; do
+  name=${target//[^A-Za-z0-9_-]/_}
   port=$(free_port)
   start "$target" "$port"
   taskset -c 0 target/release/loadgen load --addr "127.0.0.1:$port" --api-key "$key" \
     --connections 32 --warmup-ms "$warmup_ms" --duration-ms "$(( seconds * 1000 ))" \
-    >"$out/$target.load.jsonl" &
+    >"$out/$name.load.jsonl" &
   load=$!
   sleep "$(( warmup_ms / 1000 ))"
-  sample "$target" post
+  sample "$name" post
   sleep 1
-  sample "$target" get
+  sample "$name" get
   wait "$load"
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
   server=""
 done
 
-python3 scripts/perf-categories.py "$out" "$half" "${targets[@]}" | tee "$out/summary.md"
+names=()
+for target in "${targets[@]}"; do names+=("${target//[^A-Za-z0-9_-]/_}"); done
+python3 scripts/perf-categories.py "$out" "$half" "${names[@]}" | tee "$out/summary.md"

@@ -12,6 +12,8 @@ use std::path::Path;
 
 use bytes::Bytes;
 
+use crate::store::embedded_site_index::IndexKey;
+
 /// Bytes of an entry's frame: payload length (u32 LE), then the payload's CRC-32 (u32 LE).
 const FRAME: usize = 8;
 
@@ -51,6 +53,10 @@ pub struct Put {
     pub table: Table,
     pub key: u128,
     pub value: Bytes,
+    /// A record's by-site index key, carried from the caller so that the applier does not decode
+    /// the value again. Not journaled: a replayed put has `None` and its key is read from the
+    /// value.
+    pub index: Option<IndexKey>,
 }
 
 /// The open journal file, positioned at its end.
@@ -169,7 +175,13 @@ fn decode_one(contents: &[u8], at: usize) -> Option<(Put, usize)> {
     let table = Table::from_tag(payload[0])?;
     let key = u128::from_le_bytes(payload[1..HEADER].try_into().ok()?);
     let value = Bytes::copy_from_slice(&payload[HEADER..]);
-    Some((Put { table, key, value }, at + FRAME + len))
+    let put = Put {
+        table,
+        key,
+        value,
+        index: None,
+    };
+    Some((put, at + FRAME + len))
 }
 
 #[cfg(test)]
@@ -185,6 +197,7 @@ mod tests {
             },
             key: u128::from(n) << 64 | 7,
             value: Bytes::from(vec![n; 40 + usize::from(n)]),
+            index: None,
         }
     }
 
