@@ -78,6 +78,7 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let mut definitions = Definitions::embedded()?;
         definitions.apply_queue_overrides(&config.queue_overrides)?;
+        definitions.apply_function_timeout_override(config.function_timeout_override.as_deref())?;
         let (addr, host) = match config.mode {
             Mode::CustomHandler { port } => (
                 SocketAddr::from(([127, 0, 0, 1], port)),
@@ -382,6 +383,8 @@ async fn open_store(
     handle: StoreHandle,
     metrics: Arc<Metrics>,
 ) -> Result<(), StoreError> {
+    #[cfg(feature = "fault-injection")]
+    crate::fault::store_opening().await;
     let mut backoff = Duration::from_millis(250);
     loop {
         let opened: Result<SharedStore, StoreError> = match &config {
