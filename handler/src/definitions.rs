@@ -168,6 +168,17 @@ impl Definitions {
         Self::parse(embedded::FUNCTIONS, embedded::HOST_JSON)
     }
 
+    /// [`Self::embedded`] with the app settings' overrides of host.json applied (queue settings,
+    /// `functionTimeout`), as the Functions host applies them.
+    pub fn embedded_with_overrides(
+        config: &crate::config::Config,
+    ) -> Result<Self, DefinitionError> {
+        let mut definitions = Self::embedded()?;
+        definitions.apply_queue_overrides(&config.queue_overrides)?;
+        definitions.apply_function_timeout_override(config.function_timeout_override.as_deref())?;
+        Ok(definitions)
+    }
+
     pub fn parse(functions: &[(&str, &str)], host_json: &str) -> Result<Self, DefinitionError> {
         let functions = functions
             .iter()
@@ -200,9 +211,7 @@ impl Definitions {
         let batch_size = queues.batch_size.unwrap_or(16);
         let function_timeout = match &host["functionTimeout"] {
             serde_json::Value::Null => None,
-            serde_json::Value::String(raw) => {
-                function_timeout(raw).map_err(|reason| host_error(reason))?
-            }
+            serde_json::Value::String(raw) => function_timeout(raw).map_err(&host_error)?,
             other => return Err(host_error(format!("bad functionTimeout {other}"))),
         };
         Ok(Self {
@@ -380,7 +389,10 @@ mod tests {
             assert_eq!(defs.function_timeout, expected, "{raw:?}");
         }
         for bad in ["5", "00:00:00", "soon"] {
-            assert!(defs.apply_function_timeout_override(Some(bad)).is_err(), "{bad}");
+            assert!(
+                defs.apply_function_timeout_override(Some(bad)).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -76,9 +76,7 @@ pub struct Application {
 impl Application {
     /// Validates the configuration, loads keys and definitions, and binds the listeners.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let mut definitions = Definitions::embedded()?;
-        definitions.apply_queue_overrides(&config.queue_overrides)?;
-        definitions.apply_function_timeout_override(config.function_timeout_override.as_deref())?;
+        let definitions = Definitions::embedded_with_overrides(&config)?;
         let (addr, host) = match config.mode {
             Mode::CustomHandler { port } => (
                 SocketAddr::from(([127, 0, 0, 1], port)),

@@ -335,8 +335,7 @@ async fn each_request_is_counted_once_in_the_metrics_in_both_hosts() {
                     assert_eq!(response.status(), StatusCode::ACCEPTED);
                 }
                 Hosting::CustomHandler => {
-                    let response =
-                        invoke(&app, "submit_batch", &submit_invocation(&message)).await;
+                    let response = invoke(&app, "submit_batch", &submit_invocation(&message)).await;
                     let result: Value = response.json().await.expect("json");
                     assert_eq!(result["Outputs"]["res"]["statusCode"], "202");
                     queued.push(result["Outputs"]["batch"].clone());
@@ -477,7 +476,12 @@ async fn a_failed_last_attempt_marks_the_batch_failed_with_a_reason() {
     // Not the last attempt: failed after the wait, nothing marked.
     cosmos.down().await;
     let started = Instant::now();
-    let response = invoke(&app, "ingest_batch", &queue_invocation(&message, &json!("2"))).await;
+    let response = invoke(
+        &app,
+        "ingest_batch",
+        &queue_invocation(&message, &json!("2")),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         started.elapsed() >= Duration::from_millis(1500),
@@ -494,7 +498,12 @@ async fn a_failed_last_attempt_marks_the_batch_failed_with_a_reason() {
 
     // The last attempt, the store still down when it fails: marked once the store answers.
     cosmos.down().await;
-    let response = invoke(&app, "ingest_batch", &queue_invocation(&message, &json!("3"))).await;
+    let response = invoke(
+        &app,
+        "ingest_batch",
+        &queue_invocation(&message, &json!("3")),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     app.wait_for_logs(Duration::from_secs(10), |lines| {
         lines

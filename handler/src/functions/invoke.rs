@@ -399,7 +399,11 @@ mod tests {
                 "a short test override",
             ),
             (Some(minutes(30)), minutes(5), "a long timeout is capped"),
-            (None, Duration::from_secs(150), "absent or -1: the Consumption default"),
+            (
+                None,
+                Duration::from_secs(150),
+                "absent or -1: the Consumption default",
+            ),
         ] {
             assert_eq!(store_wait(timeout), wait, "{proves}");
         }

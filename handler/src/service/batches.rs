@@ -245,7 +245,10 @@ pub async fn mark_failed(
 }
 
 /// [`mark_failed`] with the failed report already built (it holds no record: small to keep).
-async fn mark_report_failed(store: &dyn RecordStore, failed: BatchReport) -> Result<(), ServiceError> {
+async fn mark_report_failed(
+    store: &dyn RecordStore,
+    failed: BatchReport,
+) -> Result<(), ServiceError> {
     match store.get_batch(failed.batch_id).await? {
         Some(stored)
             if stored.status == BatchState::Completed
@@ -283,7 +286,12 @@ impl FailedMarks {
 
     /// Marks `message`'s batch failed now if the store takes it, else later (see the type).
     /// Returns whether it was marked now.
-    pub async fn mark(&self, handle: &StoreHandle, message: &BatchMessage, failure: String) -> bool {
+    pub async fn mark(
+        &self,
+        handle: &StoreHandle,
+        message: &BatchMessage,
+        failure: String,
+    ) -> bool {
         let failed = BatchReport::failed(message, failure);
         let now = match handle.get() {
             Ok(store) => mark_report_failed(store.as_ref(), failed.clone()).await,
@@ -305,7 +313,9 @@ impl FailedMarks {
             loop {
                 tokio::time::sleep(pause).await;
                 if let Ok(store) = handle.get()
-                    && mark_report_failed(store.as_ref(), failed.clone()).await.is_ok()
+                    && mark_report_failed(store.as_ref(), failed.clone())
+                        .await
+                        .is_ok()
                 {
                     tracing::info!(%batch_id, "the poisoned batch is marked failed (the store answers again)");
                     return;
