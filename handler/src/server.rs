@@ -292,6 +292,14 @@ async fn watch_store_health(handle: StoreHandle) -> String {
 /// trigger (ours or the Functions host's) ingests it again; returns how many were moved. Uses the
 /// same queue settings as the service (`MEDIFLOW_QUEUE…`, host.json).
 pub async fn redrive(config: &Config) -> Result<usize, StartError> {
+    let queue = redrive_queue(config).await?;
+    crate::queue::redrive(&queue)
+        .await
+        .map_err(|e| StartError::Queue(e.to_string()))
+}
+
+/// The batch queue (and its poison queue) for the `redrive` commands.
+async fn redrive_queue(config: &Config) -> Result<BatchQueue, StartError> {
     let definitions = Definitions::embedded()?;
     let queue_config = config.queue.as_ref().ok_or_else(|| {
         StartError::Queue(
@@ -302,10 +310,31 @@ pub async fn redrive(config: &Config) -> Result<usize, StartError> {
         .get(INGEST_FUNCTION)
         .and_then(FunctionDefinition::queue_trigger)
         .ok_or_else(|| StartError::Queue(format!("{INGEST_FUNCTION} has no queue trigger")))?;
-    let queue = BatchQueue::connect(queue_config, trigger.queue_name, definitions.queues.base64)
+    BatchQueue::connect(queue_config, trigger.queue_name, definitions.queues.base64)
         .await
-        .map_err(|e| StartError::Queue(e.to_string()))?;
-    crate::queue::redrive(&queue)
+        .map_err(|e| StartError::Queue(e.to_string()))
+}
+
+/// `handler redrive --mark-failed`: opens the configured store (a local one only while no service
+/// holds it) and marks the batch of every poison message `failed`
+/// ([`crate::queue::mark_poisoned_failed`]); returns how many messages were read.
+pub async fn mark_poisoned_failed(config: &Config) -> Result<usize, StartError> {
+    let queue = redrive_queue(config).await?;
+    let handle = StoreHandle::default();
+    let opening = open_store(
+        config.store.clone(),
+        config.cosmos_max_concurrency,
+        handle.clone(),
+        Arc::new(Metrics::default()),
+    );
+    tokio::time::timeout(Duration::from_secs(60), opening)
+        .await
+        .map_err(|_| StartError::Store(StoreError::unavailable("not reachable within 60 s")))?
+        .map_err(StartError::Store)?;
+    let store = handle
+        .get()
+        .map_err(|e| StartError::StoreFailed(e.to_string()))?;
+    crate::queue::mark_poisoned_failed(&queue, store.as_ref())
         .await
         .map_err(|e| StartError::Queue(e.to_string()))
 }

@@ -540,3 +540,65 @@ async fn a_failed_last_attempt_marks_the_batch_failed_with_a_reason() {
     assert_eq!(kept["status"], "completed", "{kept}");
     assert_eq!(kept["accepted"].as_u64(), Some(1));
 }
+
+/// A batch left `queued` although its message is in the poison queue (its mark was lost: the
+/// store was down when the last attempt failed, then the process restarted): `handler redrive
+/// --mark-failed` marks it `failed` and moves nothing; a completed batch with a poisoned copy
+/// keeps its report.
+#[tokio::test]
+async fn redrive_mark_failed_marks_batches_whose_message_is_in_the_poison_queue() {
+    let azurite = crate::support::azurite::Azurite::start().await;
+    let poison = azurite.queue("mediflow-batches-poison");
+    poison.create().await;
+    azurite.queue("mediflow-batches").create().await;
+    let store_env = crate::support::cosmos_emulator::cosmos_app_env().await;
+    let app = store_env.iter().fold(
+        AppOptions::default().hosting(Hosting::CustomHandler),
+        |options, (k, v)| options.env(k, v.clone()),
+    );
+    let app = App::start(app).await;
+
+    // Registered as queued by submit_batch; its message ends in the poison queue unmarked.
+    let lost_id = uuid::Uuid::new_v4().to_string();
+    let lost = json!({"batch_id": lost_id, "records": [valid_record()]});
+    let result: Value = invoke(&app, "submit_batch", &submit_invocation(&lost))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(result["Outputs"]["res"]["statusCode"], "202");
+    poison
+        .send_json(&result["Outputs"]["batch"].to_string())
+        .await;
+    // Completed, with a poisoned copy of its message.
+    let done_id = uuid::Uuid::new_v4().to_string();
+    let done = json!({"batch_id": done_id, "records": [valid_record()]});
+    let ingested = invoke(&app, "ingest_batch", &queue_invocation(&done, &json!(1))).await;
+    assert_eq!(ingested.status(), StatusCode::OK);
+    poison.send_json(&done.to_string()).await;
+    assert_eq!(batch_report(&app, &lost_id).await.1["status"], "queued");
+
+    let output = std::process::Command::new(crate::support::binary())
+        .args(["redrive", "--mark-failed"])
+        .env_clear()
+        .envs(std::env::vars().filter(|(k, _)| k == "PATH"))
+        .envs(store_env.iter().cloned())
+        .env("MEDIFLOW_QUEUE", azurite.connection_string())
+        .output()
+        .expect("run handler redrive --mark-failed");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let (_, marked) = batch_report(&app, &lost_id).await;
+    assert_eq!(marked["status"], "failed", "{marked}");
+    assert!(
+        marked["failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("mediflow-batches-poison")),
+        "{marked}"
+    );
+    assert_eq!(batch_report(&app, &done_id).await.1["status"], "completed");
+    assert_eq!(poison.count().await, 2, "nothing was moved");
+}
