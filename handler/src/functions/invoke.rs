@@ -272,17 +272,7 @@ async fn ingest_batch(
     function: QueueFunction,
 ) -> Response {
     let started = Instant::now();
-    // A backstop: the store wait and the store calls are bounded well inside this.
-    let response = tokio::time::timeout(
-        state.store_wait * 2,
-        ingest_invocation(&state, &body, &function),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        let body = InvocationResult::default()
-            .with_log("the invocation took too long; the host will retry".to_owned());
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-    });
+    let response = ingest_invocation(&state, &body, &function).await;
     state.app.metrics.observe_request(
         "/ingest_batch",
         "POST",
@@ -316,8 +306,18 @@ async fn ingest_invocation(state: &Invocations, body: &[u8], function: &QueueFun
             return invocation_failed(&format!("undecodable batch message: {reason}"));
         }
     };
-    let ingested =
-        batches::ingest_through_outage(&app.store, &app.metrics, &message, state.store_wait).await;
+    // A backstop: the wait and the store calls are bounded well inside it. Cut there, the attempt
+    // fails like an outage (ingestion is idempotent), and the last one still marks its batch.
+    let ingested = tokio::time::timeout(
+        state.store_wait * 2,
+        batches::ingest_through_outage(&app.store, &app.metrics, &message, state.store_wait),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(ServiceError::Store(crate::store::StoreError::unavailable(
+            "the ingestion did not finish in time",
+        )))
+    });
     match ingested {
         Ok(report) => {
             app.metrics
