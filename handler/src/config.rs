@@ -16,6 +16,10 @@ pub const QUEUE_OVERRIDE_PREFIX: &str = "AzureFunctionsJobHost__extensions__queu
 /// [`crate::api::admission`]).
 pub const HTTP_OVERRIDE_PREFIX: &str = "AzureFunctionsJobHost__extensions__http__";
 
+/// The app setting that overrides host.json's `functionTimeout` (the Functions host's convention);
+/// read into [`Config::function_timeout_override`].
+pub const FUNCTION_TIMEOUT_OVERRIDE: &str = "AzureFunctionsJobHost__functionTimeout";
+
 /// Why the configuration was refused; the process prints it and exits.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {0}")]
@@ -185,11 +189,19 @@ pub struct Config {
     /// (default [`DEFAULT_BODY_BUDGET_BYTES`]); beyond it a request is refused with 503 and
     /// `Retry-After`. The memory bound this gives is in docs/hardening.md.
     pub body_budget_bytes: usize,
+    /// `AzureFunctionsJobHost__functionTimeout`: overrides host.json's `functionTimeout`
+    /// (`hh:mm:ss` or `-1`), from which `ingest_batch` derives how long it waits for an
+    /// unavailable store (see [`crate::functions::invoke::store_wait`]).
+    pub function_timeout_override: Option<String>,
 }
 
-/// `MEDIFLOW_FAULT_KILL_WRITER_AFTER`: read only by builds with the `fault-injection` feature (the
-/// tests), never by a release: see [`crate::fault`]. Listed here so that every variable is.
-pub const FAULT_INJECTION_VARIABLES: [&str; 1] = ["MEDIFLOW_FAULT_KILL_WRITER_AFTER"];
+/// `MEDIFLOW_FAULT_KILL_WRITER_AFTER`, `MEDIFLOW_FAULT_DELAY_STORE_OPEN_MS`: read only by builds
+/// with the `fault-injection` feature (the tests), never by a release: see `crate::fault`.
+/// Listed here so that every variable is.
+pub const FAULT_INJECTION_VARIABLES: [&str; 2] = [
+    "MEDIFLOW_FAULT_KILL_WRITER_AFTER",
+    "MEDIFLOW_FAULT_DELAY_STORE_OPEN_MS",
+];
 
 /// Default of `MEDIFLOW_POISON_RETENTION_DAYS`: 30 days, long enough to notice and redrive after
 /// an outage, short enough that patient data does not linger in a dead-letter queue.
@@ -324,6 +336,7 @@ impl Config {
             http_overrides: env.with_prefix(HTTP_OVERRIDE_PREFIX),
             body_budget_bytes: positive(env, "MEDIFLOW_BODY_BUDGET_BYTES")?
                 .unwrap_or(DEFAULT_BODY_BUDGET_BYTES),
+            function_timeout_override: env.var("AzureFunctionsJobHost__functionTimeout"),
         })
     }
 }

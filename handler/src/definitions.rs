@@ -149,6 +149,9 @@ struct QueuesJson {
 pub struct Definitions {
     pub functions: Vec<FunctionDefinition>,
     pub queues: QueueSettings,
+    /// host.json `functionTimeout` (`AzureFunctionsJobHost__functionTimeout` overrides it);
+    /// `None` when absent or `-1` (unbounded).
+    pub function_timeout: Option<Duration>,
 }
 
 /// A definition file that does not parse (a build-time mistake; the tests catch it).
@@ -163,6 +166,17 @@ impl Definitions {
     /// The definitions compiled into this binary.
     pub fn embedded() -> Result<Self, DefinitionError> {
         Self::parse(embedded::FUNCTIONS, embedded::HOST_JSON)
+    }
+
+    /// [`Self::embedded`] with the app settings' overrides of host.json applied (queue settings,
+    /// `functionTimeout`), as the Functions host applies them.
+    pub fn embedded_with_overrides(
+        config: &crate::config::Config,
+    ) -> Result<Self, DefinitionError> {
+        let mut definitions = Self::embedded()?;
+        definitions.apply_queue_overrides(&config.queue_overrides)?;
+        definitions.apply_function_timeout_override(config.function_timeout_override.as_deref())?;
+        Ok(definitions)
     }
 
     pub fn parse(functions: &[(&str, &str)], host_json: &str) -> Result<Self, DefinitionError> {
@@ -195,8 +209,14 @@ impl Definitions {
                 })
             };
         let batch_size = queues.batch_size.unwrap_or(16);
+        let function_timeout = match &host["functionTimeout"] {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(raw) => function_timeout(raw).map_err(&host_error)?,
+            other => return Err(host_error(format!("bad functionTimeout {other}"))),
+        };
         Ok(Self {
             functions,
+            function_timeout,
             queues: QueueSettings {
                 max_polling_interval: duration(
                     queues.max_polling_interval,
@@ -240,6 +260,21 @@ impl Definitions {
         Ok(())
     }
 
+    /// Applies `AzureFunctionsJobHost__functionTimeout` (an app setting overriding host.json, as
+    /// the Functions host reads it).
+    pub fn apply_function_timeout_override(
+        &mut self,
+        raw: Option<&str>,
+    ) -> Result<(), DefinitionError> {
+        if let Some(raw) = raw {
+            self.function_timeout = function_timeout(raw).map_err(|reason| DefinitionError {
+                file: crate::config::FUNCTION_TIMEOUT_OVERRIDE.into(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
     pub fn get(&self, name: &str) -> Option<&FunctionDefinition> {
         self.functions.iter().find(|f| f.name == name)
     }
@@ -249,6 +284,17 @@ impl Definitions {
 /// [`crate::api::admission`]).
 pub fn host_json() -> &'static str {
     embedded::HOST_JSON
+}
+
+/// `functionTimeout`: a timespan, or `-1` (unbounded: `None`).
+fn function_timeout(raw: &str) -> Result<Option<Duration>, String> {
+    if raw.trim() == "-1" {
+        return Ok(None);
+    }
+    parse_timespan(raw)
+        .filter(|d| !d.is_zero())
+        .map(Some)
+        .ok_or_else(|| format!("bad functionTimeout {raw:?}"))
 }
 
 /// Parses a .NET `TimeSpan` as host.json writes it: `hh:mm:ss` or `d.hh:mm:ss`.
@@ -287,6 +333,7 @@ mod tests {
         assert_eq!(defs.queues.max_dequeue_count, 5);
         assert_eq!(defs.queues.visibility_timeout, Duration::from_secs(30));
         assert!(defs.queues.base64);
+        assert_eq!(defs.function_timeout, Some(Duration::from_secs(300)));
         assert!(
             defs.get("submit_batch")
                 .is_some_and(|f| !f.is_forwarded() && f.queue_output().is_some())
@@ -326,6 +373,26 @@ mod tests {
         ] {
             let overrides = [(bad.0.to_owned(), bad.1.to_owned())];
             assert!(defs.apply_queue_overrides(&overrides).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_function_timeout_setting_overrides_host_json() {
+        let mut defs = Definitions::embedded().expect("embedded definitions parse");
+        // (setting, resulting timeout)
+        for (raw, expected) in [
+            (None, Some(Duration::from_secs(300))),
+            (Some("00:00:06"), Some(Duration::from_secs(6))),
+            (Some("-1"), None),
+        ] {
+            defs.apply_function_timeout_override(raw).expect("valid");
+            assert_eq!(defs.function_timeout, expected, "{raw:?}");
+        }
+        for bad in ["5", "00:00:00", "soon"] {
+            assert!(
+                defs.apply_function_timeout_override(Some(bad)).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -1,5 +1,7 @@
 //! `handler`: reads the environment, starts the application, stops on SIGTERM or Ctrl-C.
 //! `handler redrive`: moves every poison batch message back to the batch queue, then exits.
+//! `handler redrive --mark-failed`: marks the batch of every poison message `failed` (moving
+//! nothing), then exits.
 
 use std::process::ExitCode;
 
@@ -17,6 +19,18 @@ async fn main() -> ExitCode {
     };
     let _log_guard = handler::telemetry::init(config.json_logs);
     if std::env::args().nth(1).as_deref() == Some("redrive") {
+        if std::env::args().nth(2).as_deref() == Some("--mark-failed") {
+            return match handler::server::mark_poisoned_failed(&config).await {
+                Ok(read) => {
+                    tracing::info!(read, "poisoned batches marked failed");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "marking poisoned batches failed did not finish");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         return match handler::server::redrive(&config).await {
             Ok(moved) => {
                 tracing::info!(moved, "redrive done");

@@ -76,8 +76,7 @@ pub struct Application {
 impl Application {
     /// Validates the configuration, loads keys and definitions, and binds the listeners.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let mut definitions = Definitions::embedded()?;
-        definitions.apply_queue_overrides(&config.queue_overrides)?;
+        let definitions = Definitions::embedded_with_overrides(&config)?;
         let (addr, host) = match config.mode {
             Mode::CustomHandler { port } => (
                 SocketAddr::from(([127, 0, 0, 1], port)),
@@ -293,6 +292,14 @@ async fn watch_store_health(handle: StoreHandle) -> String {
 /// trigger (ours or the Functions host's) ingests it again; returns how many were moved. Uses the
 /// same queue settings as the service (`MEDIFLOW_QUEUE…`, host.json).
 pub async fn redrive(config: &Config) -> Result<usize, StartError> {
+    let queue = redrive_queue(config).await?;
+    crate::queue::redrive(&queue)
+        .await
+        .map_err(|e| StartError::Queue(e.to_string()))
+}
+
+/// The batch queue (and its poison queue) for the `redrive` commands.
+async fn redrive_queue(config: &Config) -> Result<BatchQueue, StartError> {
     let definitions = Definitions::embedded()?;
     let queue_config = config.queue.as_ref().ok_or_else(|| {
         StartError::Queue(
@@ -303,10 +310,31 @@ pub async fn redrive(config: &Config) -> Result<usize, StartError> {
         .get(INGEST_FUNCTION)
         .and_then(FunctionDefinition::queue_trigger)
         .ok_or_else(|| StartError::Queue(format!("{INGEST_FUNCTION} has no queue trigger")))?;
-    let queue = BatchQueue::connect(queue_config, trigger.queue_name, definitions.queues.base64)
+    BatchQueue::connect(queue_config, trigger.queue_name, definitions.queues.base64)
         .await
-        .map_err(|e| StartError::Queue(e.to_string()))?;
-    crate::queue::redrive(&queue)
+        .map_err(|e| StartError::Queue(e.to_string()))
+}
+
+/// `handler redrive --mark-failed`: opens the configured store (a local one only while no service
+/// holds it) and marks the batch of every poison message `failed`
+/// ([`crate::queue::mark_poisoned_failed`]); returns how many messages were read.
+pub async fn mark_poisoned_failed(config: &Config) -> Result<usize, StartError> {
+    let queue = redrive_queue(config).await?;
+    let handle = StoreHandle::default();
+    let opening = open_store(
+        config.store.clone(),
+        config.cosmos_max_concurrency,
+        handle.clone(),
+        Arc::new(Metrics::default()),
+    );
+    tokio::time::timeout(Duration::from_secs(60), opening)
+        .await
+        .map_err(|_| StartError::Store(StoreError::unavailable("not reachable within 60 s")))?
+        .map_err(StartError::Store)?;
+    let store = handle
+        .get()
+        .map_err(|e| StartError::StoreFailed(e.to_string()))?;
+    crate::queue::mark_poisoned_failed(&queue, store.as_ref())
         .await
         .map_err(|e| StartError::Queue(e.to_string()))
 }
@@ -382,6 +410,8 @@ async fn open_store(
     handle: StoreHandle,
     metrics: Arc<Metrics>,
 ) -> Result<(), StoreError> {
+    #[cfg(feature = "fault-injection")]
+    crate::fault::store_opening().await;
     let mut backoff = Duration::from_millis(250);
     loop {
         let opened: Result<SharedStore, StoreError> = match &config {

@@ -3,10 +3,13 @@
 //! and `ingest_batch`, with the payload shapes from the Functions docs and the host's quirks
 //! (double-encoded strings, DequeueCount as a string, base64).
 
+use std::time::{Duration, Instant};
+
 use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::support::cosmos_emulator::{CosmosContainer, CosmosEmulator};
 use crate::support::{App, AppOptions, Hosting, valid_record};
 
 /// Turns a batch message into the shape the host delivers it in.
@@ -46,6 +49,14 @@ fn http_invocation(headers: &Value, body: &str) -> Value {
         }},
         "Metadata": {}
     })
+}
+
+/// The HTTP request of a `submit_batch` invocation with a JSON body and no key.
+fn submit_invocation(message: &Value) -> Value {
+    http_invocation(
+        &json!({"Content-Type": ["application/json"]}),
+        &message.to_string(),
+    )
 }
 
 async fn invoke(app: &App, function: &str, invocation: &Value) -> reqwest::Response {
@@ -264,4 +275,330 @@ async fn submit_batch_answers_through_the_http_output_and_enqueues_through_the_q
     let result: Value = response.json().await.expect("json");
     assert_eq!(result["Outputs"]["res"]["statusCode"], "401");
     assert!(result["Outputs"].get("batch").is_none());
+}
+
+/// `mediflow_http_requests_total` series by (route, method, status), from the metrics listener.
+async fn request_counts(app: &App) -> Vec<(String, String, String, u64)> {
+    let page = reqwest::get(format!("http://{}/metrics", app.metrics_addr))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    page.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("mediflow_http_requests_total{")?;
+            let (labels, value) = rest.split_once("} ")?;
+            let label = |name: &str| {
+                labels
+                    .split(',')
+                    .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_owned())
+                    .unwrap_or_default()
+            };
+            Some((
+                label("route"),
+                label("method"),
+                label("status"),
+                value.trim().parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Each request counts once in the request metrics, in both hosts: `POST /batches` standalone
+/// and the `submit_batch` invocation carrying it under the Functions host are both one
+/// `route="/batches"` 202 (the invocation wrapper once counted it a second time as
+/// `/submit_batch`); an `ingest_batch` invocation is one `/ingest_batch`.
+#[tokio::test]
+async fn each_request_is_counted_once_in_the_metrics_in_both_hosts() {
+    const N: u64 = 3;
+    for hosting in [Hosting::Standalone, Hosting::CustomHandler] {
+        let app = App::start(
+            AppOptions::default()
+                .hosting(hosting)
+                .env("MEDIFLOW_METRICS_ADDR", "127.0.0.1:0"),
+        )
+        .await;
+        let mut queued = Vec::new();
+        for _ in 0..N {
+            let message =
+                json!({"batch_id": uuid::Uuid::new_v4().to_string(), "records": [valid_record()]});
+            match hosting {
+                Hosting::Standalone => {
+                    let response = reqwest::Client::new()
+                        .post(app.url("/batches"))
+                        .json(&message)
+                        .send()
+                        .await
+                        .expect("POST /batches");
+                    assert_eq!(response.status(), StatusCode::ACCEPTED);
+                }
+                Hosting::CustomHandler => {
+                    let response = invoke(&app, "submit_batch", &submit_invocation(&message)).await;
+                    let result: Value = response.json().await.expect("json");
+                    assert_eq!(result["Outputs"]["res"]["statusCode"], "202");
+                    queued.push(result["Outputs"]["batch"].clone());
+                }
+            }
+        }
+        for message in &queued {
+            let ingest = invoke(&app, "ingest_batch", &queue_invocation(message, &json!(1))).await;
+            assert_eq!(ingest.status(), StatusCode::OK);
+        }
+        let counts = request_counts(&app).await;
+        let posts: Vec<_> = counts.iter().filter(|(_, m, _, _)| m == "POST").collect();
+        let expected: Vec<(&str, &str, u64)> = match hosting {
+            Hosting::Standalone => vec![("/batches", "202", N)],
+            Hosting::CustomHandler => vec![("/batches", "202", N), ("/ingest_batch", "200", N)],
+        };
+        let mut found: Vec<(&str, &str, u64)> = posts
+            .iter()
+            .map(|(route, _, status, n)| (route.as_str(), status.as_str(), *n))
+            .collect();
+        found.sort_unstable();
+        assert_eq!(found, expected, "{hosting:?}: {counts:?}");
+    }
+}
+
+/// A custom-handler app on a dedicated Cosmos emulator (so that its store can be taken down),
+/// with extra settings.
+async fn custom_handler_on(container: &CosmosContainer, settings: &[(&str, &str)]) -> App {
+    let options = container
+        .env()
+        .into_iter()
+        .chain(
+            settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+        .fold(
+            AppOptions::default().hosting(Hosting::CustomHandler),
+            |options, (k, v)| options.env(&k, v),
+        );
+    App::start(options).await
+}
+
+/// `GET /batches/{id}`: the status code and the body.
+async fn batch_report(app: &App, batch_id: &str) -> (StatusCode, Value) {
+    let response = reqwest::get(app.url(&format!("/batches/{batch_id}")))
+        .await
+        .expect("GET /batches/{id}");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The store down while an `ingest_batch` invocation runs, for less than its wait (derived from
+/// host.json's `functionTimeout`: 150 s): the invocation waits instead of failing (a failure
+/// would count toward poisoning), and succeeds once the store is back.
+#[tokio::test]
+async fn an_ingest_invocation_waits_out_a_store_outage_shorter_than_its_bound() {
+    let cosmos = CosmosEmulator::dedicated();
+    let container = cosmos.fresh_container().await;
+    let app = custom_handler_on(&container, &[]).await;
+    assert!(
+        app.logs()
+            .iter()
+            .any(|l| l.contains("\"store_wait_s\":150")),
+        "the wait is half of host.json's 5 min functionTimeout"
+    );
+    let batch_id = uuid::Uuid::new_v4().to_string();
+    let mut invalid = valid_record();
+    invalid["patient_count"] = json!(0);
+    let message = json!({"batch_id": batch_id, "records": [valid_record(), invalid]});
+
+    cosmos.down().await;
+    let started = Instant::now();
+    let invocation = tokio::spawn({
+        let url = app.url("/ingest_batch");
+        let body = queue_invocation(&message, &json!(1));
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("invoke")
+        }
+    });
+    // The invocation met the outage and is waiting for the store.
+    app.wait_for_logs(Duration::from_secs(30), |lines| {
+        lines
+            .iter()
+            .any(|l| l.contains("store unavailable: waiting for it"))
+    })
+    .await;
+    // The outage lasts 2 s more (several probes fail meanwhile), far less than the wait.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!invocation.is_finished(), "it waits instead of failing");
+    cosmos.up().await;
+    let response = tokio::time::timeout(Duration::from_secs(60), invocation)
+        .await
+        .expect("the invocation ends once the store is back")
+        .expect("task");
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", app.logs());
+    eprintln!(
+        "ingest_batch across a store outage: answered 200 after {:?}",
+        started.elapsed()
+    );
+    let (status, report) = batch_report(&app, &batch_id).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["status"], "completed");
+    assert_eq!(
+        (report["accepted"].as_u64(), report["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+/// `maxDequeueCount` 3 and `functionTimeout` 4 s (so a 2 s wait), through the Functions host's
+/// app settings. An attempt that fails before the last leaves the batch alone (the host retries
+/// it); the last one (`DequeueCount` 3) that fails marks it `failed` with the reason, here once
+/// the store is back (it was down when the attempt failed). A conflicting `batch_id` on its last
+/// attempt leaves the batch registered under that id as it was.
+#[tokio::test]
+async fn a_failed_last_attempt_marks_the_batch_failed_with_a_reason() {
+    let cosmos = CosmosEmulator::dedicated();
+    let container = cosmos.fresh_container().await;
+    let app = custom_handler_on(
+        &container,
+        &[
+            ("AzureFunctionsJobHost__functionTimeout", "00:00:04"),
+            (
+                "AzureFunctionsJobHost__extensions__queues__maxDequeueCount",
+                "3",
+            ),
+        ],
+    )
+    .await;
+    let batch_id = uuid::Uuid::new_v4().to_string();
+    let message = json!({"batch_id": batch_id, "records": [valid_record()]});
+
+    // Not the last attempt: failed after the wait, nothing marked.
+    cosmos.down().await;
+    let started = Instant::now();
+    let response = invoke(
+        &app,
+        "ingest_batch",
+        &queue_invocation(&message, &json!("2")),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "it waited for the store first: {:?}",
+        started.elapsed()
+    );
+    cosmos.up().await;
+    app.wait_until_ready().await;
+    assert_eq!(
+        batch_report(&app, &batch_id).await.0,
+        StatusCode::NOT_FOUND,
+        "an attempt the host will retry marks nothing"
+    );
+
+    // The last attempt, the store still down when it fails: marked once the store answers.
+    cosmos.down().await;
+    let response = invoke(
+        &app,
+        "ingest_batch",
+        &queue_invocation(&message, &json!("3")),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    app.wait_for_logs(Duration::from_secs(10), |lines| {
+        lines
+            .iter()
+            .any(|l| l.contains("cannot mark the poisoned batch failed now"))
+    })
+    .await;
+    cosmos.up().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let (status, report) = batch_report(&app, &batch_id).await;
+        if status == StatusCode::OK {
+            break report;
+        }
+        assert!(Instant::now() < deadline, "never marked: {:?}", app.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(report["status"], "failed", "{report}");
+    let failure = report["failure"].as_str().unwrap_or_default();
+    assert!(
+        failure.contains("3 times") && failure.contains("mediflow-batches-poison"),
+        "{report}"
+    );
+
+    // A conflicting message on its last attempt: the batch under that id keeps its report.
+    let done_id = uuid::Uuid::new_v4().to_string();
+    let first = json!({"batch_id": done_id, "records": [valid_record()]});
+    let ok = invoke(&app, "ingest_batch", &queue_invocation(&first, &json!(1))).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let other = json!({"batch_id": done_id, "records": [valid_record(), valid_record()]});
+    let conflict = invoke(&app, "ingest_batch", &queue_invocation(&other, &json!(3))).await;
+    assert!(conflict.status().is_client_error());
+    let (_, kept) = batch_report(&app, &done_id).await;
+    assert_eq!(kept["status"], "completed", "{kept}");
+    assert_eq!(kept["accepted"].as_u64(), Some(1));
+}
+
+/// A batch left `queued` although its message is in the poison queue (its mark was lost: the
+/// store was down when the last attempt failed, then the process restarted): `handler redrive
+/// --mark-failed` marks it `failed` and moves nothing; a completed batch with a poisoned copy
+/// keeps its report.
+#[tokio::test]
+async fn redrive_mark_failed_marks_batches_whose_message_is_in_the_poison_queue() {
+    let azurite = crate::support::azurite::Azurite::start().await;
+    let poison = azurite.queue("mediflow-batches-poison");
+    poison.create().await;
+    azurite.queue("mediflow-batches").create().await;
+    let store_env = crate::support::cosmos_emulator::cosmos_app_env().await;
+    let app = store_env.iter().fold(
+        AppOptions::default().hosting(Hosting::CustomHandler),
+        |options, (k, v)| options.env(k, v.clone()),
+    );
+    let app = App::start(app).await;
+
+    // Registered as queued by submit_batch; its message ends in the poison queue unmarked.
+    let lost_id = uuid::Uuid::new_v4().to_string();
+    let lost = json!({"batch_id": lost_id, "records": [valid_record()]});
+    let result: Value = invoke(&app, "submit_batch", &submit_invocation(&lost))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(result["Outputs"]["res"]["statusCode"], "202");
+    poison
+        .send_json(&result["Outputs"]["batch"].to_string())
+        .await;
+    // Completed, with a poisoned copy of its message.
+    let done_id = uuid::Uuid::new_v4().to_string();
+    let done = json!({"batch_id": done_id, "records": [valid_record()]});
+    let ingested = invoke(&app, "ingest_batch", &queue_invocation(&done, &json!(1))).await;
+    assert_eq!(ingested.status(), StatusCode::OK);
+    poison.send_json(&done.to_string()).await;
+    assert_eq!(batch_report(&app, &lost_id).await.1["status"], "queued");
+
+    let output = std::process::Command::new(crate::support::binary())
+        .args(["redrive", "--mark-failed"])
+        .env_clear()
+        .envs(std::env::vars().filter(|(k, _)| k == "PATH"))
+        .envs(store_env.iter().cloned())
+        .env("MEDIFLOW_QUEUE", azurite.connection_string())
+        .output()
+        .expect("run handler redrive --mark-failed");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let (_, marked) = batch_report(&app, &lost_id).await;
+    assert_eq!(marked["status"], "failed", "{marked}");
+    assert!(
+        marked["failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("mediflow-batches-poison")),
+        "{marked}"
+    );
+    assert_eq!(batch_report(&app, &done_id).await.1["status"], "completed");
+    assert_eq!(poison.count().await, 2, "nothing was moved");
 }

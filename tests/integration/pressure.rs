@@ -24,8 +24,18 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 /// One raw HTTP/1.1 exchange on its own connection: the status and the `Retry-After` header.
 async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<(u16, Option<String>)> {
+    read_answer(send_raw(addr, request).await?).await
+}
+
+/// Connects and writes the whole request; the answer is read by [`read_answer`].
+async fn send_raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<tokio::net::TcpStream> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream.write_all(request).await?;
+    Ok(stream)
+}
+
+/// Reads a `connection: close` answer to its end: the status and the `Retry-After` header.
+async fn read_answer(mut stream: tokio::net::TcpStream) -> std::io::Result<(u16, Option<String>)> {
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).await?;
     let text = String::from_utf8_lossy(&answer);
@@ -260,10 +270,15 @@ async fn large_store(records: usize) -> tempfile::TempDir {
     dir
 }
 
-/// Restarted after `kill -9` on a large store, in both hosting modes: 64 POSTs sent the moment
-/// the service answers (standalone: `/health`; Functions host: its ping `GET /`) all succeed.
+/// Restarted after `kill -9` on a large store, in both hosting modes, with the store's opening
+/// held back 3 s by fault injection (`MEDIFLOW_FAULT_DELAY_STORE_OPEN_MS`) so that the requests
+/// provably arrive while it opens: 64 POSTs are written the moment the process listens, `/ready`
+/// still answers 503 after all of them were sent, and every one answers 201 (admission waits for
+/// the store). Under the Functions host the ping `GET /`, sent first, is answered only once the
+/// store is open (`/ready` 200 by then), as the host needs before it invokes anything.
 #[tokio::test]
 async fn a_restart_on_a_large_store_fails_no_request() {
+    const OPEN_DELAY_MS: &str = "3000";
     let dir = large_store(20_000).await;
     let data = dir.path().join("data");
     for hosting in [Hosting::Standalone, Hosting::CustomHandler] {
@@ -272,25 +287,51 @@ async fn a_restart_on_a_large_store_fails_no_request() {
             AppOptions::default()
                 .hosting(hosting)
                 .data_dir(&data)
+                .env("MEDIFLOW_FAULT_DELAY_STORE_OPEN_MS", OPEN_DELAY_MS)
                 .no_wait_ready(),
         )
         .await;
         let started = Instant::now();
-        if hosting == Hosting::CustomHandler {
-            // The Functions host sends invocations once its ping `GET /` is answered.
-            let ping = reqwest::get(app.url("/")).await.expect("GET /");
-            assert_eq!(ping.status(), StatusCode::OK);
-        }
+        let ping = (hosting == Hosting::CustomHandler).then(|| {
+            let url = app.url("/");
+            tokio::spawn(async move { reqwest::get(url).await.expect("GET /").status() })
+        });
         let request = post_request("/records", &valid_record().to_string(), "");
-        let answers =
-            futures::future::join_all((0..64).map(|_| raw_exchange(app.addr, &request))).await;
-        let statuses: Vec<u16> = answers
+        let sent = futures::future::join_all((0..64).map(|_| send_raw(app.addr, &request))).await;
+        let sent: Vec<_> = sent
+            .into_iter()
+            .map(|s| s.expect("connect and send"))
+            .collect();
+        let sent_after = started.elapsed();
+        let ready_meanwhile = reqwest::get(app.url("/ready"))
+            .await
+            .expect("GET /ready")
+            .status();
+        assert_eq!(
+            ready_meanwhile,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{hosting:?}: the store was still opening when all 64 requests had been sent"
+        );
+        if let Some(ping) = &ping {
+            assert!(!ping.is_finished(), "the host's ping waits for the store");
+        }
+        let statuses: Vec<u16> = futures::future::join_all(sent.into_iter().map(read_answer))
+            .await
             .into_iter()
             .map(|a| a.expect("answered").0)
             .collect();
         let created = statuses.iter().filter(|s| **s == 201).count();
+        if let Some(ping) = ping {
+            assert_eq!(ping.await.expect("ping task"), StatusCode::OK);
+            let ready = reqwest::get(app.url("/ready")).await.expect("GET /ready");
+            assert_eq!(
+                ready.status(),
+                StatusCode::OK,
+                "the ping answered once the store was open"
+            );
+        }
         eprintln!(
-            "{hosting:?} restart on 20,000 records (kill -9 before): {created}/64 created in {:?}",
+            "{hosting:?} restart on 20,000 records (kill -9 before, store opening delayed {OPEN_DELAY_MS} ms): 64 POSTs sent within {sent_after:?} while /ready said 503; {created}/64 created in {:?}",
             started.elapsed()
         );
         assert_eq!(created, 64, "{hosting:?}: {statuses:?}");

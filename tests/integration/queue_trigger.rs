@@ -710,7 +710,11 @@ async fn a_store_outage_poisons_nothing_and_redrive_completes_what_was_poisoned(
             .is_some_and(|f| f.contains(POISON)),
         "{failed}"
     );
-    assert_eq!(poison.count().await, 1);
+    // The batch is marked before its message is moved: wait for the move.
+    wait_until(Duration::from_secs(30), || async {
+        poison.count().await == 1
+    })
+    .await;
 
     // Redrive: back on the queue, ingested, completed.
     let redrive = Command::new(crate::support::binary())

@@ -3,6 +3,7 @@
 //! - `loadgen bench [--smoke] [--out FILE]`: the whole benchmark (see `runner`); `scripts/bench.sh`
 //!   builds the binaries and calls it.
 //! - `loadgen load --addr HOST:PORT [...]`: one load run against a server (JSON line per phase).
+//! - `loadgen overload --addr HOST:PORT --connections N`: one overload level (see `overload`).
 //! - `loadgen batch` / `loadgen envelope`: the in-process benches (JSON line).
 //! - `loadgen fsync [--dir DIR]`: the device's append + `fdatasync` latency (JSON line).
 //! - `loadgen redb [--dir DIR] [--records N]`: a durable redb commit's latency (JSON line).
@@ -12,6 +13,7 @@ mod device;
 mod http;
 mod inprocess;
 mod load;
+mod overload;
 mod runner;
 
 use std::collections::HashMap;
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
         match command.as_str() {
         "bench" => runner::run(&args),
         "load" => load_command(&args),
+        "overload" => overload::command(&args),
         "batch" => inprocess::batch(
             args.number("records", 375)?,
             args.number("batches", 100)?,

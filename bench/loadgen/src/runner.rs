@@ -16,6 +16,7 @@
 //!    floor's).
 //! 4. In process, on one core: batch ingestion records/s, and the invocation envelope's cost.
 //! 5. End to end through Azurite, when `tests/emulators` is installed.
+//! 6. Overload: 32 and 512 connections posting against the service (`overload`).
 //!
 //! `--smoke`: tiny durations and counts to prove the pipeline and the output work; no figure is
 //! judged (a CI machine's speed proves nothing).
@@ -406,7 +407,9 @@ pub fn run(args: &Args) -> Result<(), String> {
         settings.azurite_batches,
     )?;
 
-    let report = Report {
+    // 6. Overload (issue 16): 32, then 512 connections.
+    let overload = crate::overload::section(settings.smoke, server_cpu, load_cpu)?;
+    let mut report = Report {
         settings: &settings,
         device: &device,
         start: &start,
@@ -419,6 +422,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         azurite: azurite.as_ref(),
     }
     .render()?;
+    report.push_str(&overload);
     emit(&report);
     if let Some(path) = args.string("out") {
         std::fs::write(path, &report).map_err(|e| format!("--out {path}: {e}"))?;

@@ -14,7 +14,23 @@
 //! trouble (retry) and for messages that can never succeed (poisoned after maxDequeueCount, so
 //! nothing is silently dropped).
 //!
+//! Store outages: every failed attempt counts toward poisoning under the Functions host, so
+//! `ingest_batch` does not fail at once when the store is unavailable: it waits for the store to
+//! answer again, at most [`store_wait`] (half of host.json's `functionTimeout`: 150 s with ours),
+//! then fails. With `maxDequeueCount` 5 and `visibilityTimeout` 30 s the host's tries then span an
+//! outage of about 15 minutes instead of 2.5. The last attempt (`DequeueCount >=
+//! maxDequeueCount`, after which the host poisons the message) that fails marks the batch
+//! `failed` with the reason ([`FailedMarks`]: later, when the store is down at that moment).
+//!
+//! Metrics: each request is counted once. The HTTP request an invocation carries is counted by
+//! the router it runs through (as `POST /batches`, like a standalone request); the invocation
+//! wrapper counts only what never reaches it (an unusable envelope) and `ingest_batch`
+//! invocations (as `/ingest_batch`).
+//!
 //! [`BatchSink::OutputBinding`]: crate::queue::BatchSink::OutputBinding
+//! [`FailedMarks`]: crate::service::batches::FailedMarks
+
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -26,14 +42,29 @@ use serde_json::json;
 use tower::ServiceExt as _;
 
 use super::envelope::{Invocation, InvocationResult};
-use crate::api::{AppState, RouterError, middleware};
+use crate::api::{AppState, RouterError};
 use crate::definitions::{BindingKind, Definitions, Direction, FunctionDefinition};
 use crate::queue::QueueOutput;
 use crate::service::ServiceError;
-use crate::service::batches::{self, MessageOutcome};
+use crate::service::batches::{self, FailedMarks, MessageOutcome};
 
 /// The largest response body read back from the router (the API's answers are a few KiB).
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// `functionTimeout` assumed when host.json has none or `-1`: the smallest default (Consumption).
+const DEFAULT_FUNCTION_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// The longest [`store_wait`], whatever `functionTimeout` allows.
+const MAX_STORE_WAIT: Duration = Duration::from_secs(5 * 60);
+
+/// How long an `ingest_batch` invocation waits for an unavailable store before it fails: half of
+/// `functionTimeout` (host.json, or `AzureFunctionsJobHost__functionTimeout`; absent or `-1`:
+/// 5 min), at most 5 min. The other half is left for the ingestion itself, whose store calls are
+/// bounded (5 s each for Cosmos DB), so the host never times the invocation out (it cancels at
+/// `functionTimeout`; its HTTP client gives up a minute later).
+pub fn store_wait(function_timeout: Option<Duration>) -> Duration {
+    (function_timeout.unwrap_or(DEFAULT_FUNCTION_TIMEOUT) / 2).min(MAX_STORE_WAIT)
+}
 
 /// What an invocation endpoint does, by function name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +93,8 @@ fn invoked(name: &str) -> Option<Invoked> {
 struct HttpFunction {
     /// The route in the router (`/batches`).
     path: String,
+    /// The invocation endpoint (`/submit_batch`), the metrics route of an unusable invocation.
+    invocation_route: String,
     /// Binding names: the request in, the response out, the queue output (if any).
     request_in: String,
     response_out: String,
@@ -73,6 +106,20 @@ struct HttpFunction {
 struct Invocations {
     app: AppState,
     http: Router,
+    /// [`store_wait`] of this host.json.
+    store_wait: Duration,
+    /// host.json `extensions.queues.maxDequeueCount` (with its app-setting override).
+    max_dequeue_count: u32,
+    failed_marks: FailedMarks,
+}
+
+/// A queue-triggered function's wiring.
+#[derive(Clone, Debug)]
+struct QueueFunction {
+    /// The queue trigger's binding name (`Data.<binding>` holds the message).
+    binding: String,
+    /// `<queue>-poison`, where the host moves a message after its last failed attempt.
+    poison_queue: String,
 }
 
 /// The invocation endpoints of every function the host does not forward. `http` is the router
@@ -99,23 +146,39 @@ pub fn router(
                 )
             }
             Invoked::IngestBatch => {
-                let binding = function
-                    .queue_trigger_binding()
-                    .ok_or_else(|| error("no queue trigger"))?
-                    .to_owned();
+                let wiring = QueueFunction {
+                    binding: function
+                        .queue_trigger_binding()
+                        .ok_or_else(|| error("no queue trigger"))?
+                        .to_owned(),
+                    poison_queue: format!(
+                        "{}-poison",
+                        function
+                            .queue_trigger()
+                            .ok_or_else(|| error("no queue trigger"))?
+                            .queue_name
+                    ),
+                };
                 router.route(
                     &route,
-                    post(move |state, body| ingest_batch(state, body, binding.clone())),
+                    post(move |state, body| ingest_batch(state, body, wiring.clone())),
                 )
             }
         };
     }
-    Ok(router
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            middleware::observe,
-        ))
-        .with_state(Invocations { app, http }))
+    let store_wait = store_wait(definitions.function_timeout);
+    tracing::info!(
+        store_wait_s = store_wait.as_secs(),
+        max_dequeue_count = definitions.queues.max_dequeue_count,
+        "ingest_batch waits this long for an unavailable store before it fails an attempt"
+    );
+    Ok(router.with_state(Invocations {
+        app,
+        http,
+        store_wait,
+        max_dequeue_count: definitions.queues.max_dequeue_count,
+        failed_marks: FailedMarks::default(),
+    }))
 }
 
 fn http_function(function: &FunctionDefinition) -> Result<HttpFunction, &'static str> {
@@ -132,6 +195,7 @@ fn http_function(function: &FunctionDefinition) -> Result<HttpFunction, &'static
     }
     Ok(HttpFunction {
         path: trigger.path,
+        invocation_route: format!("/{}", function.name),
         request_in: binding(BindingKind::HttpTrigger, Direction::In).ok_or("no httpTrigger in")?,
         response_out: binding(BindingKind::Http, Direction::Out).ok_or("no http out")?,
         queue_out: binding(BindingKind::Queue, Direction::Out),
@@ -146,17 +210,29 @@ async fn http_request(
     body: Bytes,
     function: HttpFunction,
 ) -> Response {
+    let started = Instant::now();
+    // Counted here only when the request never reaches the router (which counts it otherwise).
+    let unusable = |reason: &str| {
+        let response = invocation_failed(reason);
+        state.app.metrics.observe_request(
+            &function.invocation_route,
+            "POST",
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        response
+    };
     let carried =
         match Invocation::from_slice(&body).and_then(|i| i.http_request(&function.request_in)) {
             Ok(carried) => carried,
-            Err(err) => return invocation_failed(&err.to_string()),
+            Err(err) => return unusable(&err.to_string()),
         };
     let output = QueueOutput::default();
     let mut request = Request::new(Body::from(carried.body.clone()));
     *request.method_mut() = carried.method.clone().unwrap_or(Method::POST);
     *request.uri_mut() = match function.path.parse() {
         Ok(uri) => uri,
-        Err(_) => return invocation_failed("the function's route is not a path"),
+        Err(_) => return unusable("the function's route is not a path"),
     };
     *request.headers_mut() = carried.headers;
     // The body may have been re-encoded by the host: its own length is the true one.
@@ -187,17 +263,37 @@ async fn http_request(
     Json(result).into_response()
 }
 
-/// `POST /ingest_batch`: the queue message is in `Data.<binding>`.
-async fn ingest_batch(State(state): State<Invocations>, body: Bytes, binding: String) -> Response {
-    let state = state.app;
-    let invocation = match Invocation::from_slice(&body) {
+/// `POST /ingest_batch`: the queue message is in `Data.<binding>`. Counted in the request
+/// metrics as `/ingest_batch` (the router's middleware is not in front of it: its 30 s request
+/// timeout would cut the store wait short).
+async fn ingest_batch(
+    State(state): State<Invocations>,
+    body: Bytes,
+    function: QueueFunction,
+) -> Response {
+    let started = Instant::now();
+    let response = ingest_invocation(&state, &body, &function).await;
+    state.app.metrics.observe_request(
+        "/ingest_batch",
+        "POST",
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn ingest_invocation(state: &Invocations, body: &[u8], function: &QueueFunction) -> Response {
+    let app = &state.app;
+    let invocation = match Invocation::from_slice(body) {
         Ok(invocation) => invocation,
         Err(err) => return invocation_failed(&err.to_string()),
     };
     let dequeue_count = invocation.dequeue_count().unwrap_or(1);
+    // After this attempt fails, the host moves the message to the poison queue.
+    let last_attempt = dequeue_count >= u64::from(state.max_dequeue_count);
     let message_id = invocation.message_id().unwrap_or_default();
     let decoded = invocation
-        .queue_message_text(&binding)
+        .queue_message_text(&function.binding)
         .map_err(|e| e.to_string())
         .and_then(|text| batches::decode_message(&text, true));
     let message = match decoded {
@@ -205,20 +301,26 @@ async fn ingest_batch(State(state): State<Invocations>, body: Bytes, binding: St
         Err(reason) => {
             // Never succeeds: fail, so the host retries and then poisons it (kept, not lost).
             tracing::error!(%message_id, dequeue_count, %reason, "undecodable batch message");
-            state
-                .metrics
+            app.metrics
                 .count_queue_message(MessageOutcome::Invalid.label());
             return invocation_failed(&format!("undecodable batch message: {reason}"));
         }
     };
-    let ingested = match state.store.get() {
-        Ok(store) => batches::ingest_and_count(store.as_ref(), &state.metrics, &message).await,
-        Err(err) => Err(err),
-    };
+    // A backstop: the wait and the store calls are bounded well inside it. Cut there, the attempt
+    // fails like an outage (ingestion is idempotent), and the last one still marks its batch.
+    let ingested = tokio::time::timeout(
+        state.store_wait * 2,
+        batches::ingest_through_outage(&app.store, &app.metrics, &message, state.store_wait),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(ServiceError::Store(crate::store::StoreError::unavailable(
+            "the ingestion did not finish in time",
+        )))
+    });
     match ingested {
         Ok(report) => {
-            state
-                .metrics
+            app.metrics
                 .count_queue_message(MessageOutcome::Completed.label());
             let log = format!(
                 "batch {} ingested: {} accepted, {} rejected",
@@ -227,16 +329,38 @@ async fn ingest_batch(State(state): State<Invocations>, body: Bytes, binding: St
             Json(InvocationResult::default().with_log(log)).into_response()
         }
         Err(ServiceError::BatchConflict) => {
-            tracing::error!(batch_id = %message.batch_id, %message_id, "batch_id reused for different records");
-            state
-                .metrics
+            tracing::error!(batch_id = %message.batch_id, %message_id, dequeue_count, "batch_id reused for different records");
+            app.metrics
                 .count_queue_message(MessageOutcome::Invalid.label());
+            if last_attempt {
+                // The batch registered under this id keeps its report (mark_failed leaves it).
+                let failure = format!(
+                    "batch_id was already used for different records; the message is in {}",
+                    function.poison_queue
+                );
+                state.failed_marks.mark(&app.store, &message, failure).await;
+            }
             invocation_failed("batch_id was already used for different records")
         }
+        Err(err) if last_attempt => {
+            tracing::warn!(batch_id = %message.batch_id, %message_id, dequeue_count, error = %err,
+                max_dequeue_count = state.max_dequeue_count,
+                "batch not ingested on its last attempt: the host moves it to the poison queue; marking it failed");
+            app.metrics
+                .count_queue_message(MessageOutcome::Poisoned.label());
+            let failure = format!(
+                "ingestion failed {dequeue_count} times ({}); the message is in {}",
+                failure_kind(&err),
+                function.poison_queue
+            );
+            state.failed_marks.mark(&app.store, &message, failure).await;
+            let body = InvocationResult::default().with_log(format!("failed: {err}"));
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
         Err(err) => {
-            tracing::warn!(%message_id, dequeue_count, error = %err, "batch not ingested; the host will retry");
-            state
-                .metrics
+            tracing::warn!(batch_id = %message.batch_id, %message_id, dequeue_count, error = %err,
+                "batch not ingested; the host will retry");
+            app.metrics
                 .count_queue_message(MessageOutcome::Retried.label());
             let body = InvocationResult::default().with_log(format!("transient failure: {err}"));
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
@@ -244,7 +368,44 @@ async fn ingest_batch(State(state): State<Invocations>, body: Bytes, binding: St
     }
 }
 
+/// What a batch's `failure` says about an error: its kind only (the report is shown to clients;
+/// store error texts are for operators).
+fn failure_kind(err: &ServiceError) -> &'static str {
+    if err.is_transient() {
+        "the store was unavailable"
+    } else {
+        "an internal error"
+    }
+}
+
 fn invocation_failed(reason: &str) -> Response {
     let body = json!({ "Outputs": {}, "Logs": [reason], "ReturnValue": null });
     (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_wait_is_half_the_function_timeout_and_bounded() {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        // (functionTimeout, wait, what the case proves)
+        for (timeout, wait, proves) in [
+            (Some(minutes(5)), Duration::from_secs(150), "our host.json"),
+            (
+                Some(Duration::from_secs(6)),
+                Duration::from_secs(3),
+                "a short test override",
+            ),
+            (Some(minutes(30)), minutes(5), "a long timeout is capped"),
+            (
+                None,
+                Duration::from_secs(150),
+                "absent or -1: the Consumption default",
+            ),
+        ] {
+            assert_eq!(store_wait(timeout), wait, "{proves}");
+        }
+    }
 }

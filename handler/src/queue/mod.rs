@@ -106,6 +106,55 @@ pub async fn redrive(queue: &client::BatchQueue) -> Result<usize, client::QueueE
     }
 }
 
+/// How long a poison message read by [`mark_poisoned_failed`] stays hidden (it is not moved).
+const MARK_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why [`mark_poisoned_failed`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum MarkError {
+    #[error(transparent)]
+    Queue(#[from] client::QueueError),
+    #[error("a batch could not be marked: {0}")]
+    Store(#[from] ServiceError),
+}
+
+/// `handler redrive --mark-failed`: marks the batch of every message in the poison queue `failed`
+/// (one already completed, or registered for other records, keeps its report), moving nothing:
+/// for batches left `queued` because their mark could not be written when their message was
+/// poisoned (the store down, then a restart). Each message is read under a lease of
+/// [`MARK_LEASE`] and stays in the poison queue. Returns how many messages were read.
+pub async fn mark_poisoned_failed(
+    queue: &client::BatchQueue,
+    store: &dyn RecordStore,
+) -> Result<usize, MarkError> {
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let messages = queue.receive_poison(32, MARK_LEASE).await?;
+        let fresh: Vec<_> = messages
+            .iter()
+            .filter(|m| seen.insert(m.id.clone()))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(seen.len());
+        }
+        for message in fresh {
+            match batches::decode_message(&message.text, queue.base64()) {
+                Ok(batch) => {
+                    let failure = format!(
+                        "ingestion failed; the message is in {}",
+                        queue.poison_queue_name()
+                    );
+                    batches::mark_failed(store, &batch, failure).await?;
+                    tracing::info!(batch_id = %batch.batch_id, message_id = %message.id, "poisoned batch marked failed");
+                }
+                Err(problem) => {
+                    tracing::warn!(message_id = %message.id, problem, "undecodable poison message: no batch to mark");
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

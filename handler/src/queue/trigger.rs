@@ -19,7 +19,8 @@
 //!   a fresh copy of the message back (its dequeue count starts again) and the trigger stops
 //!   receiving until the store answers its check again.
 //! - A batch whose message goes to the poison queue is marked `failed` with the reason (GET
-//!   /batches/{id} shows it); `handler redrive` moves poison messages back.
+//!   /batches/{id} shows it; when the store cannot take it then, as soon as it answers again:
+//!   [`batches::FailedMarks`]); `handler redrive` moves poison messages back.
 //! - Queue errors (the service unreachable) are logged and backed off; the loop never ends on its
 //!   own. When `stop` turns true it receives nothing more, finishes what is in flight, and returns.
 //!
@@ -83,6 +84,7 @@ struct Context {
     /// Set when an attempt failed because the store was unavailable; cleared when its check
     /// passes again. While set, nothing is received.
     store_down: AtomicBool,
+    failed_marks: batches::FailedMarks,
 }
 
 /// Runs the queue trigger until `stop` turns true, then finishes in-flight messages.
@@ -114,6 +116,7 @@ pub async fn run(
         store,
         metrics,
         store_down: AtomicBool::new(false),
+        failed_marks: batches::FailedMarks::default(),
     });
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let mut delay = Duration::ZERO;
@@ -303,16 +306,13 @@ async fn handle(context: Arc<Context>, mut message: Received) {
     finish(&context, &message, verdict, outcome).await;
 }
 
-/// Marks a poisoned batch `failed` (best effort: a store that cannot take it leaves the batch
-/// `queued`, and the message is in the poison queue either way).
+/// Marks a poisoned batch `failed`: now, or when the store answers again (the message is in the
+/// poison queue either way).
 async fn mark_failed(context: &Context, batch: &BatchMessage, failure: String) {
-    let marked = match context.store.get() {
-        Ok(store) => batches::mark_failed(store.as_ref(), batch, failure).await,
-        Err(err) => Err(err),
-    };
-    if let Err(err) = marked {
-        tracing::warn!(batch_id = %batch.batch_id, error = %err, "cannot mark the poisoned batch failed");
-    }
+    context
+        .failed_marks
+        .mark(&context.store, batch, failure)
+        .await;
 }
 
 /// Runs `work` while renewing the message's lease every third of [`LEASE`].

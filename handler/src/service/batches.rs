@@ -5,20 +5,26 @@
 //! - [`decode_message`]: the one decoder of a queue message's text;
 //! - [`ingest`] / [`ingest_and_count`]: judges every record, stores the valid ones under ids
 //!   derived from `(batch_id, index)`, and keeps a report of the outcome;
+//! - [`ingest_through_outage`]: [`ingest_and_count`] that rides out a store outage (bounded), for
+//!   the Functions host's `ingest_batch`, whose failed attempts count toward poisoning;
+//! - [`mark_failed`] and [`FailedMarks`]: a poisoned batch says `failed` and why, at once or, when
+//!   the store is down, as soon as it answers again;
 //! - [`MessageOutcome`]: what became of a queue message, the `outcome` metric label.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use super::ServiceError;
+use super::{ServiceError, StoreHandle};
 use crate::domain::decode::record_from_value;
 use crate::domain::{
     BatchId, BatchMessage, BatchReport, BatchState, FieldError, Record, RecordId, RejectedRecord,
 };
 use crate::metrics::Metrics;
-use crate::store::{Inserted, RecordStore};
+use crate::store::{Inserted, RecordStore, StoreHealth};
 
 /// What became of a queue message (the `outcome` label of `mediflow_queue_messages_total`), in
 /// either host.
@@ -235,16 +241,149 @@ pub async fn mark_failed(
     message: &BatchMessage,
     failure: String,
 ) -> Result<(), ServiceError> {
-    match store.get_batch(message.batch_id).await? {
+    mark_report_failed(store, BatchReport::failed(message, failure)).await
+}
+
+/// [`mark_failed`] with the failed report already built (it holds no record: small to keep).
+async fn mark_report_failed(
+    store: &dyn RecordStore,
+    failed: BatchReport,
+) -> Result<(), ServiceError> {
+    match store.get_batch(failed.batch_id).await? {
         Some(stored)
             if stored.status == BatchState::Completed
-                || stored.content_sha256 != message.content_sha256 =>
+                || stored.content_sha256 != failed.content_sha256 =>
         {
             Ok(())
         }
-        _ => Ok(store
-            .put_batch(BatchReport::failed(message, failure))
-            .await?),
+        _ => Ok(store.put_batch(failed).await?),
+    }
+}
+
+/// Batches to mark `failed` that could not be marked because the store was down: each is marked
+/// by a task of its own as soon as the store answers again (retried every 250 ms doubling to
+/// [`FailedMarks::MAX_RETRY_INTERVAL`], for the life of the process). At most
+/// [`FailedMarks::MAX_PENDING`] wait at once; beyond that, or after a restart, the batch stays
+/// `queued` until `handler redrive` brings its message back and ingestion completes it.
+#[derive(Debug, Clone)]
+pub struct FailedMarks {
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for FailedMarks {
+    fn default() -> Self {
+        Self {
+            slots: Arc::new(tokio::sync::Semaphore::new(Self::MAX_PENDING)),
+        }
+    }
+}
+
+impl FailedMarks {
+    /// Marks waiting for the store at once (each holds a report without records: ~1 KiB).
+    pub const MAX_PENDING: usize = 1024;
+    /// The longest pause between two attempts of a pending mark.
+    pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+
+    /// Marks `message`'s batch failed now if the store takes it, else later (see the type).
+    /// Returns whether it was marked now.
+    pub async fn mark(
+        &self,
+        handle: &StoreHandle,
+        message: &BatchMessage,
+        failure: String,
+    ) -> bool {
+        let failed = BatchReport::failed(message, failure);
+        let now = match handle.get() {
+            Ok(store) => mark_report_failed(store.as_ref(), failed.clone()).await,
+            Err(err) => Err(err),
+        };
+        let Err(err) = now else { return true };
+        let batch_id = failed.batch_id;
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            tracing::error!(%batch_id, error = %err,
+                "cannot mark the poisoned batch failed, and too many marks are pending: it stays queued until `handler redrive` brings its message back");
+            return false;
+        };
+        tracing::warn!(%batch_id, error = %err,
+            "cannot mark the poisoned batch failed now (store unavailable): it will be marked when the store answers; `handler redrive` also completes it");
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut pause = Duration::from_millis(250);
+            loop {
+                tokio::time::sleep(pause).await;
+                if let Ok(store) = handle.get()
+                    && mark_report_failed(store.as_ref(), failed.clone())
+                        .await
+                        .is_ok()
+                {
+                    tracing::info!(%batch_id, "the poisoned batch is marked failed (the store answers again)");
+                    return;
+                }
+                pause = (pause * 2).min(Self::MAX_RETRY_INTERVAL);
+            }
+        });
+        false
+    }
+}
+
+/// Whether the store is open, able to work ([`StoreHealth::Ok`]) and answers its check.
+pub async fn store_answers(handle: &StoreHandle) -> bool {
+    match handle.get() {
+        Ok(store) => store.health() == StoreHealth::Ok && store.check().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// [`ingest_and_count`], riding out a store outage: while the store is still opening, no longer
+/// healthy or unavailable (a transient error), waits until it answers its check again (probing
+/// every 250 ms doubling to 5 s) and tries again, for at most `wait` in all. Then the last
+/// transient error is returned. Permanent outcomes (a conflicting batch, corrupt data) return at
+/// once.
+pub async fn ingest_through_outage(
+    handle: &StoreHandle,
+    metrics: &Metrics,
+    message: &BatchMessage,
+    wait: Duration,
+) -> Result<BatchReport, ServiceError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(250);
+    let mut waited = false;
+    loop {
+        let attempt = match handle.get() {
+            Ok(store) => match store.health() {
+                StoreHealth::Ok => ingest_and_count(store.as_ref(), metrics, message).await,
+                StoreHealth::Failed(reason) => Err(ServiceError::Store(
+                    crate::store::StoreError::unavailable(reason),
+                )),
+            },
+            Err(err) => Err(err),
+        };
+        let err = match attempt {
+            Err(err) if err.is_transient() => err,
+            done => {
+                if waited && done.is_ok() {
+                    tracing::info!(batch_id = %message.batch_id, "the store answers again: batch ingested");
+                }
+                return done;
+            }
+        };
+        if !waited {
+            tracing::warn!(batch_id = %message.batch_id, error = %err, wait_s = wait.as_secs(),
+                "store unavailable: waiting for it before failing the attempt");
+            waited = true;
+        }
+        // Probe (cheap) until the store answers, then try the batch again.
+        loop {
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(err);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+            if store_answers(handle).await {
+                break;
+            }
+        }
     }
 }
 
