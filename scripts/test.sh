@@ -61,6 +61,14 @@ cargo fetch --locked
 step "dependency policy (deny.toml: licenses, bans, sources)"
 bash .ci/checks/deny.sh
 
+step "no merge-conflict markers in tracked files"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  if git grep -nE '^(<<<<<<<|>>>>>>>) |^=======$' -- ':!*.lock'; then
+    echo "merge-conflict markers above: resolve them"
+    exit 1
+  fi
+fi
+
 step "emulators (npm ci in tests/emulators)"
 if [ ! -d tests/emulators/node_modules ] || [ tests/emulators/package-lock.json -nt tests/emulators/node_modules ]; then
   (cd tests/emulators && npm ci --no-audit --no-fund --loglevel=error)
