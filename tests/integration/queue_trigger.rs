@@ -197,7 +197,6 @@ async fn assert_report_matches(
     message: &Value,
     invalid_detail: &Value,
 ) {
-    let client = reqwest::Client::new();
     assert_eq!(
         (
             report["received"].as_u64(),
@@ -214,14 +213,9 @@ async fn assert_report_matches(
     let record_ids = report["record_ids"].as_array().expect("record_ids");
     assert_eq!(record_ids.len(), valid);
     for (n, id) in record_ids.iter().enumerate() {
-        let stored: Value = client
-            .get(app.url(&format!("/records/{}", id.as_str().expect("id"))))
-            .send()
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("json");
+        let stored = app
+            .get_json(&format!("/records/{}", id.as_str().expect("id")))
+            .await;
         assert_eq!(
             stored["notes"], message["records"][n]["notes"],
             "record {n} of {}",
@@ -244,19 +238,13 @@ async fn assert_report_matches(
     }
 }
 
-async fn wait_until<F, Fut>(within: Duration, mut condition: F)
+/// Polls `condition` (queue counts, reports: each check is a request) until it holds.
+async fn wait_until<F, Fut>(within: Duration, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + within;
-    while !condition().await {
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::support::wait_until(within, Duration::from_millis(100), condition).await;
 }
 
 #[tokio::test]

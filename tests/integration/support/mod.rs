@@ -105,6 +105,24 @@ impl LogBook {
     }
 }
 
+/// Checks `condition` every `every` until it holds; fails the test when `within` has passed.
+/// For state only reachable by asking (an HTTP answer, a queue count); a process's own output is
+/// waited on without polling ([`LogBook::wait_for`], [`App::wait_for_logs`]).
+pub async fn wait_until<F, Fut>(within: Duration, every: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {within:?}"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// How a process that ran to its end ended, and what it wrote on each stream.
 #[derive(Debug)]
 pub struct Finished {
