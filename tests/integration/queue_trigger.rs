@@ -89,12 +89,7 @@ async fn completed(app: &App, batch_ids: &[String], within: Duration) -> Vec<Val
 }
 
 async fn queue_metric(app: &App, outcome: &str) -> u64 {
-    let text = reqwest::get(app.url("/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     let prefix = format!("mediflow_queue_messages_total{{outcome=\"{outcome}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

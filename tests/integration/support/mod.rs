@@ -374,6 +374,16 @@ impl App {
             .expect("JSON body")
     }
 
+    /// The Prometheus text of `/metrics`, where the process serves it (`metrics_addr`).
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Every line the process wrote so far (stdout and stderr).
     pub fn logs(&self) -> Vec<String> {
         self.logs.lines()
