@@ -1,6 +1,10 @@
-# Cosmos DB (NoSQL): Entra ID only (local/key auth disabled), reachable from the AKS subnet only.
-# Database `mediflow`, container `records`, partition key /id, indexing policy from
-# policies/cosmos-indexing-policy.json (point reads only, so nothing is indexed).
+# Cosmos DB (NoSQL): Entra ID only (local/key auth disabled), reachable from the AKS subnet only,
+# continuous backup (7-day point-in-time restore). Database `mediflow`, container `records`, partition
+# key /id, autoscale throughput. Indexing policy from policies/cosmos-indexing-policy.json: only
+# /site_id and /submission_date are indexed (every other path is excluded), plus the composite index
+# (site_id, submission_date, id, all descending) that GET /records?site_id= pages through newest
+# first (docs/adr/0007-listing-by-site.md); reads by id need no index. The service's identity gets
+# data-plane RBAC on this one container.
 
 resource "azurerm_cosmosdb_account" "this" {
   #checkov:skip=CKV_AZURE_100:Customer-managed keys need a Key Vault key and its lifecycle; Cosmos encrypts at rest with service-managed keys, accepted for this workload.

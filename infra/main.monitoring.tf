@@ -17,8 +17,8 @@ resource "azurerm_log_analytics_workspace" "this" {
 # Audit and data-plane logs of the stateful services to Log Analytics.
 locals {
   diagnostic_targets = {
-    key_vault = { id = azurerm_key_vault.this.id, category_group = "audit" }
-    tls_vault = { id = azurerm_key_vault.tls.id, category_group = "audit" }
+    key_vault = { id = azurerm_key_vault.this["api_keys"].id, category_group = "audit" }
+    tls_vault = { id = azurerm_key_vault.this["tls"].id, category_group = "audit" }
     cosmos    = { id = azurerm_cosmosdb_account.this.id, category_group = "audit" }
     queues    = { id = "${azurerm_storage_account.this.id}/queueServices/default", category_group = "audit" }
     aks       = { id = azurerm_kubernetes_cluster.this.id, category_group = "audit" }

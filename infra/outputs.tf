@@ -48,7 +48,7 @@ output "keda_client_id" {
 
 output "key_vault_name" {
   description = "Key Vault holding the API keys secret (settings KEY_VAULT_NAME)."
-  value       = azurerm_key_vault.this.name
+  value       = azurerm_key_vault.this["api_keys"].name
 }
 
 output "api_keys_secret_name" {
@@ -63,7 +63,7 @@ output "overlay" {
 
 output "tls_key_vault_name" {
   description = "Key Vault holding the ingress TLS certificate (import it here). Example: kvtls-mf-prod-1a2b3c"
-  value       = azurerm_key_vault.tls.name
+  value       = azurerm_key_vault.this["tls"].name
 }
 
 output "tls_certificate_name" {
@@ -126,7 +126,7 @@ output "kubernetes_settings" {
     APP_CLIENT_ID        = azurerm_user_assigned_identity.app.client_id
     KEDA_CLIENT_ID       = azurerm_user_assigned_identity.keda.client_id
     TENANT_ID            = data.azurerm_client_config.current.tenant_id
-    KEY_VAULT_NAME       = azurerm_key_vault.this.name
+    KEY_VAULT_NAME       = azurerm_key_vault.this["api_keys"].name
     STORAGE_ACCOUNT_NAME = azurerm_storage_account.this.name
     QUEUE_SERVICE_URI    = trimsuffix(azurerm_storage_account.this.primary_queue_endpoint, "/")
     COSMOS_ENDPOINT      = azurerm_cosmosdb_account.this.endpoint

@@ -99,7 +99,7 @@ def used_series(text: str) -> set[str]:
 PROMQL_WORDS = {"sum", "max", "min", "avg", "count", "rate", "increase", "irate", "histogram_quantile", "by", "without",
                 "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "vector", "le", "route", "method",
                 "status", "operation", "outcome", "namespace", "node", "label_kubernetes_io_arch", "abs", "clamp_min",
-                "scalar", "time", "humanize", "offset", "bool"}
+                "scalar", "time", "humanize", "offset", "bool", "reason"}
 
 
 def cmd_metrics(metrics_rs: Path, files: list[Path]) -> int:

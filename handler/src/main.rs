@@ -36,18 +36,12 @@ async fn main() -> ExitCode {
                 tracing::info!(moved, "redrive done");
                 ExitCode::SUCCESS
             }
-            Err(err) => {
-                tracing::error!(error = %err, "redrive failed");
-                ExitCode::FAILURE
-            }
+            Err(err) => fail("redrive failed", &err),
         };
     }
     let started = match Application::build(config).await {
         Ok(app) => app,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot start");
-            return ExitCode::FAILURE;
-        }
+        Err(err) => return fail("cannot start", &err),
     };
     // The one start-up line that names the real bound addresses (port 0 binds a free port; the
     // tests read their ports from this line): `http_addr`, and `metrics_addr` (the same address
@@ -68,6 +62,14 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A start that cannot go on: the error in the log (for the log pipeline) and on stderr (for
+/// whoever started the process: a terminal, the Functions host, a pod's last state), exit 1.
+fn fail(what: &str, err: &dyn std::fmt::Display) -> ExitCode {
+    tracing::error!(error = %err, "{what}");
+    eprintln!("handler: {what}: {err}");
+    ExitCode::FAILURE
 }
 
 /// Completes on SIGTERM (Kubernetes, the Functions host) or Ctrl-C.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::azurite::Azurite;
-use crate::support::{App, AppOptions};
+use crate::support::{App, AppOptions, wait_until};
 
 /// The `mediflow` binary, built next to `handler` by `cargo nextest run --workspace`.
 fn mediflow_binary() -> PathBuf {
@@ -187,28 +187,21 @@ async fn an_interrupted_submission_resumes_without_duplicates() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start mediflow");
-    // Kill it (no chance to clean up) as soon as the service has stored part of the file.
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let page: Value = client
-            .get(app.url(&format!("/records?site_id={site}&limit=1")))
-            .send()
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("json");
-        if page["records"].as_array().is_some_and(|r| !r.is_empty()) {
-            break;
+    // Kill it (no chance to clean up) as soon as the service has stored part of the file: checked
+    // often, so the kill lands early in a run that takes seconds.
+    let first_page = format!("/records?site_id={site}&limit=1");
+    wait_until(Duration::from_secs(60), Duration::from_millis(5), || {
+        let running = first.try_wait().expect("wait").is_none();
+        let first_page = &first_page;
+        let app = &app;
+        async move {
+            let page = app.get_json(first_page).await;
+            let stored = page["records"].as_array().is_some_and(|r| !r.is_empty());
+            assert!(stored || running, "mediflow ended before storing anything");
+            stored
         }
-        assert!(Instant::now() < deadline, "nothing stored within 60 s");
-        assert!(
-            first.try_wait().expect("wait").is_none(),
-            "mediflow ended before storing anything"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await;
     let interrupted = first.try_wait().expect("wait").is_none();
     first.kill().expect("kill");
     first.wait().expect("reap");
@@ -349,10 +342,6 @@ async fn malformed_input_is_refused_naming_the_line_and_nothing_is_sent() {
 }
 
 #[tokio::test]
-#[expect(
-    clippy::too_many_lines,
-    reason = "one story: submit with and without the key, then every read command and its failures"
-)]
 async fn read_commands_print_json_or_tables_and_fail_with_one_line() {
     let dir = tempfile::tempdir().expect("temp dir");
     let key_file = dir.path().join("keys");
@@ -363,6 +352,12 @@ async fn read_commands_print_json_or_tables_and_fail_with_one_line() {
     .await;
     let url = app.url("");
     let key = key_file.to_str().expect("utf-8");
+    // A command with the service's URL and API key, then `rest`.
+    let keyed = |command: &str, rest: &[&str]| {
+        let mut args = vec![command, "--url", url.as_str(), "--api-key-file", key];
+        args.extend_from_slice(rest);
+        run(&args)
+    };
     let file = dir.path().join("few.jsonl");
     std::fs::write(
         &file,
@@ -377,29 +372,14 @@ async fn read_commands_print_json_or_tables_and_fail_with_one_line() {
     assert_eq!(code, 1, "no key: {stdout}");
     assert!(stderr.contains("refused the API key (401)"), "{stderr}");
 
-    let (code, stdout, stderr) = run(&[
-        "submit",
-        "--url",
-        &url,
-        "--api-key-file",
-        key,
-        file.to_str().expect("utf-8"),
-    ]);
+    let (code, stdout, stderr) = keyed("submit", &[file.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "all accepted: {stdout}{stderr}");
     assert!(
         !stale.exists(),
         "the stale rejected file of an earlier run is removed"
     );
 
-    let (code, stdout, _) = run(&[
-        "list",
-        "--url",
-        &url,
-        "--api-key-file",
-        key,
-        "--site",
-        "READ01",
-    ]);
+    let (code, stdout, _) = keyed("list", &["--site", "READ01"]);
     assert_eq!(code, 0);
     let records: Vec<Value> = serde_json::from_str(&stdout).expect("json");
     assert_eq!(
@@ -409,18 +389,7 @@ async fn read_commands_print_json_or_tables_and_fail_with_one_line() {
             .collect::<Vec<_>>(),
         [json!("2025-01-05"), json!("2025-01-02")]
     );
-    let (_, table, _) = run(&[
-        "list",
-        "--url",
-        &url,
-        "--api-key-file",
-        key,
-        "--site",
-        "read01",
-        "--table",
-        "--limit",
-        "1",
-    ]);
+    let (_, table, _) = keyed("list", &["--site", "read01", "--table", "--limit", "1"]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 2, "header and one row:\n{table}");
     assert!(lines[0].starts_with("submission_date  site_id"));
@@ -439,21 +408,14 @@ async fn read_commands_print_json_or_tables_and_fail_with_one_line() {
         String::from_utf8_lossy(&out.stdout).contains("notes            second"),
         "env vars stand for the flags"
     );
-    let (code, stdout, _) = run(&["get", id, "--url", &url, "--api-key-file", key]);
+    let (code, stdout, _) = keyed("get", &[id]);
     assert_eq!(code, 0);
     assert_eq!(
         serde_json::from_str::<Value>(&stdout).expect("json"),
         records[0]
     );
 
-    let (code, _, stderr) = run(&[
-        "get",
-        "00000000-0000-0000-0000-000000000000",
-        "--url",
-        &url,
-        "--api-key-file",
-        key,
-    ]);
+    let (code, _, stderr) = keyed("get", &["00000000-0000-0000-0000-000000000000"]);
     assert_eq!(
         (code, stderr.trim_end()),
         (
@@ -461,22 +423,12 @@ async fn read_commands_print_json_or_tables_and_fail_with_one_line() {
             "mediflow: no record with id 00000000-0000-0000-0000-000000000000"
         )
     );
-    let (code, _, stderr) = run(&["batch", "nope", "--url", &url, "--api-key-file", key]);
+    let (code, _, stderr) = keyed("batch", &["nope"]);
     assert_eq!(
         (code, stderr.trim_end()),
         (1, "mediflow: no batch with id nope")
     );
-    let (code, _, stderr) = run(&[
-        "list",
-        "--url",
-        &url,
-        "--api-key-file",
-        key,
-        "--site",
-        "READ01",
-        "--from",
-        "2025-13-01",
-    ]);
+    let (code, _, stderr) = keyed("list", &["--site", "READ01", "--from", "2025-13-01"]);
     assert_eq!(code, 1);
     assert!(
         stderr.contains("422") && stderr.contains("from"),

@@ -23,3 +23,4 @@ mod properties;
 mod queue_trigger;
 mod soak;
 mod store_contract;
+mod tls_roots;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::azurite::Azurite;
+use crate::support::azurite::{Azurite, DeleteGate};
 use crate::support::{App, AppOptions, valid_record};
 
 const QUEUE: &str = "mediflow-batches";
@@ -89,12 +89,7 @@ async fn completed(app: &App, batch_ids: &[String], within: Duration) -> Vec<Val
 }
 
 async fn queue_metric(app: &App, outcome: &str) -> u64 {
-    let text = reqwest::get(app.url("/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     let prefix = format!("mediflow_queue_messages_total{{outcome=\"{outcome}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
@@ -197,7 +192,6 @@ async fn assert_report_matches(
     message: &Value,
     invalid_detail: &Value,
 ) {
-    let client = reqwest::Client::new();
     assert_eq!(
         (
             report["received"].as_u64(),
@@ -214,14 +208,9 @@ async fn assert_report_matches(
     let record_ids = report["record_ids"].as_array().expect("record_ids");
     assert_eq!(record_ids.len(), valid);
     for (n, id) in record_ids.iter().enumerate() {
-        let stored: Value = client
-            .get(app.url(&format!("/records/{}", id.as_str().expect("id"))))
-            .send()
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("json");
+        let stored = app
+            .get_json(&format!("/records/{}", id.as_str().expect("id")))
+            .await;
         assert_eq!(
             stored["notes"], message["records"][n]["notes"],
             "record {n} of {}",
@@ -244,19 +233,13 @@ async fn assert_report_matches(
     }
 }
 
-async fn wait_until<F, Fut>(within: Duration, mut condition: F)
+/// Polls `condition` (queue counts, reports: each check is a request) until it holds.
+async fn wait_until<F, Fut>(within: Duration, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + within;
-    while !condition().await {
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::support::wait_until(within, Duration::from_millis(100), condition).await;
 }
 
 #[tokio::test]
@@ -399,39 +382,43 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_doubles_nothing() {
     let azurite = azurite().await;
     let queue = azurite.queue(QUEUE);
     let mut messages = Vec::new();
-    // Big batches (242 records, about 36 KB) keep the trigger busy, so the kill lands mid-batch.
     for n in 0..MESSAGES {
         let (id, message) = batch(240, 2, &format!("kill {n}"));
         queue.send_json(&message.to_string()).await;
         messages.push(id);
     }
-    let mut app = app_on(azurite.connection_string()).await;
-    // Kill once the trigger has completed something and holds leased messages (the queue counts
-    // more messages than are visible). Ingestion is fast (16 batches in tens of milliseconds), so
-    // this checks without pausing: each check is two requests to Azurite.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "no lease held within 30 s");
-        if queue_metric(&app, "completed").await == 0 {
-            continue;
-        }
-        // Peek shows at most 32 visible messages: below that it is the exact visible count.
-        let visible = queue.peek().await.len();
-        if visible < 32 && queue.count().await > i64::try_from(visible).unwrap_or(i64::MAX) {
-            break;
-        }
-    }
+    // The handler reaches Azurite through a gate that holds back message deletes: the first held
+    // one says a batch is ingested while its message is still leased by this process, whatever
+    // the speed of the machine. That is when the kill comes (other received messages may be
+    // anywhere between receipt and delete).
+    let gate = DeleteGate::start(&azurite);
+    gate.hold();
+    let mut app = app_on(gate.connection_string()).await;
+    assert!(
+        gate.wait_for_held(1, Duration::from_secs(60)).await,
+        "no batch was ingested within 60 s; logs:\n{}",
+        app.logs().join("\n")
+    );
     app.kill_hard();
     let left = queue.count().await;
     assert!(
         left > 0,
-        "the kill came after every message was handled; the test proves nothing"
+        "the held message is still on the queue (the test proves nothing otherwise)"
     );
 
+    gate.pass();
     let app = app.restart().await;
-    app.wait_until_ready().await;
-    // Messages leased by the killed process come back when their lease (30 s) ends.
-    let reports = completed(&app, &messages, Duration::from_secs(90)).await;
+    // Messages leased by the killed process come back when their lease (30 s) ends; the held one
+    // is then handled a second time.
+    let reports = completed(&app, &messages, Duration::from_secs(180)).await;
+    app.wait_for_logs(Duration::from_secs(90), |lines| {
+        lines.iter().any(|line| {
+            let line: Value = serde_json::from_str(line).unwrap_or_default();
+            line["fields"]["message"] == "batch message completed"
+                && line["fields"]["dequeue_count"].as_u64() >= Some(2)
+        })
+    })
+    .await;
     let mut all_ids = HashSet::new();
     for report in &reports {
         assert_eq!(
@@ -451,22 +438,13 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_doubles_nothing() {
         }
     }
     assert_eq!(all_ids.len(), MESSAGES * 240);
-    // Some message was leased by the killed process and handled again after restart.
-    assert!(
-        app.logs().iter().any(|line| {
-            let line: Value = serde_json::from_str(line).unwrap_or_default();
-            line["fields"]["message"] == "batch message completed"
-                && line["fields"]["dequeue_count"].as_u64() >= Some(2)
-        }),
-        "no message was in flight at the kill; the test proves nothing"
-    );
     // A sample of the records is readable with the right content.
     for (n, report) in reports.iter().enumerate().step_by(10) {
         let id = report["record_ids"][7].as_str().expect("id");
         let stored: Value = app.get_json(&format!("/records/{id}")).await;
         assert_eq!(stored["notes"], format!("kill {n} record 7"));
     }
-    wait_until(Duration::from_secs(20), || async {
+    wait_until(Duration::from_secs(60), || async {
         queue.count().await == 0
     })
     .await;

@@ -12,7 +12,9 @@
 
 use std::sync::Arc;
 
-use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, StatusCode, Url};
+use azure_core::http::{
+    ClientOptions, ExponentialRetryOptions, RetryOptions, StatusCode, Transport, Url,
+};
 use azure_storage_queue::models::{
     QueueClientReceiveMessagesOptions, QueueClientSendMessageOptions, QueueMessage,
 };
@@ -21,7 +23,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::config::{AzureIdentity, QueueConfig};
-use crate::credential::token_credential;
+use crate::credential::{http_transport, token_credential_with};
 use crate::domain::BatchMessage;
 
 /// One message received from the queue, leased to us until `pop_receipt` is used or expires.
@@ -122,7 +124,8 @@ impl std::fmt::Debug for BatchQueue {
 impl BatchQueue {
     /// Connects to the queue named `queue_name` (and `<queue_name>-poison`). Builds the clients
     /// only: no request is made, so an unreachable queue service does not stop the process (the
-    /// trigger retries). `base64`: encode sent messages as the Functions default expects.
+    /// trigger retries); a machine where no HTTP client can be built (no CA root certificates)
+    /// does. `base64`: encode sent messages as the Functions default expects.
     #[expect(
         clippy::unused_async,
         reason = "the server awaits it; a connection check may be added"
@@ -132,6 +135,8 @@ impl BatchQueue {
         queue_name: &str,
         base64: bool,
     ) -> Result<Self, QueueSetupError> {
+        // One HTTP client for the credential and the queue clients.
+        let transport = http_transport().map_err(|e| config_error(e.to_string()))?;
         let (service_url, credential, auth) = match config {
             QueueConfig::Identity {
                 service_uri,
@@ -140,8 +145,8 @@ impl BatchQueue {
                 let url = Url::parse(service_uri.trim_end_matches('/')).map_err(|e| {
                     config_error(format!("MEDIFLOW_QUEUE__queueServiceUri is not a URL: {e}"))
                 })?;
-                let credential =
-                    token_credential(identity).map_err(|e| config_error(e.to_string()))?;
+                let credential = token_credential_with(identity, transport.clone())
+                    .map_err(|e| config_error(e.to_string()))?;
                 let auth = match identity {
                     AzureIdentity::WorkloadIdentity => AuthKind::WorkloadIdentity,
                     AzureIdentity::ManagedIdentity { .. } => AuthKind::ManagedIdentity,
@@ -163,13 +168,14 @@ impl BatchQueue {
                 .map(|p| format!(":{p}"))
                 .unwrap_or_default()
         ) + service_url.path();
-        let service = QueueServiceClient::new(service_url, credential, Some(client_options()))
-            .map_err(|e| {
-                config_error(format!(
-                    "the queue service client cannot be built: {}",
-                    e.kind()
-                ))
-            })?;
+        let service =
+            QueueServiceClient::new(service_url, credential, Some(client_options(transport)))
+                .map_err(|e| {
+                    config_error(format!(
+                        "the queue service client cannot be built: {}",
+                        e.kind()
+                    ))
+                })?;
         let poison_name = format!("{queue_name}-poison");
         let client = |name: &str| {
             service
@@ -439,7 +445,7 @@ fn config_error(reason: String) -> QueueSetupError {
 }
 
 /// A few quick SDK retries per call; the trigger's own backoff handles longer outages.
-fn client_options() -> QueueServiceClientOptions {
+fn client_options(transport: Transport) -> QueueServiceClientOptions {
     let retry = ExponentialRetryOptions {
         initial_delay: azure_core::time::Duration::milliseconds(200),
         max_retries: 2,
@@ -449,6 +455,7 @@ fn client_options() -> QueueServiceClientOptions {
     QueueServiceClientOptions {
         client_options: ClientOptions {
             retry: RetryOptions::exponential(retry),
+            transport: Some(transport),
             ..Default::default()
         },
         ..Default::default()

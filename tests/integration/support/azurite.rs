@@ -2,11 +2,15 @@
 //! started on port 0 (it reports the port it bound in its start-up line) with its own data folder,
 //! which survives `stop()` / `restart()` (outage tests; a restart binds the same port again, which
 //! the stopped emulator has just released). Gives the child `handler` its `MEDIFLOW_QUEUE` and the test a
-//! client of its own (create queues, send as a Functions producer would, peek, count).
+//! client of its own (create queues, send as a Functions producer would, peek, count). A
+//! [`DeleteGate`] in front of it holds back the handler's message deletes on demand.
 
-use std::io::BufRead;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use azure_storage_queue::models::{
@@ -235,6 +239,143 @@ impl TestQueue {
                 .unwrap_or(0),
             Err(err) if err.http_status() == Some(azure_core::http::StatusCode::NotFound) => 0,
             Err(err) => panic!("properties of {}: {}", self.name, err.kind()),
+        }
+    }
+}
+
+/// A TCP proxy in front of Azurite that can hold back message deletes: while holding, a request
+/// `DELETE …/messages/<id>?popreceipt=…` is never forwarded nor answered (its connection stays
+/// open until the client goes away). A handler that sends one has ingested that message's batch
+/// and still holds its lease: the state a crash must not turn into a loss or a duplicate. Every
+/// other request passes through untouched.
+pub struct DeleteGate {
+    pub port: u16,
+    holding: Arc<AtomicBool>,
+    held: tokio::sync::watch::Receiver<usize>,
+}
+
+impl DeleteGate {
+    /// Listens on a free port and forwards to `azurite`; passes everything until [`Self::hold`].
+    pub fn start(azurite: &Azurite) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the gate");
+        let port = listener.local_addr().expect("gate address").port();
+        let upstream = azurite.port;
+        let holding = Arc::new(AtomicBool::new(false));
+        let (held_tx, held) = tokio::sync::watch::channel(0);
+        let held_tx = Arc::new(held_tx);
+        let gate_holding = Arc::clone(&holding);
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let (holding, held_tx) = (Arc::clone(&gate_holding), Arc::clone(&held_tx));
+                std::thread::spawn(move || {
+                    if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) {
+                        forward(client, server, &holding, &held_tx);
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            holding,
+            held,
+        }
+    }
+
+    /// The handler's `MEDIFLOW_QUEUE`, through the gate.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};QueueEndpoint=http://127.0.0.1:{}/{ACCOUNT}",
+            self.port
+        )
+    }
+
+    /// From now on, message deletes are held back.
+    pub fn hold(&self) {
+        self.holding.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on, everything passes again (deletes held so far stay held).
+    pub fn pass(&self) {
+        self.holding.store(false, Ordering::SeqCst);
+    }
+
+    /// Waits (at most `within`) until `count` deletes are held; `false` if they were not.
+    pub async fn wait_for_held(&self, count: usize, within: Duration) -> bool {
+        let mut held = self.held.clone();
+        tokio::time::timeout(within, held.wait_for(|n| *n >= count))
+            .await
+            .is_ok_and(|seen| seen.is_ok())
+    }
+}
+
+/// Copies `server`'s answers back to `client`, and `client`'s requests to `server` one by one
+/// (HTTP/1.1: a head, then a `Content-Length` body), except a message delete while holding.
+fn forward(
+    client: TcpStream,
+    mut server: TcpStream,
+    holding: &AtomicBool,
+    held_count: &tokio::sync::watch::Sender<usize>,
+) {
+    let (Ok(mut answers), Ok(mut to_client)) = (server.try_clone(), client.try_clone()) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut answers, &mut to_client);
+        let _ = to_client.shutdown(Shutdown::Both);
+    });
+    let mut requests = BufReader::new(client);
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            match requests.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => {
+                    let _ = server.shutdown(Shutdown::Write);
+                    return;
+                }
+                Ok(_) => head.extend_from_slice(&line),
+            }
+            if line == b"\r\n" {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let header = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(str::trim))
+                .map(str::to_owned)
+        };
+        if header("transfer-encoding").is_some() {
+            // Not what the SDK sends; pass the rest of this connection through unread.
+            let _ = server.write_all(&head);
+            let _ = std::io::copy(&mut requests, &mut server);
+            return;
+        }
+        let length = header("content-length")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let mut body = Vec::new();
+        if (&mut requests).take(length).read_to_end(&mut body).is_err() {
+            return;
+        }
+        let request_line = text.lines().next().unwrap_or_default();
+        if holding.load(Ordering::SeqCst)
+            && request_line.starts_with("delete ")
+            && request_line.contains("/messages/")
+            && request_line.contains("popreceipt=")
+        {
+            held_count.send_modify(|n| *n += 1);
+            // Never answered: wait for the client to go away (its process killed).
+            let _ = std::io::copy(&mut requests, &mut std::io::sink());
+            let _ = server.shutdown(Shutdown::Both);
+            return;
+        }
+        if server
+            .write_all(&head)
+            .and_then(|()| server.write_all(&body))
+            .is_err()
+        {
+            return;
         }
     }
 }

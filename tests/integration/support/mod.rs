@@ -105,6 +105,68 @@ impl LogBook {
     }
 }
 
+/// Checks `condition` every `every` until it holds; fails the test when `within` has passed.
+/// For state only reachable by asking (an HTTP answer, a queue count); a process's own output is
+/// waited on without polling ([`LogBook::wait_for`], [`App::wait_for_logs`]).
+pub async fn wait_until<F, Fut>(within: Duration, every: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {within:?}"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// How a process that ran to its end ended, and what it wrote on each stream.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+}
+
+/// Runs `command` to its end, waiting at most `within` (plus the start slack of an emulated
+/// machine); a process still running then is killed and the test fails with what it wrote.
+pub async fn run_to_end(command: &mut Command, within: Duration) -> Finished {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the process");
+    let stream =
+        |s: Option<Box<dyn std::io::Read + Send>>| LogBook::collect(s.into_iter().collect());
+    let stdout = stream(child.stdout.take().map(|s| Box::new(s) as _));
+    let stderr = stream(child.stderr.take().map(|s| Box::new(s) as _));
+    let deadline = Instant::now() + within + start_slack();
+    for book in [&stdout, &stderr] {
+        // Returns when the stream closes (the process exited) or the time is up.
+        book.wait_for(deadline.saturating_duration_since(Instant::now()), |_| {
+            None::<()>
+        })
+        .await;
+    }
+    if stdout.streams_open.load(Ordering::SeqCst) + stderr.streams_open.load(Ordering::SeqCst) > 0 {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "the process did not end within {within:?}; stdout:\n{}\nstderr:\n{}",
+            stdout.lines().join("\n"),
+            stderr.lines().join("\n")
+        );
+    }
+    Finished {
+        status: child.wait().expect("exit status"),
+        stdout: stdout.lines(),
+        stderr: stderr.lines(),
+    }
+}
+
 /// The addresses in a `handler` start-up line (`"message":"listening"` in the JSON log).
 fn listening_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
@@ -310,6 +372,16 @@ impl App {
             .json()
             .await
             .expect("JSON body")
+    }
+
+    /// The Prometheus text of `/metrics`, where the process serves it (`metrics_addr`).
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     /// Every line the process wrote so far (stdout and stderr).
