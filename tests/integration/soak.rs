@@ -5,7 +5,7 @@
 //! process's RSS stays flat after warm-up.
 //!
 //! "Flat" allows for the data: the embedded store keeps what it wrote in its memtables and block
-//! cache, which the handler caps at `handler::store::embedded::MEMORY_BYTES` (8 MiB), so RSS may
+//! cache, which the handler caps at `handler::store::embedded::MEMORY_BYTES` (8 MiB: redb cache + pending map), so RSS may
 //! grow by the data directory's growth after warm-up up to that cap, plus a margin. Memory kept
 //! per request (a leak) exceeds that; the store's bounded memory cannot.
 //!

@@ -1,39 +1,32 @@
-//! The embedded store: a write-ahead journal in front of an LSM tree ([fjall](https://docs.rs/fjall)),
-//! both in `MEDIFLOW_DATA_DIR`.
+//! The embedded store: a write-ahead journal in front of a [redb](https://docs.rs/redb) file, both
+//! in `MEDIFLOW_DATA_DIR`.
 //!
 //! Writes: a bounded queue feeds one writer thread. It takes every write waiting (a group),
-//! decides each one's outcome (insert-if-absent against the group's earlier writes, then the
-//! tree), appends the resulting puts to the journal and `fdatasync`s once for the whole group,
-//! then applies them to the tree in one atomic batch (an in-memory memtable insert; the tree's
-//! own journal is not synced per group). Only then does any caller hear back: every
-//! acknowledged write is on the device (in the journal) and visible to reads (in the tree).
-//! Once the journal passes [`JOURNAL_RESET_BYTES`], the tree is persisted (`fsync`) and the
-//! journal emptied. On open, the journal is replayed into the tree (a torn tail, from a write
-//! that was never acknowledged, is cut) and emptied. Reads go to the tree and never wait for the
-//! writer; the tree's flushes and compactions run on its own background threads.
+//! decides each one's outcome (insert-if-absent against the writes not yet in redb, then redb),
+//! appends the resulting puts to the journal and `fdatasync`s once for the whole group; only then
+//! does any caller hear back, so every acknowledged write is on the device. The puts then sit in
+//! an in-memory pending map (reads see them at once) until the applier thread has committed them
+//! to redb in the background. On open, the journal is replayed into redb (a torn tail, from a
+//! write that was never acknowledged, is cut) and emptied. Reads: the pending map, then redb's
+//! MVCC read transactions; they never wait for the writer.
 //!
 //! Bounds: the queue holds [`QUEUE_CAPACITY`] writes (beyond it: `Unavailable`, 503 +
-//! Retry-After); the tree's memory is its block cache ([`CACHE_BYTES`]) plus its memtables
-//! ([`WRITE_BUFFER_BYTES`]), beyond which writes wait for a flush (so the queue fills and callers
-//! get 503). A failed journal or tree write is latched: from then on writes fail fast and
-//! [`RecordStore::health`] reports it.
-//!
-//! A data directory written by an earlier version (a redb file, `mediflow.redb`) is migrated into
-//! the tree on the first open and the file renamed `mediflow.redb.migrated`.
+//! Retry-After); the pending map holds [`MAX_PENDING_BYTES`] (beyond it the writer waits for the
+//! applier, so the queue fills and callers get 503). A failed journal or redb write is latched:
+//! from then on writes fail fast and [`RecordStore::health`] reports it.
 //! See docs/adr/0002-embedded-store.md and docs/adr/0006-durable-write-path.md.
 
 mod journal;
-mod migrate;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
 use self::journal::{Journal, Put, Table};
@@ -41,17 +34,12 @@ use super::embedded_site_index::{self as site_index, IndexKey};
 use super::{Inserted, RecordStore, StoreError, StoreHealth};
 use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
 
-/// The tree's block cache. Reads beyond it go to the OS page cache, which the kernel can reclaim.
+const RECORDS: TableDefinition<u128, &[u8]> = TableDefinition::new("records");
+const BATCHES: TableDefinition<u128, &[u8]> = TableDefinition::new("batches");
+
+/// redb's page cache. Its default (1 GiB) would outgrow a pod's memory limit as data grows; reads
+/// beyond the cache go to the OS page cache, which the kernel can reclaim.
 pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
-
-/// The tree's memtables, all partitions together; beyond it writes wait for a flush.
-pub const WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
-
-/// One partition's memtable, flushed to a sorted segment once it is this large.
-const MEMTABLE_BYTES: u32 = 2 * 1024 * 1024;
-
-/// What the tree may hold in memory: its cache and its memtables.
-pub const MEMORY_BYTES: usize = CACHE_BYTES + WRITE_BUFFER_BYTES;
 
 /// Most writes folded into one journal append (one `fdatasync`).
 const MAX_GROUP: usize = 256;
@@ -59,11 +47,17 @@ const MAX_GROUP: usize = 256;
 /// Writes waiting for the writer thread; one more is refused as `Unavailable` (503 + Retry-After).
 pub const QUEUE_CAPACITY: usize = 1024;
 
-/// Journal size beyond which the writer persists the tree and empties the journal.
+/// Bytes of acknowledged values not yet in redb. Beyond it the writer waits for the applier.
+pub const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
+
+/// What the store may hold in memory for the data: redb's cache and the pending map.
+pub const MEMORY_BYTES: usize = CACHE_BYTES + MAX_PENDING_BYTES;
+
+/// Journal size beyond which the writer, once redb holds everything in it, empties it.
 const JOURNAL_RESET_BYTES: u64 = 16 * 1024 * 1024;
 
-const RECORDS: &str = "records";
-const BATCHES: &str = "batches";
+/// Most journal groups folded into one redb commit by the applier.
+const MAX_APPLY_GROUPS: usize = 1024;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -133,88 +127,18 @@ impl Refusal {
     }
 }
 
-/// The tree and its partitions.
-#[derive(Clone)]
-struct Tree {
-    keyspace: Keyspace,
-    records: PartitionHandle,
-    batches: PartitionHandle,
-    by_site: PartitionHandle,
+/// A journaled group on its way to redb.
+struct Applied {
+    seq: u64,
+    puts: Vec<Put>,
 }
 
-impl Tree {
-    fn open(dir: &Path) -> Result<Self, StoreError> {
-        let failed = |e: fjall::Error| {
-            StoreError::unavailable(format!("cannot open the embedded store: {e}"))
-        };
-        let keyspace = fjall::Config::new(dir.join("tree"))
-            .cache_size(CACHE_BYTES as u64)
-            .max_write_buffer_size(WRITE_BUFFER_BYTES as u64)
-            .flush_workers(1)
-            .compaction_workers(1)
-            // The write-ahead journal in front makes writes durable; the tree's own journal is
-            // synced only before that journal is emptied.
-            .manual_journal_persist(true)
-            .open()
-            .map_err(failed)?;
-        let partition = |name: &str| {
-            let options = PartitionCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
-            keyspace.open_partition(name, options).map_err(failed)
-        };
-        Ok(Self {
-            records: partition(RECORDS)?,
-            batches: partition(BATCHES)?,
-            by_site: partition(site_index::PARTITION)?,
-            keyspace,
-        })
-    }
-
-    fn partition(&self, table: Table) -> &PartitionHandle {
-        match table {
-            Table::Records => &self.records,
-            Table::Batches => &self.batches,
-        }
-    }
-
-    fn get(&self, table: Table, key: u128) -> Result<Option<Bytes>, String> {
-        self.partition(table)
-            .get(key.to_be_bytes())
-            .map(|value| value.map(Bytes::from))
-            .map_err(|e| e.to_string())
-    }
-
-    /// Applies `puts` in one atomic batch, each record with its by-site index entry.
-    fn apply<'a>(&self, puts: impl Iterator<Item = &'a Put>) -> Result<(), String> {
-        let mut batch = self.keyspace.batch();
-        for put in puts {
-            let key = put.key.to_be_bytes();
-            batch.insert(self.partition(put.table), key, put.value.clone());
-            if put.table == Table::Records {
-                let entry = match &put.index {
-                    Some(index) => index.entry(put.key),
-                    None => IndexKey::from_json(&put.value)
-                        .map_err(|e| e.to_string())?
-                        .entry(put.key),
-                };
-                batch.insert(&self.by_site, entry, Bytes::new());
-            }
-        }
-        batch.commit().map_err(|e| e.to_string())
-    }
-
-    /// Makes everything applied so far durable in the tree itself.
-    fn persist(&self) -> Result<(), String> {
-        self.keyspace
-            .persist(PersistMode::SyncAll)
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// What the writer and the readers share.
+/// What the writer, the applier and the readers share.
 struct Shared {
-    tree: Tree,
-    /// The first journal or tree failure; latched for the life of the process.
-    failure: Mutex<Option<String>>,
+    db: Database,
+    state: Mutex<State>,
+    /// Signalled when the applier drains the pending map or a failure is latched.
+    progress: Condvar,
     /// Test fault injection: the next journal appends fail as the device would.
     #[cfg(test)]
     fail_appends: std::sync::atomic::AtomicBool,
@@ -223,22 +147,92 @@ struct Shared {
     fail_lookup: Mutex<Option<u128>>,
 }
 
+#[derive(Default)]
+struct State {
+    /// Acknowledged puts not yet committed to redb, with the group that wrote them.
+    pending: HashMap<(Table, u128), (u64, Bytes)>,
+    pending_bytes: usize,
+    /// The last group the applier committed to redb.
+    applied: u64,
+    /// The last group acknowledged to its callers.
+    acknowledged: u64,
+    /// The first journal or redb failure; latched for the life of the process.
+    failure: Option<String>,
+}
+
 impl Shared {
-    fn failure(&self) -> MutexGuard<'_, Option<String>> {
-        // A panicking thread cannot leave an `Option<String>` half-updated.
-        self.failure.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panicking thread cannot leave `State` half-updated in a way readers could misread.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn latch(&self, reason: String) {
-        let mut failure = self.failure();
-        if failure.is_none() {
+        let mut state = self.state();
+        if state.failure.is_none() {
             tracing::error!(%reason, "embedded store failed; writes are refused from now on");
-            *failure = Some(reason);
+            state.failure = Some(reason);
         }
+        drop(state);
+        self.progress.notify_all();
+    }
+
+    /// Waits until `done` holds or a failure is latched (then returns the failure).
+    fn wait_until(&self, mut done: impl FnMut(&State) -> bool) -> Result<(), String> {
+        let mut state = self.state();
+        loop {
+            if let Some(reason) = &state.failure {
+                return Err(reason.clone());
+            }
+            if done(&state) {
+                return Ok(());
+            }
+            state = self
+                .progress
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// The stored value under `key` as the writer decides a write: the pending map, then redb
+    /// (through one read transaction per group, opened on the first miss).
+    fn lookup(
+        &self,
+        reader: &mut Option<redb::ReadTransaction>,
+        table: Table,
+        key: u128,
+    ) -> Result<Option<Bytes>, String> {
+        #[cfg(test)]
+        if *self
+            .fail_lookup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            == Some(key)
+        {
+            return Err("injected lookup failure".to_owned());
+        }
+        if let Some(value) = self.pending(table, key) {
+            return Ok(Some(value));
+        }
+        if reader.is_none() {
+            *reader = Some(self.db.begin_read().map_err(|e| e.to_string())?);
+        }
+        let txn = reader.as_ref().ok_or("no read transaction")?;
+        let opened = txn
+            .open_table(definition(table))
+            .map_err(|e| e.to_string())?;
+        let value = opened.get(key).map_err(|e| e.to_string())?;
+        Ok(value.map(|v| Bytes::copy_from_slice(v.value())))
+    }
+
+    fn pending(&self, table: Table, key: u128) -> Option<Bytes> {
+        self.state()
+            .pending
+            .get(&(table, key))
+            .map(|(_, value)| value.clone())
     }
 }
 
-/// Latches a failure if its thread unwinds (a panic on the writer thread).
+/// Latches a failure if its thread unwinds (a panic on the writer or applier thread).
 struct LatchOnPanic<'a>(&'a Shared, &'static str);
 
 impl Drop for LatchOnPanic<'_> {
@@ -249,8 +243,8 @@ impl Drop for LatchOnPanic<'_> {
     }
 }
 
-/// The embedded backend. Cheap to clone; all clones share one tree and one writer thread.
-/// Dropping the last clone lets the writer finish and waits for it.
+/// The embedded backend. Cheap to clone; all clones share one database, one writer and one
+/// applier thread. Dropping the last clone lets both threads finish and waits for them.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
@@ -259,13 +253,13 @@ pub struct EmbeddedStore {
 struct Inner {
     shared: Arc<Shared>,
     writer: Option<std_mpsc::SyncSender<Write>>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         drop(self.writer.take());
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             // A thread that panicked has latched its failure already.
             drop(thread.join());
         }
@@ -279,14 +273,21 @@ impl std::fmt::Debug for EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store in `dir`, migrates an earlier version's redb file, and
-    /// replays the journal. Fails if another process holds it.
+    /// Opens (or creates) the store in `dir` and replays its journal. Fails if another process
+    /// holds it.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
-        let tree = Tree::open(dir)?;
-        migrate::from_redb(dir, &tree)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("mediflow.redb"))
+            .map_err(|e| StoreError::unavailable(format!("cannot open the embedded store: {e}")))?;
+        let txn = db.begin_write().map_err(unavailable)?;
+        txn.open_table(RECORDS).map_err(unavailable)?;
+        txn.open_table(BATCHES).map_err(unavailable)?;
+        site_index::open_and_backfill(&txn, RECORDS)?;
+        txn.commit().map_err(unavailable)?;
 
         let journal_error =
             |e: std::io::Error| StoreError::unavailable(format!("cannot replay the journal: {e}"));
@@ -299,9 +300,7 @@ impl EmbeddedStore {
             );
         }
         if !replay.puts.is_empty() {
-            tree.apply(replay.puts.iter())
-                .and_then(|()| tree.persist())
-                .map_err(|e| StoreError::unavailable(format!("cannot replay the journal: {e}")))?;
+            commit_puts(&db, replay.puts.iter())?;
             tracing::info!(
                 puts = replay.puts.len(),
                 "journal replayed into the embedded store"
@@ -312,31 +311,41 @@ impl EmbeddedStore {
         }
 
         let shared = Arc::new(Shared {
-            tree,
-            failure: Mutex::new(None),
+            db,
+            state: Mutex::new(State::default()),
+            progress: Condvar::new(),
             #[cfg(test)]
             fail_appends: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             fail_lookup: Mutex::new(None),
         });
         let (writer, queue) = std_mpsc::sync_channel(QUEUE_CAPACITY);
+        let (to_applier, applier_queue) = std_mpsc::sync_channel(MAX_APPLY_GROUPS);
+        let spawn_error = |e: std::io::Error| {
+            StoreError::unavailable(format!("cannot start a store thread: {e}"))
+        };
+        let applier_shared = Arc::clone(&shared);
+        let applier = std::thread::Builder::new()
+            .name("store-applier".into())
+            .spawn(move || run_applier(&applier_shared, &applier_queue))
+            .map_err(spawn_error)?;
         let writer_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
+        let writer_thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run_writer(&writer_shared, journal, &queue))
-            .map_err(|e| StoreError::unavailable(format!("cannot start the store writer: {e}")))?;
+            .spawn(move || run_writer(&writer_shared, journal, &queue, &to_applier))
+            .map_err(spawn_error)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 shared,
                 writer: Some(writer),
-                thread: Some(thread),
+                threads: vec![writer_thread, applier],
             }),
         })
     }
 
     /// Queues `write` for the writer thread without waiting; a full queue is `Unavailable`.
     fn enqueue(&self, write: Write) -> Result<(), StoreError> {
-        if let Some(reason) = &*self.inner.shared.failure() {
+        if let Some(reason) = &self.inner.shared.state().failure {
             return Err(StoreError::unavailable(reason));
         }
         let Some(writer) = &self.inner.writer else {
@@ -361,14 +370,30 @@ impl EmbeddedStore {
             .map_err(|_| StoreError::unavailable("the store writer has stopped"))?
     }
 
-    /// The stored bytes under `key`.
+    /// The stored bytes under `key`: the pending map first (acknowledged, maybe not yet in
+    /// redb), then redb.
     fn read(&self, table: Table, key: u128) -> Result<Option<Bytes>, StoreError> {
-        self.inner
-            .shared
-            .tree
-            .get(table, key)
-            .map_err(StoreError::unavailable)
+        if let Some(value) = self.inner.shared.pending(table, key) {
+            return Ok(Some(value));
+        }
+        let txn = self.inner.shared.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(definition(table)).map_err(unavailable)?;
+        Ok(table
+            .get(key)
+            .map_err(unavailable)?
+            .map(|value| Bytes::copy_from_slice(value.value())))
     }
+}
+
+const fn definition(table: Table) -> TableDefinition<'static, u128, &'static [u8]> {
+    match table {
+        Table::Records => RECORDS,
+        Table::Batches => BATCHES,
+    }
+}
+
+fn unavailable(err: impl Into<redb::Error>) -> StoreError {
+    StoreError::unavailable(err.into())
 }
 
 fn encode(value: &impl serde::Serialize) -> Result<Bytes, StoreError> {
@@ -381,10 +406,50 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Commits `puts` to redb in one durable transaction, each record with its by-site index entry.
+fn commit_puts<'a>(db: &Database, puts: impl Iterator<Item = &'a Put>) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    {
+        let mut records = txn.open_table(RECORDS).map_err(unavailable)?;
+        let mut batches = txn.open_table(BATCHES).map_err(unavailable)?;
+        let mut index = site_index::open(&txn)?;
+        for put in puts {
+            match put.table {
+                Table::Records => {
+                    records
+                        .insert(put.key, put.value.as_ref())
+                        .map_err(unavailable)?;
+                    let parsed;
+                    let key = if let Some(key) = &put.index {
+                        key
+                    } else {
+                        parsed = IndexKey::from_json(&put.value)?;
+                        &parsed
+                    };
+                    site_index::add(&mut index, key, put.key)?;
+                }
+                Table::Batches => {
+                    batches
+                        .insert(put.key, put.value.as_ref())
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(unavailable)?;
+    Ok(())
+}
+
 /// The writer thread: block for one write, take whatever else is waiting, journal the group
-/// with one `fdatasync`, apply it to the tree, answer everyone.
-fn run_writer(shared: &Shared, mut journal: Journal, queue: &std_mpsc::Receiver<Write>) {
+/// with one `fdatasync`, answer everyone, hand the puts to the applier.
+fn run_writer(
+    shared: &Shared,
+    mut journal: Journal,
+    queue: &std_mpsc::Receiver<Write>,
+    applier: &std_mpsc::SyncSender<Applied>,
+) {
     let _latch = LatchOnPanic(shared, "the store writer thread stopped");
+    let mut seq = 0;
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -395,11 +460,18 @@ fn run_writer(shared: &Shared, mut journal: Journal, queue: &std_mpsc::Receiver<
         }
         #[cfg(feature = "fault-injection")]
         crate::fault::writer_group_committing();
-        write_group(shared, &mut journal, group);
+        seq += 1;
+        write_group(shared, &mut journal, applier, seq, group);
     }
 }
 
-fn write_group(shared: &Shared, journal: &mut Journal, group: Vec<Write>) {
+fn write_group(
+    shared: &Shared,
+    journal: &mut Journal,
+    applier: &std_mpsc::SyncSender<Applied>,
+    seq: u64,
+    group: Vec<Write>,
+) {
     let fail_all = |answers: Vec<Answer>, reason: &str| {
         for answer in answers {
             answer.fail(reason);
@@ -418,26 +490,44 @@ fn write_group(shared: &Shared, journal: &mut Journal, group: Vec<Write>) {
         answers.into_iter().for_each(Answer::send);
         return;
     }
+    let bytes: usize = puts.iter().map(|put| put.value.len()).sum();
+    if let Err(reason) = shared.wait_until(|state| {
+        state.pending_bytes == 0 || state.pending_bytes + bytes <= MAX_PENDING_BYTES
+    }) {
+        return fail_all(answers, &reason);
+    }
     if let Err(e) = append(shared, journal, &puts) {
         let reason = format!("journal write failed: {e}");
         shared.latch(reason.clone());
         return fail_all(answers, &reason);
     }
-    if let Err(e) = shared.tree.apply(puts.iter()) {
-        // On the device, but not readable: the outcome is unknown to the callers (a restart
-        // replays the journal; a retry with the same id finds the write).
-        let reason = format!("applying a journaled write to the store failed: {e}");
-        shared.latch(reason.clone());
-        return fail_all(answers, &reason);
+    {
+        let mut state = shared.state();
+        for put in &puts {
+            let previous = state
+                .pending
+                .insert((put.table, put.key), (seq, put.value.clone()));
+            state.pending_bytes += put.value.len();
+            if let Some((_, old)) = previous {
+                state.pending_bytes -= old.len();
+            }
+        }
+        state.acknowledged = seq;
     }
     // On the device and visible to reads: acknowledge.
     answers.into_iter().for_each(Answer::send);
+    if applier.send(Applied { seq, puts }).is_err() {
+        shared.latch("the store applier thread stopped".to_owned());
+        return;
+    }
     if journal.len() > JOURNAL_RESET_BYTES {
-        let emptied = shared.tree.persist().and_then(|()| {
-            journal
-                .reset()
-                .map_err(|e| format!("journal reset failed: {e}"))
-        });
+        let emptied = shared
+            .wait_until(|state| state.applied >= seq)
+            .and_then(|()| {
+                journal
+                    .reset()
+                    .map_err(|e| format!("journal reset failed: {e}"))
+            });
         if let Err(reason) = emptied {
             shared.latch(reason);
         }
@@ -468,28 +558,21 @@ struct Resolution {
 }
 
 /// Decides each write's outcome: the puts to journal, and the answers to send once they are
-/// durable. An id is looked up in this group's earlier puts, then the tree. A failed lookup
-/// fails only the write it was for.
+/// durable. An id is looked up in this group's earlier puts, then the pending map, then redb. A
+/// failed lookup fails only the write it was for.
 fn resolve(shared: &Shared, group: Vec<Write>) -> Resolution {
     let mut puts: Vec<Put> = Vec::new();
     let mut in_group: HashMap<(Table, u128), usize> = HashMap::new();
     let mut answers = Vec::with_capacity(group.len());
-    let failure = shared.failure().clone();
-    let stored = |table: Table, key: u128, puts: &[Put], in_group: &HashMap<_, usize>| {
-        #[cfg(test)]
-        if *shared
-            .fail_lookup
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            == Some(key)
+    let failure = shared.state().failure.clone();
+    let mut reader = None;
+    let mut stored =
+        |table: Table, key: u128, puts: &[Put], in_group: &HashMap<_, usize>| match in_group
+            .get(&(table, key))
         {
-            return Err("injected lookup failure".to_owned());
-        }
-        match in_group.get(&(table, key)) {
             Some(&at) => Ok(Some(puts[at].value.clone())),
-            None => shared.tree.get(table, key),
-        }
-    };
+            None => shared.lookup(&mut reader, table, key),
+        };
     let put = |puts: &mut Vec<Put>, in_group: &mut HashMap<_, _>, table, key, value, index| {
         in_group.insert((table, key), puts.len());
         puts.push(Put {
@@ -501,15 +584,8 @@ fn resolve(shared: &Shared, group: Vec<Write>) -> Resolution {
     };
     for write in group {
         if failure.is_some() {
-            match write {
-                Write::Insert(_, reply) => answers.push(Answer::Insert(reply, Vec::new())),
-                Write::InsertBatch(_, _, reply) => {
-                    answers.push(Answer::InsertBatch(reply, Resolved::Created));
-                }
-                Write::PutBatch(_, _, reply) => answers.push(Answer::PutBatch(reply)),
-                #[cfg(test)]
-                Write::Crash | Write::Block(_) => {}
-            }
+            // A latched failure: every write of the group is failed with it (by `write_group`).
+            answers.extend(undecided(write));
             continue;
         }
         match write {
@@ -570,6 +646,63 @@ fn resolve(shared: &Shared, group: Vec<Write>) -> Resolution {
         puts,
         answers,
         failure,
+    }
+}
+
+/// The answer slot of a write that is not decided (its group fails as a whole).
+#[cfg_attr(
+    not(test),
+    expect(
+        clippy::unnecessary_wraps,
+        reason = "only test-only writes have no answer"
+    )
+)]
+fn undecided(write: Write) -> Option<Answer> {
+    match write {
+        Write::Insert(_, reply) => Some(Answer::Insert(reply, Vec::new())),
+        Write::InsertBatch(_, _, reply) => Some(Answer::InsertBatch(reply, Resolved::Created)),
+        Write::PutBatch(_, _, reply) => Some(Answer::PutBatch(reply)),
+        #[cfg(test)]
+        Write::Crash | Write::Block(_) => None,
+    }
+}
+
+/// The applier thread: commit journaled groups to redb (as many as are waiting, in one durable
+/// transaction), then drop them from the pending map.
+fn run_applier(shared: &Shared, queue: &std_mpsc::Receiver<Applied>) {
+    let _latch = LatchOnPanic(shared, "the store applier thread stopped");
+    while let Ok(first) = queue.recv() {
+        let mut groups = vec![first];
+        while groups.len() < MAX_APPLY_GROUPS {
+            match queue.try_recv() {
+                Ok(next) => groups.push(next),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = commit_puts(&shared.db, groups.iter().flat_map(|g| &g.puts)) {
+            // The puts stay in the journal (replayed on the next open) and in the pending map.
+            shared.latch(format!(
+                "applying the journal to the embedded store failed: {e}"
+            ));
+            return;
+        }
+        let mut state = shared.state();
+        for group in &groups {
+            for put in &group.puts {
+                let entry = (put.table, put.key);
+                if state
+                    .pending
+                    .get(&entry)
+                    .is_some_and(|(seq, _)| *seq == group.seq)
+                    && let Some((_, value)) = state.pending.remove(&entry)
+                {
+                    state.pending_bytes -= value.len();
+                }
+            }
+            state.applied = group.seq;
+        }
+        drop(state);
+        shared.progress.notify_all();
     }
 }
 
@@ -636,22 +769,34 @@ impl RecordStore for EmbeddedStore {
             .transpose()
     }
 
-    /// One instant: the index page and the records it names are read from snapshots taken at
-    /// the same sequence number, and every acknowledged write is in the tree already.
+    /// One read transaction: the index page and the records it names are one snapshot. The index
+    /// is in redb only, so a list first waits (off the runtime) until the applier has committed
+    /// every write acknowledged before the call: a listing sees what was acknowledged.
     async fn list(&self, query: &ListQuery, max: usize) -> Result<Vec<Record>, StoreError> {
-        let tree = &self.inner.shared.tree;
-        let at = tree.keyspace.instant();
-        let ids = site_index::page(&tree.by_site.snapshot_at(at), query, max)?;
-        let records = tree.records.snapshot_at(at);
+        let shared = Arc::clone(&self.inner.shared);
+        let target = {
+            let state = shared.state();
+            (state.applied < state.acknowledged).then_some(state.acknowledged)
+        };
+        if let Some(target) = target {
+            tokio::task::spawn_blocking(move || shared.wait_until(|state| state.applied >= target))
+                .await
+                .map_err(|e| StoreError::unavailable(format!("waiting for the applier: {e}")))?
+                .map_err(StoreError::unavailable)?;
+        }
+        let txn = self.inner.shared.db.begin_read().map_err(unavailable)?;
+        let ids = site_index::page(&txn, query, max)?;
+        let table = txn.open_table(RECORDS).map_err(unavailable)?;
         ids.into_iter()
             .map(|id| {
-                let bytes = records
-                    .get(id.as_uuid().as_u128().to_be_bytes())
-                    .map_err(StoreError::unavailable)?
+                let bytes = table
+                    .get(id.as_uuid().as_u128())
+                    .map_err(unavailable)?
                     .ok_or_else(|| {
                         StoreError::Corrupt(format!("indexed record {id} is missing"))
                     })?;
-                decode(&bytes)
+                serde_json::from_slice(bytes.value())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
             })
             .collect()
     }
@@ -660,20 +805,17 @@ impl RecordStore for EmbeddedStore {
         if let StoreHealth::Failed(reason) = self.health() {
             return Err(StoreError::unavailable(reason));
         }
-        self.read(Table::Records, 0).map(drop)
+        let txn = self.inner.shared.db.begin_read().map_err(unavailable)?;
+        txn.open_table(RECORDS).map_err(unavailable)?;
+        Ok(())
     }
 
     fn health(&self) -> StoreHealth {
-        if let Some(reason) = &*self.inner.shared.failure() {
+        if let Some(reason) = &self.inner.shared.state().failure {
             return StoreHealth::Failed(reason.clone());
         }
-        if self
-            .inner
-            .thread
-            .as_ref()
-            .is_some_and(JoinHandle::is_finished)
-        {
-            return StoreHealth::Failed("the store writer thread has stopped".to_owned());
+        if self.inner.threads.iter().any(JoinHandle::is_finished) {
+            return StoreHealth::Failed("a store thread has stopped".to_owned());
         }
         StoreHealth::Ok
     }
@@ -816,7 +958,7 @@ mod tests {
             .expect("the queue takes writes again");
     }
 
-    /// A journal holding acknowledged writes that never reached the tree's disk (killed),
+    /// A journal holding acknowledged writes that never reached redb (the process was killed),
     /// ending in a torn entry: open replays the whole entries, ignores the torn one, and
     /// insert-if-absent still sees the replayed records.
     #[tokio::test]
@@ -854,7 +996,7 @@ mod tests {
         assert_eq!(again, Inserted::Existing(acknowledged.clone()));
         drop(store);
 
-        // Replayed into the tree and the journal emptied: a second open finds the record there.
+        // Replayed into redb and the journal emptied: a second open finds the record in redb.
         assert_eq!(std::fs::metadata(&path).expect("journal").len(), 0);
         let store = EmbeddedStore::open(dir.path()).expect("reopen");
         assert_eq!(
@@ -906,57 +1048,6 @@ mod tests {
         assert_eq!(within(store.get(after.id)).await.expect("get"), Some(after));
         *store.inner.shared.fail_lookup.lock().expect("lock") = None;
         assert_eq!(within(store.get(bad.id)).await.expect("get"), None);
-    }
-
-    /// A data directory of the redb era: its records and batches are copied into the tree (the
-    /// records listed by site too), the redb file is kept under a new name, and a second open
-    /// does not migrate again.
-    #[tokio::test]
-    async fn a_redb_data_directory_is_migrated_once() {
-        use redb::TableDefinition;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let old = record("written by the redb version");
-        let report = serde_json::json!({"batch_id": "9b2e6c1e-5b0a-4c55-9f3e-1c2d3e4f5a6b"});
-        {
-            let db = redb::Database::create(dir.path().join("mediflow.redb")).expect("redb");
-            let txn = db.begin_write().expect("txn");
-            {
-                let records: TableDefinition<u128, &[u8]> = TableDefinition::new("records");
-                let batches: TableDefinition<u128, &[u8]> = TableDefinition::new("batches");
-                let value = serde_json::to_vec(&old).expect("encode");
-                let mut table = txn.open_table(records).expect("records");
-                table
-                    .insert(old.id.as_uuid().as_u128(), value.as_slice())
-                    .expect("insert");
-                let mut table = txn.open_table(batches).expect("batches");
-                let value = serde_json::to_vec(&report).expect("encode");
-                table.insert(7_u128, value.as_slice()).expect("insert");
-            }
-            txn.commit().expect("commit");
-        }
-        let store = EmbeddedStore::open(dir.path()).expect("open migrates");
-        assert_eq!(
-            within(store.get(old.id)).await.expect("get"),
-            Some(old.clone())
-        );
-        let batch = store
-            .read(Table::Batches, 7)
-            .expect("read")
-            .expect("batch copied");
-        assert_eq!(
-            serde_json::from_slice::<serde_json::Value>(&batch).expect("json"),
-            report
-        );
-        let query =
-            ListQuery::from_query_string(Some(&format!("site_id={}", old.fields.site_id.as_str())))
-                .expect("query");
-        let listed = within(store.list(&query, 10)).await.expect("list");
-        assert_eq!(listed, vec![old.clone()]);
-        assert!(!dir.path().join("mediflow.redb").exists());
-        assert!(dir.path().join("mediflow.redb.migrated").exists());
-        drop(store);
-        let store = EmbeddedStore::open(dir.path()).expect("reopen");
-        assert_eq!(within(store.get(old.id)).await.expect("get"), Some(old));
     }
 
     /// Halfway into the second entry: its frame is whole, its payload is not.

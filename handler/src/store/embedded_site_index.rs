@@ -1,23 +1,61 @@
-//! The embedded store's index of records by site: the partition `records_by_site`, whose keys are
-//! `site_id`, a 0 byte, `submission_date` (10 bytes, `YYYY-MM-DD`), then the record id (16 bytes,
-//! big-endian), with no value. Site ids are ASCII letters and digits, so the 0 byte ends the site
-//! and byte order is (site, date, id) order. An entry is written in the same atomic batch as the
-//! record it points to, and a listing reads the index and the records at one instant, so the two
-//! never disagree.
+//! The embedded store's index of records by site: redb table `records_by_site` keyed by
+//! `(site_id, submission_date, record id)` with no value. It is written in the same transaction
+//! as the record it points to, so the index and the records can never disagree, and it is read in
+//! one MVCC read transaction together with the records (a page is a consistent snapshot).
 //!
-//! Kept apart from `embedded.rs` on purpose: the store's write path calls [`IndexKey::entry`]
-//! once per new record; everything else about the index lives here.
+//! Kept apart from `embedded.rs` on purpose: the store's write path calls [`add`] once per new
+//! record and [`open_and_backfill`] once at open; everything else about the index lives here.
 
 use std::ops::Bound;
+
+use redb::{
+    ReadTransaction, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
+};
 
 use super::StoreError;
 use crate::domain::{ListQuery, Record, RecordId};
 
-pub(super) const PARTITION: &str = "records_by_site";
+pub(super) const BY_SITE: TableDefinition<(&str, &str, u128), ()> =
+    TableDefinition::new("records_by_site");
+
+/// Records written before the index existed are indexed once, at open; this marks it done.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const INDEX_VERSION_KEY: &str = "records_by_site_version";
+const INDEX_VERSION: u64 = 1;
 
 /// The lowest and highest `YYYY-MM-DD` strings (bounds when `from`/`to` are absent).
 const FIRST_DATE: &str = "0000-00-00";
 const LAST_DATE: &str = "9999-12-31";
+
+/// Creates the index table, and fills it from the records table the first time.
+pub(super) fn open_and_backfill(
+    txn: &WriteTransaction,
+    records: TableDefinition<u128, &[u8]>,
+) -> Result<(), StoreError> {
+    let mut index = txn.open_table(BY_SITE).map_err(unavailable)?;
+    let mut meta = txn.open_table(META).map_err(unavailable)?;
+    if meta.get(INDEX_VERSION_KEY).map_err(unavailable)?.is_some() {
+        return Ok(());
+    }
+    let records = txn.open_table(records).map_err(unavailable)?;
+    if records.len().map_err(unavailable)? > 0 {
+        tracing::info!("indexing stored records by site (once)");
+    }
+    for entry in records.iter().map_err(unavailable)? {
+        let (id, bytes) = entry.map_err(unavailable)?;
+        add(&mut index, &IndexKey::from_json(bytes.value())?, id.value())?;
+    }
+    meta.insert(INDEX_VERSION_KEY, INDEX_VERSION)
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Opens the index for writing in `txn` (once per write, then [`add`] per new record).
+pub(super) fn open(
+    txn: &WriteTransaction,
+) -> Result<Table<'_, (&'static str, &'static str, u128), ()>, StoreError> {
+    txn.open_table(BY_SITE).map_err(unavailable)
+}
 
 /// What the index needs of a record besides its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,57 +88,50 @@ impl IndexKey {
             date: keyed.submission_date.into(),
         })
     }
-
-    /// The index entry's key for record `id`.
-    pub(super) fn entry(&self, id: u128) -> Vec<u8> {
-        entry_key(&self.site, &self.date, id)
-    }
 }
 
-fn entry_key(site: &str, date: &str, id: u128) -> Vec<u8> {
-    let mut key = Vec::with_capacity(site.len() + 1 + date.len() + 16);
-    key.extend_from_slice(site.as_bytes());
-    key.push(0);
-    key.extend_from_slice(date.as_bytes());
-    key.extend_from_slice(&id.to_be_bytes());
-    key
+/// Indexes the record `id` that the same transaction is storing.
+pub(super) fn add(
+    index: &mut Table<'_, (&'static str, &'static str, u128), ()>,
+    key: &IndexKey,
+    id: u128,
+) -> Result<(), StoreError> {
+    index
+        .insert((&*key.site, &*key.date, id), ())
+        .map_err(unavailable)?;
+    Ok(())
 }
 
-/// The ids of up to `max` records of the query, newest first (date, then id, descending), read
-/// from `index` (a snapshot taken with the records' snapshot).
+/// The ids of up to `max` records of the query, newest first (date, then id, descending).
 pub(super) fn page(
-    index: &fjall::Snapshot,
+    txn: &ReadTransaction,
     query: &ListQuery,
     max: usize,
 ) -> Result<Vec<RecordId>, StoreError> {
+    let index = txn.open_table(BY_SITE).map_err(unavailable)?;
     let site = query.site.as_str();
     let from = query.from.as_ref().map_or(FIRST_DATE, |d| d.as_str());
     let to = query.to.as_ref().map_or(LAST_DATE, |d| d.as_str());
-    let lower = Bound::Included(entry_key(site, from, 0));
+    let lower = Bound::Included((site, from, 0_u128));
     let upper = match &query.after {
         // The token is bound to this query's range, so its cursor lies inside it.
-        Some(after) => Bound::Excluded(entry_key(
-            site,
-            after.date.as_str(),
-            after.id.as_uuid().as_u128(),
-        )),
-        None => Bound::Included(entry_key(site, to, u128::MAX)),
+        Some(after) => Bound::Excluded((site, after.date.as_str(), after.id.as_uuid().as_u128())),
+        None => Bound::Included((site, to, u128::MAX)),
     };
     let mut ids = Vec::with_capacity(max.min(ListQuery::MAX_LIMIT + 1));
-    for entry in index.range((lower, upper)).rev().take(max) {
+    for entry in index
+        .range::<(&str, &str, u128)>((lower, upper))
+        .map_err(unavailable)?
+        .rev()
+        .take(max)
+    {
         let (key, _) = entry.map_err(unavailable)?;
-        let id = key
-            .len()
-            .checked_sub(16)
-            .and_then(|at| <[u8; 16]>::try_from(&key[at..]).ok())
-            .ok_or_else(|| StoreError::Corrupt("a by-site index key is too short".into()))?;
-        ids.push(RecordId::from_uuid(uuid::Uuid::from_u128(
-            u128::from_be_bytes(id),
-        )));
+        let (_, _, id) = key.value();
+        ids.push(RecordId::from_uuid(uuid::Uuid::from_u128(id)));
     }
     Ok(ids)
 }
 
-fn unavailable(err: impl std::fmt::Display) -> StoreError {
-    StoreError::unavailable(err)
+fn unavailable(err: impl Into<redb::Error>) -> StoreError {
+    StoreError::unavailable(err.into())
 }
