@@ -6,9 +6,11 @@
 //! appends the resulting puts to the journal and `fdatasync`s once for the whole group; only then
 //! does any caller hear back, so every acknowledged write is on the device. The puts then sit in
 //! an in-memory pending map (reads see them at once) until the applier thread has committed them
-//! to redb in the background. On open, the journal is replayed into redb (a torn tail, from a
-//! write that was never acknowledged, is cut) and emptied. Reads: the pending map, then redb's
-//! MVCC read transactions; they never wait for the writer.
+//! to redb in the background, without `fdatasync` (`Durability::None`: the journal has them) except
+//! once per [`DURABLE_EVERY_BYTES`] and before the journal is emptied. On open, the journal is
+//! replayed into redb (a torn tail, from a write that was never acknowledged, is cut) and
+//! emptied. Reads: the pending map, then redb's MVCC read transactions; they never wait for the
+//! writer.
 //!
 //! Bounds: the queue holds [`QUEUE_CAPACITY`] writes (beyond it: `Unavailable`, 503 +
 //! Retry-After); the pending map holds [`MAX_PENDING_BYTES`] (beyond it the writer waits for the
@@ -55,6 +57,10 @@ pub const MEMORY_BYTES: usize = CACHE_BYTES + MAX_PENDING_BYTES;
 
 /// Journal size beyond which the writer, once redb holds everything in it, empties it.
 const JOURNAL_RESET_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Bytes the applier commits without `fdatasync` (`Durability::None`: the journal holds them)
+/// before one commit is made durable anyway. The journal is emptied only after a durable commit.
+const DURABLE_EVERY_BYTES: usize = 8 * 1024 * 1024;
 
 /// Most journal groups folded into one redb commit by the applier.
 const MAX_APPLY_GROUPS: usize = 1024;
@@ -131,6 +137,8 @@ impl Refusal {
 struct Applied {
     seq: u64,
     puts: Vec<Put>,
+    /// The writer will empty the journal: the commit holding this group must be durable.
+    checkpoint: bool,
 }
 
 /// What the writer, the applier and the readers share.
@@ -154,6 +162,8 @@ struct State {
     pending_bytes: usize,
     /// The last group the applier committed to redb.
     applied: u64,
+    /// The last group redb holds durably (the journal may be emptied up to it).
+    durable: u64,
     /// The last group acknowledged to its callers.
     acknowledged: u64,
     /// The first journal or redb failure; latched for the life of the process.
@@ -193,11 +203,14 @@ impl Shared {
         }
     }
 
-    /// The stored value under `key` as the writer decides a write: the pending map, then redb
-    /// (through one read transaction per group, opened on the first miss).
+    /// The stored value under `key` as the writer decides a write: the pending map, then redb.
+    /// `reader` is the group's read transaction with the applier's progress when it was opened; it
+    /// is reopened when the applier has moved on since, because a put the applier has dropped from
+    /// the pending map is only in commits newer than an older snapshot (without this, a write
+    /// acknowledged a moment ago could be missed and overwritten).
     fn lookup(
         &self,
-        reader: &mut Option<redb::ReadTransaction>,
+        reader: &mut Option<(redb::ReadTransaction, u64)>,
         table: Table,
         key: u128,
     ) -> Result<Option<Bytes>, String> {
@@ -210,13 +223,18 @@ impl Shared {
         {
             return Err("injected lookup failure".to_owned());
         }
-        if let Some(value) = self.pending(table, key) {
-            return Ok(Some(value));
+        let applied = {
+            let state = self.state();
+            if let Some((_, value)) = state.pending.get(&(table, key)) {
+                return Ok(Some(value.clone()));
+            }
+            state.applied
+        };
+        if !matches!(reader, Some((_, seen)) if *seen >= applied) {
+            // Opened after reading `applied`: it holds every commit whose puts left the map.
+            *reader = Some((self.db.begin_read().map_err(|e| e.to_string())?, applied));
         }
-        if reader.is_none() {
-            *reader = Some(self.db.begin_read().map_err(|e| e.to_string())?);
-        }
-        let txn = reader.as_ref().ok_or("no read transaction")?;
+        let (txn, _) = reader.as_ref().ok_or("no read transaction")?;
         let opened = txn
             .open_table(definition(table))
             .map_err(|e| e.to_string())?;
@@ -300,7 +318,7 @@ impl EmbeddedStore {
             );
         }
         if !replay.puts.is_empty() {
-            commit_puts(&db, replay.puts.iter())?;
+            commit_puts(&db, replay.puts.iter(), true)?;
             tracing::info!(
                 puts = replay.puts.len(),
                 "journal replayed into the embedded store"
@@ -407,8 +425,18 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
 }
 
 /// Commits `puts` to redb in one durable transaction, each record with its by-site index entry.
-fn commit_puts<'a>(db: &Database, puts: impl Iterator<Item = &'a Put>) -> Result<(), StoreError> {
-    let txn = db.begin_write().map_err(unavailable)?;
+/// `durable`: `fdatasync` on commit; otherwise the commit is visible to readers at once and reaches
+/// the file with the next durable one (the journal keeps the puts until then).
+fn commit_puts<'a>(
+    db: &Database,
+    puts: impl Iterator<Item = &'a Put>,
+    durable: bool,
+) -> Result<(), StoreError> {
+    let mut txn = db.begin_write().map_err(unavailable)?;
+    if !durable {
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| StoreError::unavailable(e.to_string()))?;
+    }
     {
         let mut records = txn.open_table(RECORDS).map_err(unavailable)?;
         let mut batches = txn.open_table(BATCHES).map_err(unavailable)?;
@@ -516,13 +544,21 @@ fn write_group(
     }
     // On the device and visible to reads: acknowledge.
     answers.into_iter().for_each(Answer::send);
-    if applier.send(Applied { seq, puts }).is_err() {
+    let checkpoint = journal.len() > JOURNAL_RESET_BYTES;
+    if applier
+        .send(Applied {
+            seq,
+            puts,
+            checkpoint,
+        })
+        .is_err()
+    {
         shared.latch("the store applier thread stopped".to_owned());
         return;
     }
-    if journal.len() > JOURNAL_RESET_BYTES {
+    if checkpoint {
         let emptied = shared
-            .wait_until(|state| state.applied >= seq)
+            .wait_until(|state| state.durable >= seq)
             .and_then(|()| {
                 journal
                     .reset()
@@ -671,6 +707,7 @@ fn undecided(write: Write) -> Option<Answer> {
 /// transaction), then drop them from the pending map.
 fn run_applier(shared: &Shared, queue: &std_mpsc::Receiver<Applied>) {
     let _latch = LatchOnPanic(shared, "the store applier thread stopped");
+    let mut since_durable = 0_usize;
     while let Ok(first) = queue.recv() {
         let mut groups = vec![first];
         while groups.len() < MAX_APPLY_GROUPS {
@@ -679,7 +716,15 @@ fn run_applier(shared: &Shared, queue: &std_mpsc::Receiver<Applied>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = commit_puts(&shared.db, groups.iter().flat_map(|g| &g.puts)) {
+        let bytes: usize = groups
+            .iter()
+            .flat_map(|g| &g.puts)
+            .map(|put| put.value.len())
+            .sum();
+        since_durable += bytes;
+        let durable =
+            since_durable >= DURABLE_EVERY_BYTES || groups.iter().any(|group| group.checkpoint);
+        if let Err(e) = commit_puts(&shared.db, groups.iter().flat_map(|g| &g.puts), durable) {
             // The puts stay in the journal (replayed on the next open) and in the pending map.
             shared.latch(format!(
                 "applying the journal to the embedded store failed: {e}"
@@ -700,6 +745,10 @@ fn run_applier(shared: &Shared, queue: &std_mpsc::Receiver<Applied>) {
                 }
             }
             state.applied = group.seq;
+        }
+        if durable {
+            state.durable = state.applied;
+            since_durable = 0;
         }
         drop(state);
         shared.progress.notify_all();
@@ -1048,6 +1097,29 @@ mod tests {
         assert_eq!(within(store.get(after.id)).await.expect("get"), Some(after));
         *store.inner.shared.fail_lookup.lock().expect("lock") = None;
         assert_eq!(within(store.get(bad.id)).await.expect("get"), None);
+    }
+
+    /// The writer's lookup of an id just acknowledged, while the applier moves it from the pending
+    /// map into redb: it must find it in one or the other (a stale read snapshot once missed it,
+    /// and the resubmission overwrote the acknowledged record).
+    #[tokio::test]
+    async fn a_write_acknowledged_a_moment_ago_is_never_missed_by_the_next_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        for round in 0..1000 {
+            let first = record(&format!("first {round}"));
+            within(store.insert(first.clone())).await.expect("insert");
+            // A new id first, so that the group opens its read snapshot before the second lookup.
+            let again = Record::new(first.id, record("resubmitted").fields);
+            let outcomes = within(store.insert_many(vec![record("new"), again]))
+                .await
+                .expect("insert_many");
+            assert_eq!(
+                outcomes,
+                vec![Inserted::Created, Inserted::Existing(first)],
+                "round {round}"
+            );
+        }
     }
 
     /// Halfway into the second entry: its frame is whole, its payload is not.
