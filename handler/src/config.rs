@@ -38,7 +38,7 @@ pub enum Mode {
 /// Which backend holds the records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
-    /// `MEDIFLOW_STORE=embedded` (default): a journal and an LSM tree in `MEDIFLOW_DATA_DIR`
+    /// `MEDIFLOW_STORE=embedded` (default): a journal and a redb file in `MEDIFLOW_DATA_DIR`
     /// (default `./mediflow-data`).
     Embedded { data_dir: PathBuf },
     /// `MEDIFLOW_STORE=cosmos`: Azure Cosmos DB for NoSQL.
