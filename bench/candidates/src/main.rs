@@ -32,11 +32,23 @@ struct Args {
 
 fn parse() -> Result<Args, String> {
     let mut raw = std::env::args().skip(1);
-    let engine = raw.next().ok_or("usage: candidates ENGINE [--prefill N] [--records N] [--group N] [--dir DIR]")?;
-    let mut args = Args { engine, prefill: 100_000, records: 50_000, group: 32, dir: "/tmp".into() };
+    let engine = raw
+        .next()
+        .ok_or("usage: candidates ENGINE [--prefill N] [--records N] [--group N] [--dir DIR]")?;
+    let mut args = Args {
+        engine,
+        prefill: 100_000,
+        records: 50_000,
+        group: 32,
+        dir: "/tmp".into(),
+    };
     while let Some(name) = raw.next() {
         let value = raw.next().ok_or(format!("{name} needs a value"))?;
-        let number = || value.parse::<usize>().map_err(|_| format!("{name}: not a number"));
+        let number = || {
+            value
+                .parse::<usize>()
+                .map_err(|_| format!("{name}: not a number"))
+        };
         match name.as_str() {
             "--prefill" => args.prefill = number()?,
             "--records" => args.records = number()?,
@@ -64,7 +76,12 @@ fn item(n: usize) -> Item {
         r#"{{"site_id":"{site}","trial_phase":"II","submission_date":"{date}","status":"pending","patient_count":42,"notes":"Initial submission {n:08}","id":"{id}"}}"#
     )
     .into_bytes();
-    Item { id: id.as_u128(), site, date, value }
+    Item {
+        id: id.as_u128(),
+        site,
+        date,
+        value,
+    }
 }
 
 /// User + system CPU seconds of this process (all threads).
@@ -72,7 +89,12 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // After the command name: state is field 3 of the man page, utime 14, stime 15.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -110,14 +132,19 @@ impl Redb {
         let err = |e: &dyn std::fmt::Display| e.to_string();
         let mut txn = self.db.begin_write().map_err(|e| err(&e))?;
         if !durable {
-            txn.set_durability(redb::Durability::None).map_err(|e| err(&e))?;
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| err(&e))?;
         }
         {
             let mut records = txn.open_table(RECORDS).map_err(|e| err(&e))?;
             let mut index = txn.open_table(BY_SITE).map_err(|e| err(&e))?;
             for item in group {
-                records.insert(item.id, item.value.as_slice()).map_err(|e| err(&e))?;
-                index.insert((item.site.as_str(), item.date.as_str(), item.id), ()).map_err(|e| err(&e))?;
+                records
+                    .insert(item.id, item.value.as_slice())
+                    .map_err(|e| err(&e))?;
+                index
+                    .insert((item.site.as_str(), item.date.as_str(), item.id), ())
+                    .map_err(|e| err(&e))?;
             }
         }
         txn.commit().map_err(|e| err(&e))
@@ -157,7 +184,9 @@ impl Engine for Fjall {
             batch.insert(&self.by_site, key, []);
         }
         batch.commit().map_err(|e| e.to_string())?;
-        self.keyspace.persist(fjall::PersistMode::SyncData).map_err(|e| e.to_string())
+        self.keyspace
+            .persist(fjall::PersistMode::SyncData)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -167,7 +196,11 @@ fn open(engine: &str, dir: &Path) -> Result<Box<dyn Engine>, String> {
             .set_cache_size(4 * 1024 * 1024)
             .create(dir.join("candidate.redb"))
             .map_err(|e| e.to_string())?;
-        Ok(Box::new(Redb { db, lazy, since_durable: 0 }))
+        Ok(Box::new(Redb {
+            db,
+            lazy,
+            since_durable: 0,
+        }))
     };
     match engine {
         "journal" => Ok(Box::new(JournalOnly(
@@ -181,12 +214,23 @@ fn open(engine: &str, dir: &Path) -> Result<Box<dyn Engine>, String> {
                 .max_write_buffer_size(8 * 1024 * 1024)
                 .open()
                 .map_err(|e| e.to_string())?;
-            let options = || fjall::PartitionCreateOptions::default().max_memtable_size(4 * 1024 * 1024);
-            let records = keyspace.open_partition("records", options()).map_err(|e| e.to_string())?;
-            let by_site = keyspace.open_partition("by_site", options()).map_err(|e| e.to_string())?;
-            Ok(Box::new(Fjall { keyspace, records, by_site }))
+            let options =
+                || fjall::PartitionCreateOptions::default().max_memtable_size(4 * 1024 * 1024);
+            let records = keyspace
+                .open_partition("records", options())
+                .map_err(|e| e.to_string())?;
+            let by_site = keyspace
+                .open_partition("by_site", options())
+                .map_err(|e| e.to_string())?;
+            Ok(Box::new(Fjall {
+                keyspace,
+                records,
+                by_site,
+            }))
         }
-        other => Err(format!("unknown engine {other}: journal | redb | redb-none | fjall")),
+        other => Err(format!(
+            "unknown engine {other}: journal | redb | redb-none | fjall"
+        )),
     }
 }
 
@@ -213,7 +257,11 @@ fn main() -> std::process::ExitCode {
             n += group.len();
         }
         let groups: Vec<Vec<Item>> = (0..args.records.div_ceil(args.group))
-            .map(|g| (0..args.group).map(|i| item(args.prefill + g * args.group + i)).collect())
+            .map(|g| {
+                (0..args.group)
+                    .map(|i| item(args.prefill + g * args.group + i))
+                    .collect()
+            })
             .collect();
         let (cpu0, wall0) = (cpu_seconds(), Instant::now());
         for group in &groups {
@@ -225,7 +273,12 @@ fn main() -> std::process::ExitCode {
         std::fs::remove_dir_all(&scratch).map_err(|e| e.to_string())?;
         Ok(format!(
             r#"{{"engine":"{}","prefill":{},"records":{written},"group":{},"records_per_s":{:.0},"cpu_us_per_record":{:.1},"cpu_s":{cpu:.2},"wall_s":{wall:.2},"peak_rss_kib":{}}}"#,
-            args.engine, args.prefill, args.group, written as f64 / wall, cpu * 1e6 / written as f64, peak_rss_kib()
+            args.engine,
+            args.prefill,
+            args.group,
+            written as f64 / wall,
+            cpu * 1e6 / written as f64,
+            peak_rss_kib()
         ))
     };
     match run() {
