@@ -5,7 +5,7 @@
 #   1. terraform fmt -check   (terraform if installed, else HashiCorp's hclwrite formatter, see below)
 #   2. schema check           every resource/data/ephemeral block against the provider schemas,
 #                             plus proof that a deliberately broken fixture is rejected;
-#                             infra/env/*.tfvars set only declared variables (tfvars_check.py)
+#                             infra/env/*.hcl set only declared variables (tfvars_check.py)
 #   3. checkov                security policies; every skip is justified in place
 #   4. pipeline schema        azure-pipelines.yml against check-jsonschema's vendor.azure-pipelines;
 #                             infra/scripts/*.sh parse and the ones the pipeline names exist
@@ -70,7 +70,7 @@ step "1. terraform fmt -check -recursive infra/"
 # checked here with patterns: interpolation-only strings ("${var.x}") and quoted type constraints.
 hcl_tools_version="0.21.0"
 tf_files=()
-while IFS= read -r -d '' file; do tf_files+=("$file"); done < <(find infra \( -name '*.tf' -o -name '*.tfvars' \) -not -path '*/.terraform/*' -print0 | sort -z)
+while IFS= read -r -d '' file; do tf_files+=("$file"); done < <(find infra \( -name '*.tf' -o -name '*.tfvars' -o -path 'infra/env/*.hcl' \) -not -path '*/.terraform/*' -print0 | sort -z)
 if command -v terraform >/dev/null 2>&1; then
   echo "using $(command -v terraform) ($(TF_CLI_CONFIG_FILE=/dev/null terraform version | head -n 1))"
   if TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive -diff infra/; then
@@ -147,14 +147,14 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-step "2b. per-environment variable files (infra/env/*.tfvars)"
+step "2b. per-environment variable files (infra/env/*.hcl)"
 if "$venv/bin/python" "$checks/tfvars_check.py" infra; then
   pass "tfvars: every environment file sets only declared variables, all required ones, its own name"
 else
   fail "tfvars: findings above"
 fi
 set +e
-rejected="$("$venv/bin/python" "$checks/tfvars_check.py" infra "$checks/fixtures/tfvars-broken/dev.tfvars")"
+rejected="$("$venv/bin/python" "$checks/tfvars_check.py" infra "$checks/fixtures/env-broken/dev.hcl")"
 rc=$?
 set -e
 if [ "$rc" -eq 1 ] && grep -q 'sets "ingres"' <<<"$rejected" && grep -q 'does not set "ingress"' <<<"$rejected" \
@@ -174,12 +174,12 @@ if command -v terraform >/dev/null 2>&1; then
   tf() { TF_CLI_CONFIG_FILE=/dev/null terraform -chdir="$tf_vars_dir" "$@"; }
   tf init -input=false -backend=false >/dev/null
   invalid=0
-  for vars in infra/env/*.tfvars; do
+  for vars in infra/env/*.hcl; do
     tf plan -input=false -lock=false -no-color -var-file="$repo/$vars" >"$tf_vars_dir/plan.log" 2>&1 \
       || { cat "$tf_vars_dir/plan.log"; invalid=$((invalid + 1)); }
   done
   set +e
-  tf plan -input=false -lock=false -no-color -var-file="$repo/$checks/fixtures/tfvars-broken/invalid.tfvars" >"$tf_vars_dir/plan.log" 2>&1
+  tf plan -input=false -lock=false -no-color -var-file="$repo/$checks/fixtures/env-broken/invalid.hcl" >"$tf_vars_dir/plan.log" 2>&1
   rc=$?
   set -e
   if [ "$invalid" -eq 0 ] && [ "$rc" -ne 0 ] && grep -q 'ingress.host must be' "$tf_vars_dir/plan.log" \

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Check the per-environment variable files (infra/env/*.tfvars) against the variables that
+"""Check the per-environment variable files (infra/env/*.hcl: Terraform variable files in HCL, passed with -var-file; not named *.tfvars so
+that no local variable file, which may hold secrets, can be committed by mistake) against the variables that
 infra/ declares, offline: every name set must be declared (a typo would otherwise only warn in
 `terraform plan`), every variable without a default must be set, and every environment file must
-set `environment` to its own file name (dev.tfvars -> "dev"), so the state key the pipeline
+set `environment` to its own file name (dev.hcl -> "dev"), so the state key the pipeline
 derives from the file name and the resource names agree.
 
-Usage: tfvars_check.py INFRA_DIR [TFVARS ...]   (default: INFRA_DIR/env/*.tfvars)
+Usage: tfvars_check.py INFRA_DIR [TFVARS ...]   (default: INFRA_DIR/env/*.hcl)
 Exit status: 0 = fine, 1 = findings, 2 = usage or parse error.
 """
 
@@ -33,9 +34,9 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     infra = Path(argv[0])
-    files = [Path(a) for a in argv[1:]] or sorted((infra / "env").glob("*.tfvars"))
+    files = [Path(a) for a in argv[1:]] or sorted((infra / "env").glob("*.hcl"))
     if not files:
-        print(f"tfvars_check: no .tfvars files under {infra}/env", file=sys.stderr)
+        print(f"tfvars_check: no .hcl files under {infra}/env", file=sys.stderr)
         return 2
     variables = declared(infra)
     problems: list[str] = []

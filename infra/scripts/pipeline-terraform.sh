@@ -7,7 +7,7 @@
 #                                                 writes OUT/outputs.json
 #   pipeline-terraform.sh apply ENVIRONMENT OUT   init + plan + apply, then OUT/outputs.json
 #
-# ENVIRONMENT picks infra/env/ENVIRONMENT.tfvars and the state key mediflow-ENVIRONMENT.tfstate.
+# ENVIRONMENT picks infra/env/ENVIRONMENT.hcl and the state key mediflow-ENVIRONMENT.tfstate.
 # Runs inside AzureCLI@2 (az signed in as the service connection). Reads TF_STATE_RESOURCE_GROUP,
 # TF_STATE_STORAGE_ACCOUNT, TF_STATE_CONTAINER (variable group mediflow-ENVIRONMENT),
 # ARM_OIDC_AZURE_SERVICE_CONNECTION_ID and SYSTEM_ACCESSTOKEN. The Key Vaults deny by default: the
@@ -36,7 +36,7 @@ fi
 
 environment="${2:?environment (dev, prod)}"
 out="${3:?output folder}"
-var_file="$infra/env/$environment.tfvars"
+var_file="$infra/env/$environment.hcl"
 [[ -f "$var_file" ]] || { echo "##vso[task.logissue type=error]no $var_file"; exit 1; }
 
 # Terraform signs in as the service connection through OIDC and refreshes its token from Azure
