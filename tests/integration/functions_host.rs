@@ -364,18 +364,10 @@ async fn each_request_is_counted_once_in_the_metrics_in_both_hosts() {
 /// A custom-handler app on a dedicated Cosmos emulator (so that its store can be taken down),
 /// with extra settings.
 async fn custom_handler_on(container: &CosmosContainer, settings: &[(&str, &str)]) -> App {
-    let options = container
-        .env()
-        .into_iter()
-        .chain(
-            settings
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        )
-        .fold(
-            AppOptions::default().hosting(Hosting::CustomHandler),
-            |options, (k, v)| options.env(&k, v),
-        );
+    let options = AppOptions::default()
+        .hosting(Hosting::CustomHandler)
+        .envs(container.env())
+        .envs(settings.iter().copied());
     App::start(options).await
 }
 

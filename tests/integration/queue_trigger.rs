@@ -640,18 +640,10 @@ async fn start_with_short_queue_settings(
             "2",
         ),
     ];
-    let options = container
-        .env()
-        .into_iter()
-        .chain(
-            settings
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        )
-        .fold(
-            AppOptions::default().env("MEDIFLOW_QUEUE", azurite.connection_string()),
-            |options, (k, v)| options.env(&k, v),
-        );
+    let options = AppOptions::default()
+        .env("MEDIFLOW_QUEUE", azurite.connection_string())
+        .envs(container.env())
+        .envs(settings);
     App::start(options).await
 }
 

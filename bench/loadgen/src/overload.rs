@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use crate::http::probe;
 use crate::load::RECORD_BODY;
+use crate::runner::{free_addr, pinned, without_service_settings};
 use crate::{Args, emit};
 
 /// The connection counts of the phase: the saturation benchmark's, then the overload.
@@ -216,18 +217,6 @@ impl Drop for Service {
         let _ = self.0.wait();
     }
 }
-
-fn pinned(program: &Path, cpu: Option<u32>) -> Command {
-    match cpu {
-        Some(cpu) => {
-            let mut command = Command::new("taskset");
-            command.arg("-c").arg(cpu.to_string()).arg(program);
-            command
-        }
-        None => Command::new(program),
-    }
-}
-
 /// The API key of the services this phase starts.
 const API_KEY: &str = "overload-bench-key-0123456789";
 
@@ -264,23 +253,11 @@ fn run(
     let duration_ms = if smoke { "500" } else { "5000" };
     let mut levels = Vec::new();
     for connections in LEVELS {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("free port: {e}"))?;
+        let addr = free_addr()?;
         let data = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let mut command = pinned(handler, cpus.0);
-        // Nothing from the caller's environment may change what is measured (host.json's limits
-        // as shipped).
-        for (name, _) in std::env::vars() {
-            if name.starts_with("MEDIFLOW_")
-                || name.starts_with("FUNCTIONS_")
-                || name.starts_with("AzureFunctionsJobHost")
-                || name == "RUST_LOG"
-                || name == "LOG_FORMAT"
-            {
-                command.env_remove(name);
-            }
-        }
+        // host.json's limits as shipped.
+        without_service_settings(&mut command);
         let mut service = Service(
             command
                 .env("MEDIFLOW_ADDR", addr.to_string())

@@ -161,25 +161,8 @@ impl Server {
     ) -> Result<Self, String> {
         let addr = free_addr()?;
         let bin = bins.of(target);
-        let mut command = match cpu {
-            Some(cpu) => {
-                let mut command = Command::new("taskset");
-                command.arg("-c").arg(cpu.to_string()).arg(bin);
-                command
-            }
-            None => Command::new(bin),
-        };
-        // Nothing from the caller's environment may change what is measured.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("MEDIFLOW_")
-                || name.starts_with("FUNCTIONS_")
-                || name.starts_with("AzureFunctionsJobHost")
-                || name == "RUST_LOG"
-                || name == "LOG_FORMAT"
-            {
-                command.env_remove(name);
-            }
-        }
+        let mut command = pinned(bin, cpu);
+        without_service_settings(&mut command);
         let data = match target {
             Target::Floor => {
                 command.arg(addr.to_string());
@@ -258,7 +241,34 @@ impl Server {
     }
 }
 
-fn free_addr() -> Result<SocketAddr, String> {
+/// `program`, pinned to `cpu` with taskset when given.
+pub fn pinned(program: &Path, cpu: Option<u32>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut command = Command::new("taskset");
+            command.arg("-c").arg(cpu.to_string()).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Nothing from the caller's environment may change what is measured: the service's own
+/// settings, the Functions host's and the log settings are removed from `command`.
+pub fn without_service_settings(command: &mut Command) {
+    for (name, _) in std::env::vars() {
+        if name.starts_with("MEDIFLOW_")
+            || name.starts_with("FUNCTIONS_")
+            || name.starts_with("AzureFunctionsJobHost")
+            || name == "RUST_LOG"
+            || name == "LOG_FORMAT"
+        {
+            command.env_remove(name);
+        }
+    }
+}
+
+pub fn free_addr() -> Result<SocketAddr, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("free port: {e}"))
@@ -573,15 +583,7 @@ fn load_round(
 
 /// Runs this binary with `args` (pinned to `cpu`) and returns its stdout lines.
 fn self_output(bins: &Binaries, cpu: Option<u32>, args: &[&str]) -> Result<Vec<String>, String> {
-    let mut command = match cpu {
-        Some(cpu) => {
-            let mut command = Command::new("taskset");
-            command.arg("-c").arg(cpu.to_string()).arg(&bins.loadgen);
-            command
-        }
-        None => Command::new(&bins.loadgen),
-    };
-    let output = command
+    let output = pinned(&bins.loadgen, cpu)
         .args(args)
         .stdin(Stdio::null())
         .output()

@@ -229,6 +229,18 @@ impl AppOptions {
         self
     }
 
+    /// Every `(name, value)` of `pairs`, as [`AppOptions::env`] would add them one by one.
+    #[must_use]
+    pub fn envs<N: AsRef<str>, V: Into<String>>(
+        mut self,
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
+        for (name, value) in pairs {
+            self = self.env(name.as_ref(), value);
+        }
+        self
+    }
+
     #[must_use]
     pub fn hosting(mut self, hosting: Hosting) -> Self {
         self.hosting = hosting;
