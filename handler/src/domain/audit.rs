@@ -288,6 +288,61 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// Where a page of events ended: the next page starts strictly after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCursor {
+    pub time: String,
+    pub chain: String,
+    pub seq: u64,
+}
+
+impl AuditCursor {
+    pub fn of(event: &AuditEvent) -> Self {
+        Self {
+            time: event.time.clone(),
+            chain: event.chain.clone(),
+            seq: event.seq,
+        }
+    }
+
+    /// Whether `event` comes after this cursor in page order (time, chain, seq).
+    pub fn precedes(&self, event: &AuditEvent) -> bool {
+        (self.time.as_str(), self.chain.as_str(), self.seq)
+            < (event.time.as_str(), event.chain.as_str(), event.seq)
+    }
+}
+
+/// Which events a reader asks for: every filter optional, times as [`time_bound`] gives them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditQuery {
+    /// Events at or after this time (fixed-width event time).
+    pub from: Option<String>,
+    /// Events at or before this time.
+    pub to: Option<String>,
+    pub client: Option<String>,
+    pub record_id: Option<RecordId>,
+    pub after: Option<AuditCursor>,
+}
+
+impl AuditQuery {
+    /// Whether `event` passes every filter (the cursor included).
+    pub fn matches(&self, event: &AuditEvent) -> bool {
+        self.from.as_ref().is_none_or(|from| event.time >= *from)
+            && self.to.as_ref().is_none_or(|to| event.time <= *to)
+            && self
+                .client
+                .as_ref()
+                .is_none_or(|client| event.draft.client == *client)
+            && self
+                .record_id
+                .is_none_or(|id| event.draft.record_ids.contains(&id))
+            && self
+                .after
+                .as_ref()
+                .is_none_or(|after| after.precedes(event))
+    }
+}
+
 /// A bound of an audit query's time range: a date (`YYYY-MM-DD`, the whole day) or an event time
 /// written as the events are (`YYYY-MM-DDTHH:MM:SS[.ffffff]Z`). Returns the fixed-width text to
 /// compare event times with: the first instant of `raw` (`end = false`) or its last (`end`).
@@ -304,7 +359,10 @@ pub fn time_bound(raw: &str, end: bool) -> Option<String> {
         return Some(format!("{date}{time}"));
     }
     let b = rest.as_bytes();
-    let digits = |r: std::ops::Range<usize>| rest.get(r).filter(|s| s.bytes().all(|c| c.is_ascii_digit()));
+    let digits = |r: std::ops::Range<usize>| {
+        rest.get(r)
+            .filter(|s| s.bytes().all(|c| c.is_ascii_digit()))
+    };
     let ok = b.len() >= 10
         && b[0] == b'T'
         && b[3] == b':'
@@ -318,8 +376,18 @@ pub fn time_bound(raw: &str, end: bool) -> Option<String> {
     }
     let fraction = &rest[9..rest.len() - 1];
     let micros = match fraction {
-        "" => if end { "999999".to_owned() } else { "000000".to_owned() },
-        f if f.len() >= 2 && f.len() <= 7 && f.starts_with('.') && f[1..].bytes().all(|c| c.is_ascii_digit()) => {
+        "" => {
+            if end {
+                "999999".to_owned()
+            } else {
+                "000000".to_owned()
+            }
+        }
+        f if f.len() >= 2
+            && f.len() <= 7
+            && f.starts_with('.')
+            && f[1..].bytes().all(|c| c.is_ascii_digit()) =>
+        {
             let pad = if end { '9' } else { '0' };
             let mut digits = f[1..].to_owned();
             while digits.len() < 6 {
@@ -359,9 +427,21 @@ mod tests {
         assert_eq!(check.events, 5);
         // (what is done to the chain, the event that must be named)
         let cases: Vec<(&str, Box<dyn Fn(&mut Vec<AuditEvent>)>, u64)> = vec![
-            ("a changed client", Box::new(|e| e[2].draft.client = "someone-else".into()), 3),
-            ("a changed reason", Box::new(|e| e[1].draft.reason = Some("x".into())), 2),
-            ("a changed time", Box::new(|e| e[3].time = format_utc(1, 0)), 4),
+            (
+                "a changed client",
+                Box::new(|e| e[2].draft.client = "someone-else".into()),
+                3,
+            ),
+            (
+                "a changed reason",
+                Box::new(|e| e[1].draft.reason = Some("x".into())),
+                2,
+            ),
+            (
+                "a changed time",
+                Box::new(|e| e[3].time = format_utc(1, 0)),
+                4,
+            ),
             ("a removed event", Box::new(|e| drop(e.remove(2))), 4),
             ("two events swapped", Box::new(|e| e.swap(1, 2)), 3),
             (
@@ -401,9 +481,21 @@ mod tests {
         for (raw, end, expected) in [
             ("2026-12-07", false, Some("2026-12-07T00:00:00.000000Z")),
             ("2026-12-07", true, Some("2026-12-07T23:59:59.999999Z")),
-            ("2026-12-07T05:06:07Z", false, Some("2026-12-07T05:06:07.000000Z")),
-            ("2026-12-07T05:06:07.5Z", true, Some("2026-12-07T05:06:07.599999Z")),
-            ("2026-12-07T05:06:07.123456Z", false, Some("2026-12-07T05:06:07.123456Z")),
+            (
+                "2026-12-07T05:06:07Z",
+                false,
+                Some("2026-12-07T05:06:07.000000Z"),
+            ),
+            (
+                "2026-12-07T05:06:07.5Z",
+                true,
+                Some("2026-12-07T05:06:07.599999Z"),
+            ),
+            (
+                "2026-12-07T05:06:07.123456Z",
+                false,
+                Some("2026-12-07T05:06:07.123456Z"),
+            ),
             ("2026-02-30", false, None),
             ("2026-12-07T25:00:00Z", false, None),
             ("2026-12-07T05:06:07+01:00", false, None),

@@ -268,7 +268,10 @@ mod tests {
         );
         assert!(uploader.require(Role::Submit).is_ok());
         assert!(uploader.require(Role::Read).is_err());
-        assert!(uploader.holds_site(&site("site001")), "site ids are case-blind");
+        assert!(
+            uploader.holds_site(&site("site001")),
+            "site ids are case-blind"
+        );
         assert!(!uploader.holds_site(&site("SITE002")));
         assert!(!uploader.may_choose_status(), "no review role");
         assert!(uploader.id_scope().is_some(), "its ids are its own");

@@ -9,9 +9,9 @@ pub mod identity;
 pub mod listing;
 pub mod record;
 
+pub use audit::{AuditAction, AuditDraft, AuditEvent};
 pub use batch::{BatchId, BatchMessage, BatchReport, BatchState, RejectedRecord};
 pub use errors::FieldError;
+pub use identity::{ClientId, Principal, Role};
 pub use listing::{Cursor, ListQuery, RecordPage};
 pub use record::{NewRecord, Record, RecordId};
-pub use audit::{AuditAction, AuditDraft, AuditEvent};
-pub use identity::{ClientId, Principal, Role};

@@ -168,7 +168,17 @@ pub async fn ingest(
             Err(detail) => verdicts.push(Err(detail)),
         }
     }
-    let outcomes = store.insert_many(valid.clone()).await?;
+    let outcomes = store
+        .insert_many(
+            valid.clone(),
+            &crate::domain::AuditDraft::new(
+                "legacy",
+                crate::domain::AuditAction::Create,
+                "created",
+            )
+            .batch(Some(message.batch_id)),
+        )
+        .await?;
     let report = report(
         message.batch_id,
         &message.content_sha256,

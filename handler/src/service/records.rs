@@ -43,7 +43,17 @@ pub async fn create(
     let fields = record_from_slice(body).map_err(ServiceError::Invalid)?;
     let id = idempotency_key.map_or_else(RecordId::random, RecordId::for_idempotency_key);
     let record = Record::new(id, fields);
-    match store.insert(record.clone()).await? {
+    match store
+        .insert(
+            record.clone(),
+            &crate::domain::AuditDraft::new(
+                "legacy",
+                crate::domain::AuditAction::Create,
+                "created",
+            ),
+        )
+        .await?
+    {
         Inserted::Created => Ok(Created {
             record,
             replayed: false,

@@ -33,9 +33,11 @@ use futures::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Inserted, RecordStore, SharedStore, StoreError};
+use super::{Inserted, RecordStore, Replaced, SharedStore, StoreError};
 use crate::config::{CosmosConfig, CosmosCredential};
 use crate::credential::token_credential;
+use crate::domain::audit::{AuditCursor, AuditQuery};
+use crate::domain::{AuditDraft, AuditEvent};
 use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
 
 /// The longest one store operation may take, every SDK retry included (the SDK's end-to-end
@@ -353,7 +355,7 @@ fn map_error(err: &CosmosError) -> StoreError {
 
 #[async_trait]
 impl RecordStore for CosmosStore {
-    async fn insert(&self, record: Record) -> Result<Inserted, StoreError> {
+    async fn insert(&self, record: Record, _audit: &AuditDraft) -> Result<Inserted, StoreError> {
         let id = record.id.to_string();
         if self
             .create(
@@ -373,8 +375,12 @@ impl RecordStore for CosmosStore {
     /// Creates concurrently (at most [`INSERT_CONCURRENCY`] in flight), outcomes in input order.
     /// The first failure ends the call; records created before it stay, which is harmless: every
     /// insert is insert-if-absent under a deterministic id, so the retry completes the rest.
-    async fn insert_many(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
-        stream::iter(records.into_iter().map(|record| self.insert(record)))
+    async fn insert_many(
+        &self,
+        records: Vec<Record>,
+        audit: &AuditDraft,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        stream::iter(records.into_iter().map(|record| self.insert(record, audit)))
             .buffered(INSERT_CONCURRENCY)
             .try_collect()
             .await
@@ -382,6 +388,35 @@ impl RecordStore for CosmosStore {
 
     async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
         self.read(&id.to_string()).await
+    }
+
+    // TODO(cosmos-audit): the audit container (in progress on branch cosmos-audit).
+    async fn replace(&self, _: &Record, _: Record, _: AuditDraft) -> Result<Replaced, StoreError> {
+        Err(StoreError::unavailable(
+            "reviews are not built on Cosmos yet",
+        ))
+    }
+
+    async fn append_audit(&self, _: Vec<AuditDraft>) -> Result<(), StoreError> {
+        Err(StoreError::unavailable(
+            "the audit trail is not built on Cosmos yet",
+        ))
+    }
+
+    async fn audit_page(&self, _: &AuditQuery, _: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        Err(StoreError::unavailable(
+            "the audit trail is not built on Cosmos yet",
+        ))
+    }
+
+    async fn audit_chain(
+        &self,
+        _: Option<&AuditCursor>,
+        _: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        Err(StoreError::unavailable(
+            "the audit trail is not built on Cosmos yet",
+        ))
     }
 
     async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError> {

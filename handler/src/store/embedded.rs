@@ -33,11 +33,20 @@ use tokio::sync::oneshot;
 
 use self::journal::{Journal, Put, Table};
 use super::embedded_site_index::{self as site_index, IndexKey};
-use super::{Inserted, RecordStore, StoreError, StoreHealth};
-use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
+use super::{Inserted, RecordStore, Replaced, StoreError, StoreHealth};
+use crate::domain::audit::{AuditCursor, AuditQuery, GENESIS_HASH, event_time};
+use crate::domain::{AuditDraft, AuditEvent, BatchId, BatchReport, ListQuery, Record, RecordId};
 
 const RECORDS: TableDefinition<u128, &[u8]> = TableDefinition::new("records");
 const BATCHES: TableDefinition<u128, &[u8]> = TableDefinition::new("batches");
+/// Audit events by seq (the embedded store has one chain, [`CHAIN`]); append-only: nothing in
+/// the store updates or removes an entry.
+const AUDIT: TableDefinition<u128, &[u8]> = TableDefinition::new("audit");
+/// `(record key, seq)` of every event naming a record: a record's history without a scan.
+const AUDIT_BY_RECORD: TableDefinition<(u128, u128), ()> = TableDefinition::new("audit_by_record");
+
+/// The name of the embedded store's one audit chain.
+pub const CHAIN: &str = "embedded";
 
 /// redb's page cache. Its default (1 GiB) would outgrow a pod's memory limit as data grows; reads
 /// beyond the cache go to the OS page cache, which the kernel can reclaim.
@@ -69,7 +78,16 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// A write as the writer thread receives it: keys and encoded values, ready to journal.
 enum Write {
-    Insert(Vec<(u128, Bytes, IndexKey)>, Reply<Vec<Resolved>>),
+    /// Records to insert if absent; each one created gets its create event from the template.
+    Insert(
+        Vec<(RecordId, Bytes, IndexKey)>,
+        AuditDraft,
+        Reply<Vec<Resolved>>,
+    ),
+    /// A compare-and-replace of one record, with its event.
+    Replace(Box<Replacement>, Reply<Resolved>),
+    /// Audit events on their own.
+    Audit(Vec<AuditDraft>, Reply<()>),
     InsertBatch(u128, Bytes, Reply<Resolved>),
     PutBatch(u128, Bytes, Reply<()>),
     /// Test fault injection: the writer thread panics.
@@ -80,15 +98,54 @@ enum Write {
     Block(std_mpsc::Receiver<()>),
 }
 
-/// An insert-if-absent's outcome, still encoded (the caller decodes, off the writer thread).
+/// An insert-if-absent's outcome, still encoded (the caller decodes, off the writer thread). For
+/// a replace: `Created` is done, `Existing` the record stored instead of the expected one.
 enum Resolved {
     Created,
     Existing(Bytes),
+    /// A replace found no record.
+    Missing,
+}
+
+/// A record to replace if it is still stored as `expected`.
+struct Replacement {
+    key: u128,
+    expected: Bytes,
+    value: Bytes,
+    index: IndexKey,
+    event: AuditDraft,
+}
+
+/// The writer's end of the audit chain: the last event's seq, hash and time.
+struct ChainHead {
+    seq: u64,
+    hash: String,
+    time: String,
+}
+
+impl ChainHead {
+    /// Stamps `draft` as the next event and returns its put.
+    fn append(&mut self, draft: AuditDraft) -> Result<Put, String> {
+        let time = event_time(&self.time);
+        let event = draft.stamp(CHAIN, self.seq + 1, time, &self.hash);
+        let value = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
+        self.seq = event.seq;
+        self.hash = event.hash;
+        self.time = event.time;
+        Ok(Put {
+            table: Table::Audit,
+            key: u128::from(self.seq),
+            value: Bytes::from(value),
+            index: None,
+        })
+    }
 }
 
 /// A write's outcome, held until its group is on the device.
 enum Answer {
     Insert(Reply<Vec<Resolved>>, Vec<Resolved>),
+    Replace(Reply<Resolved>, Resolved),
+    Audit(Reply<()>),
     InsertBatch(Reply<Resolved>, Resolved),
     PutBatch(Reply<()>),
     /// This write alone could not be decided (its lookup failed); the rest of its group goes on.
@@ -98,7 +155,7 @@ enum Answer {
 /// The reply of a write refused on its own.
 enum Refusal {
     Insert(Reply<Vec<Resolved>>),
-    InsertBatch(Reply<Resolved>),
+    One(Reply<Resolved>),
 }
 
 impl Answer {
@@ -106,8 +163,10 @@ impl Answer {
         // A caller that gave up (timeout, disconnect) no longer listens; its write stands.
         match self {
             Self::Insert(reply, outcome) => drop(reply.send(Ok(outcome))),
-            Self::InsertBatch(reply, outcome) => drop(reply.send(Ok(outcome))),
-            Self::PutBatch(reply) => drop(reply.send(Ok(()))),
+            Self::InsertBatch(reply, outcome) | Self::Replace(reply, outcome) => {
+                drop(reply.send(Ok(outcome)));
+            }
+            Self::PutBatch(reply) | Self::Audit(reply) => drop(reply.send(Ok(()))),
             Self::Refused(refusal, reason) => refusal.send(&reason),
         }
     }
@@ -116,8 +175,10 @@ impl Answer {
         let failed = || StoreError::unavailable(reason);
         match self {
             Self::Insert(reply, _) => drop(reply.send(Err(failed()))),
-            Self::InsertBatch(reply, _) => drop(reply.send(Err(failed()))),
-            Self::PutBatch(reply) => drop(reply.send(Err(failed()))),
+            Self::InsertBatch(reply, _) | Self::Replace(reply, _) => {
+                drop(reply.send(Err(failed())))
+            }
+            Self::PutBatch(reply) | Self::Audit(reply) => drop(reply.send(Err(failed()))),
             Self::Refused(refusal, _) => refusal.send(reason),
         }
     }
@@ -128,7 +189,7 @@ impl Refusal {
         let failed = StoreError::unavailable(reason);
         match self {
             Self::Insert(reply) => drop(reply.send(Err(failed))),
-            Self::InsertBatch(reply) => drop(reply.send(Err(failed))),
+            Self::One(reply) => drop(reply.send(Err(failed))),
         }
     }
 }
@@ -304,6 +365,8 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(RECORDS).map_err(unavailable)?;
         txn.open_table(BATCHES).map_err(unavailable)?;
+        txn.open_table(AUDIT).map_err(unavailable)?;
+        txn.open_table(AUDIT_BY_RECORD).map_err(unavailable)?;
         site_index::open_and_backfill(&txn, RECORDS)?;
         txn.commit().map_err(unavailable)?;
 
@@ -327,6 +390,7 @@ impl EmbeddedStore {
         if journal.len() > 0 {
             journal.reset().map_err(journal_error)?;
         }
+        let head = chain_head(&db)?;
 
         let shared = Arc::new(Shared {
             db,
@@ -350,7 +414,7 @@ impl EmbeddedStore {
         let writer_shared = Arc::clone(&shared);
         let writer_thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run_writer(&writer_shared, journal, &queue, &to_applier))
+            .spawn(move || run_writer(&writer_shared, journal, head, &queue, &to_applier))
             .map_err(spawn_error)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -388,6 +452,24 @@ impl EmbeddedStore {
             .map_err(|_| StoreError::unavailable("the store writer has stopped"))?
     }
 
+    /// Waits (off the runtime) until the applier has committed every write acknowledged before the
+    /// call: what reads of redb-only tables (the indexes, the audit trail) need to see every
+    /// acknowledged write.
+    async fn applied_everything_acknowledged(&self) -> Result<(), StoreError> {
+        let shared = Arc::clone(&self.inner.shared);
+        let target = {
+            let state = shared.state();
+            (state.applied < state.acknowledged).then_some(state.acknowledged)
+        };
+        if let Some(target) = target {
+            tokio::task::spawn_blocking(move || shared.wait_until(|state| state.applied >= target))
+                .await
+                .map_err(|e| StoreError::unavailable(format!("waiting for the applier: {e}")))?
+                .map_err(StoreError::unavailable)?;
+        }
+        Ok(())
+    }
+
     /// The stored bytes under `key`: the pending map first (acknowledged, maybe not yet in
     /// redb), then redb.
     fn read(&self, table: Table, key: u128) -> Result<Option<Bytes>, StoreError> {
@@ -407,7 +489,67 @@ const fn definition(table: Table) -> TableDefinition<'static, u128, &'static [u8
     match table {
         Table::Records => RECORDS,
         Table::Batches => BATCHES,
+        Table::Audit => AUDIT,
     }
+}
+
+/// The last event of the chain as stored (after the journal's replay), or the chain's start.
+fn chain_head(db: &Database) -> Result<ChainHead, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let audit = txn.open_table(AUDIT).map_err(unavailable)?;
+    let Some((_, last)) = redb::ReadableTable::last(&audit).map_err(unavailable)? else {
+        return Ok(ChainHead {
+            seq: 0,
+            hash: GENESIS_HASH.to_owned(),
+            time: String::new(),
+        });
+    };
+    let event: AuditEvent = decode(last.value())?;
+    Ok(ChainHead {
+        seq: event.seq,
+        hash: event.hash,
+        time: event.time,
+    })
+}
+
+/// The first seq whose event time is at or after `from` (events are in time order); one past the
+/// last when there is none.
+fn first_at_or_after(
+    audit: &redb::ReadOnlyTable<u128, &[u8]>,
+    from: &str,
+) -> Result<u128, StoreError> {
+    let Some((last, _)) = redb::ReadableTable::last(audit).map_err(unavailable)? else {
+        return Ok(1);
+    };
+    let (mut low, mut high) = (1_u128, last.value() + 1);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let bytes = audit
+            .get(middle)
+            .map_err(unavailable)?
+            .ok_or_else(|| StoreError::Corrupt(format!("audit event {middle} is missing")))?;
+        let event: AuditEvent = decode(bytes.value())?;
+        if event.time.as_str() < from {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    Ok(low)
+}
+
+/// The record keys an audit event's JSON names (for the by-record index).
+fn audited_records(value: &[u8]) -> Result<Vec<u128>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        record_ids: Vec<RecordId>,
+    }
+    let named: Named = decode(value)?;
+    Ok(named
+        .record_ids
+        .iter()
+        .map(|id| id.as_uuid().as_u128())
+        .collect())
 }
 
 fn unavailable(err: impl Into<redb::Error>) -> StoreError {
@@ -440,6 +582,8 @@ fn commit_puts<'a>(
     {
         let mut records = txn.open_table(RECORDS).map_err(unavailable)?;
         let mut batches = txn.open_table(BATCHES).map_err(unavailable)?;
+        let mut audit = txn.open_table(AUDIT).map_err(unavailable)?;
+        let mut by_record = txn.open_table(AUDIT_BY_RECORD).map_err(unavailable)?;
         let mut index = site_index::open(&txn)?;
         for put in puts {
             match put.table {
@@ -461,6 +605,16 @@ fn commit_puts<'a>(
                         .insert(put.key, put.value.as_ref())
                         .map_err(unavailable)?;
                 }
+                Table::Audit => {
+                    audit
+                        .insert(put.key, put.value.as_ref())
+                        .map_err(unavailable)?;
+                    for record in audited_records(&put.value)? {
+                        by_record
+                            .insert((record, put.key), ())
+                            .map_err(unavailable)?;
+                    }
+                }
             }
         }
     }
@@ -473,6 +627,7 @@ fn commit_puts<'a>(
 fn run_writer(
     shared: &Shared,
     mut journal: Journal,
+    mut head: ChainHead,
     queue: &std_mpsc::Receiver<Write>,
     applier: &std_mpsc::SyncSender<Applied>,
 ) {
@@ -489,13 +644,14 @@ fn run_writer(
         #[cfg(feature = "fault-injection")]
         crate::fault::writer_group_committing();
         seq += 1;
-        write_group(shared, &mut journal, applier, seq, group);
+        write_group(shared, &mut journal, &mut head, applier, seq, group);
     }
 }
 
 fn write_group(
     shared: &Shared,
     journal: &mut Journal,
+    head: &mut ChainHead,
     applier: &std_mpsc::SyncSender<Applied>,
     seq: u64,
     group: Vec<Write>,
@@ -509,7 +665,7 @@ fn write_group(
         puts,
         answers,
         failure,
-    } = resolve(shared, group);
+    } = resolve(shared, head, group);
     if let Some(reason) = failure {
         return fail_all(answers, &reason);
     }
@@ -595,9 +751,12 @@ struct Resolution {
 
 /// Decides each write's outcome: the puts to journal, and the answers to send once they are
 /// durable. An id is looked up in this group's earlier puts, then the pending map, then redb. A
-/// failed lookup fails only the write it was for.
-fn resolve(shared: &Shared, group: Vec<Write>) -> Resolution {
+/// failed lookup fails only the write it was for. The audit events of the writes that go ahead
+/// are stamped onto the chain at the end and journaled first, in the same append as the data
+/// they describe (so a record is never durable without its create event).
+fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resolution {
     let mut puts: Vec<Put> = Vec::new();
+    let mut events: Vec<AuditDraft> = Vec::new();
     let mut in_group: HashMap<(Table, u128), usize> = HashMap::new();
     let mut answers = Vec::with_capacity(group.len());
     let failure = shared.state().failure.clone();
@@ -625,17 +784,20 @@ fn resolve(shared: &Shared, group: Vec<Write>) -> Resolution {
             continue;
         }
         match write {
-            Write::Insert(records, reply) => {
+            Write::Insert(records, template, reply) => {
                 // All or nothing for one caller: if a lookup fails, its puts leave the group.
                 let mark = puts.len();
+                let events_mark = events.len();
                 let mut outcomes = Vec::with_capacity(records.len());
                 let mut lookup_failed = None;
-                for (key, value, index) in records {
+                for (id, value, index) in records {
+                    let key = id.as_uuid().as_u128();
                     match stored(Table::Records, key, &puts, &in_group) {
                         Ok(Some(existing)) => outcomes.push(Resolved::Existing(existing)),
                         Ok(None) => {
                             let index = Some(index);
                             put(&mut puts, &mut in_group, Table::Records, key, value, index);
+                            events.push(template.created(id));
                             outcomes.push(Resolved::Created);
                         }
                         Err(reason) => {
@@ -650,9 +812,36 @@ fn resolve(shared: &Shared, group: Vec<Write>) -> Resolution {
                         for undone in puts.drain(mark..) {
                             in_group.remove(&(undone.table, undone.key));
                         }
+                        events.truncate(events_mark);
                         answers.push(Answer::Refused(Refusal::Insert(reply), reason));
                     }
                 }
+            }
+            Write::Replace(replacement, reply) => {
+                let Replacement {
+                    key,
+                    expected,
+                    value,
+                    index,
+                    event,
+                } = *replacement;
+                match stored(Table::Records, key, &puts, &in_group) {
+                    Ok(Some(current)) if current == expected => {
+                        let index = Some(index);
+                        put(&mut puts, &mut in_group, Table::Records, key, value, index);
+                        events.push(event);
+                        answers.push(Answer::Replace(reply, Resolved::Created));
+                    }
+                    Ok(Some(current)) => {
+                        answers.push(Answer::Replace(reply, Resolved::Existing(current)));
+                    }
+                    Ok(None) => answers.push(Answer::Replace(reply, Resolved::Missing)),
+                    Err(reason) => answers.push(Answer::Refused(Refusal::One(reply), reason)),
+                }
+            }
+            Write::Audit(drafts, reply) => {
+                events.extend(drafts);
+                answers.push(Answer::Audit(reply));
             }
             Write::InsertBatch(key, value, reply) => {
                 match stored(Table::Batches, key, &puts, &in_group) {
@@ -664,7 +853,7 @@ fn resolve(shared: &Shared, group: Vec<Write>) -> Resolution {
                         answers.push(Answer::InsertBatch(reply, Resolved::Created));
                     }
                     Err(reason) => {
-                        answers.push(Answer::Refused(Refusal::InsertBatch(reply), reason));
+                        answers.push(Answer::Refused(Refusal::One(reply), reason));
                     }
                 }
             }
@@ -678,8 +867,30 @@ fn resolve(shared: &Shared, group: Vec<Write>) -> Resolution {
             Write::Block(until) => drop(until.recv()),
         }
     }
+    if failure.is_some() || events.is_empty() {
+        return Resolution {
+            puts,
+            answers,
+            failure,
+        };
+    }
+    // The events first: a torn append can keep an event whose data is cut, never the reverse.
+    let mut journaled = Vec::with_capacity(events.len() + puts.len());
+    for draft in events {
+        match head.append(draft) {
+            Ok(event) => journaled.push(event),
+            Err(reason) => {
+                return Resolution {
+                    puts: Vec::new(),
+                    answers,
+                    failure: Some(format!("cannot encode an audit event: {reason}")),
+                };
+            }
+        }
+    }
+    journaled.extend(puts);
     Resolution {
-        puts,
+        puts: journaled,
         answers,
         failure,
     }
@@ -695,8 +906,10 @@ fn resolve(shared: &Shared, group: Vec<Write>) -> Resolution {
 )]
 fn undecided(write: Write) -> Option<Answer> {
     match write {
-        Write::Insert(_, reply) => Some(Answer::Insert(reply, Vec::new())),
+        Write::Insert(_, _, reply) => Some(Answer::Insert(reply, Vec::new())),
         Write::InsertBatch(_, _, reply) => Some(Answer::InsertBatch(reply, Resolved::Created)),
+        Write::Replace(_, reply) => Some(Answer::Replace(reply, Resolved::Missing)),
+        Write::Audit(_, reply) => Some(Answer::Audit(reply)),
         Write::PutBatch(_, _, reply) => Some(Answer::PutBatch(reply)),
         #[cfg(test)]
         Write::Crash | Write::Block(_) => None,
@@ -757,28 +970,146 @@ fn run_applier(shared: &Shared, queue: &std_mpsc::Receiver<Applied>) {
 
 #[async_trait]
 impl RecordStore for EmbeddedStore {
-    async fn insert(&self, record: Record) -> Result<Inserted, StoreError> {
-        let mut outcomes = self.insert_many(vec![record]).await?;
+    async fn insert(&self, record: Record, audit: &AuditDraft) -> Result<Inserted, StoreError> {
+        let mut outcomes = self.insert_many(vec![record], audit).await?;
         outcomes
             .pop()
             .ok_or_else(|| StoreError::Corrupt("insert returned no outcome".into()))
     }
 
-    async fn insert_many(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
+    async fn insert_many(
+        &self,
+        records: Vec<Record>,
+        audit: &AuditDraft,
+    ) -> Result<Vec<Inserted>, StoreError> {
         // Encoded here, on the caller's thread, so the writer only journals bytes.
         let encoded = records
             .iter()
-            .map(|record| {
-                let key = record.id.as_uuid().as_u128();
-                Ok((key, encode(record)?, IndexKey::of(record)))
-            })
+            .map(|record| Ok((record.id, encode(record)?, IndexKey::of(record))))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let outcomes = self.submit(|done| Write::Insert(encoded, done)).await?;
+        let template = audit.clone();
+        let outcomes = self
+            .submit(|done| Write::Insert(encoded, template, done))
+            .await?;
         outcomes
             .into_iter()
             .map(|outcome| match outcome {
                 Resolved::Created => Ok(Inserted::Created),
                 Resolved::Existing(bytes) => decode(&bytes).map(Inserted::Existing),
+                Resolved::Missing => Err(StoreError::Corrupt("an insert found nothing".into())),
+            })
+            .collect()
+    }
+
+    async fn replace(
+        &self,
+        expected: &Record,
+        new: Record,
+        event: AuditDraft,
+    ) -> Result<Replaced, StoreError> {
+        let replacement = Box::new(Replacement {
+            key: new.id.as_uuid().as_u128(),
+            expected: encode(expected)?,
+            value: encode(&new)?,
+            index: IndexKey::of(&new),
+            event,
+        });
+        match self
+            .submit(|done| Write::Replace(replacement, done))
+            .await?
+        {
+            Resolved::Created => Ok(Replaced::Done),
+            Resolved::Existing(current) => Ok(Replaced::Changed(Some(decode(&current)?))),
+            Resolved::Missing => Ok(Replaced::Changed(None)),
+        }
+    }
+
+    async fn append_audit(&self, events: Vec<AuditDraft>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.submit(|done| Write::Audit(events, done)).await
+    }
+
+    async fn audit_page(
+        &self,
+        query: &AuditQuery,
+        max: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.applied_everything_acknowledged().await?;
+        let txn = self.inner.shared.db.begin_read().map_err(unavailable)?;
+        let audit = txn.open_table(AUDIT).map_err(unavailable)?;
+        let mut page = Vec::new();
+        let mut keep = |bytes: &[u8]| -> Result<bool, StoreError> {
+            let event: AuditEvent = decode(bytes)?;
+            if query.matches(&event) {
+                page.push(event);
+            }
+            Ok(page.len() < max)
+        };
+        if let Some(record) = query.record_id {
+            let key = record.as_uuid().as_u128();
+            let by_record = txn.open_table(AUDIT_BY_RECORD).map_err(unavailable)?;
+            let first = query
+                .after
+                .as_ref()
+                .map_or(0, |after| u128::from(after.seq) + 1);
+            for entry in by_record
+                .range((key, first)..=(key, u128::MAX))
+                .map_err(unavailable)?
+            {
+                let (keys, _) = entry.map_err(unavailable)?;
+                let (_, seq) = keys.value();
+                let bytes = audit.get(seq).map_err(unavailable)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("indexed event {seq} is missing"))
+                })?;
+                if !keep(bytes.value())? {
+                    break;
+                }
+            }
+            return Ok(page);
+        }
+        // One chain, stamped with times that never go back: seq order is time order, so the first
+        // event at or after `from` is found by bisection.
+        let mut first = query
+            .after
+            .as_ref()
+            .map_or(1, |after| u128::from(after.seq) + 1);
+        if let Some(from) = &query.from {
+            first = first.max(first_at_or_after(&audit, from)?);
+        }
+        for entry in audit.range(first..).map_err(unavailable)? {
+            let (_, bytes) = entry.map_err(unavailable)?;
+            let value = bytes.value();
+            if let Some(to) = &query.to {
+                let event: AuditEvent = decode(value)?;
+                if event.time > *to {
+                    break;
+                }
+            }
+            if !keep(value)? {
+                break;
+            }
+        }
+        Ok(page)
+    }
+
+    async fn audit_chain(
+        &self,
+        after: Option<&AuditCursor>,
+        max: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.applied_everything_acknowledged().await?;
+        let txn = self.inner.shared.db.begin_read().map_err(unavailable)?;
+        let audit = txn.open_table(AUDIT).map_err(unavailable)?;
+        let first = after.map_or(1, |after| u128::from(after.seq) + 1);
+        audit
+            .range(first..)
+            .map_err(unavailable)?
+            .take(max)
+            .map(|entry| {
+                let (_, bytes) = entry.map_err(unavailable)?;
+                decode(bytes.value())
             })
             .collect()
     }
@@ -801,7 +1132,7 @@ impl RecordStore for EmbeddedStore {
             .submit(|done| Write::InsertBatch(key, value, done))
             .await?
         {
-            Resolved::Created => Ok(report),
+            Resolved::Created | Resolved::Missing => Ok(report),
             Resolved::Existing(bytes) => decode(&bytes),
         }
     }
@@ -822,17 +1153,7 @@ impl RecordStore for EmbeddedStore {
     /// is in redb only, so a list first waits (off the runtime) until the applier has committed
     /// every write acknowledged before the call: a listing sees what was acknowledged.
     async fn list(&self, query: &ListQuery, max: usize) -> Result<Vec<Record>, StoreError> {
-        let shared = Arc::clone(&self.inner.shared);
-        let target = {
-            let state = shared.state();
-            (state.applied < state.acknowledged).then_some(state.acknowledged)
-        };
-        if let Some(target) = target {
-            tokio::task::spawn_blocking(move || shared.wait_until(|state| state.applied >= target))
-                .await
-                .map_err(|e| StoreError::unavailable(format!("waiting for the applier: {e}")))?
-                .map_err(StoreError::unavailable)?;
-        }
+        self.applied_everything_acknowledged().await?;
         let txn = self.inner.shared.db.begin_read().map_err(unavailable)?;
         let ids = site_index::page(&txn, query, max)?;
         let table = txn.open_table(RECORDS).map_err(unavailable)?;

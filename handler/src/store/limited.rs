@@ -9,8 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
 
+use super::Replaced;
 use super::{Inserted, RecordStore, SharedStore, StoreError, StoreHealth};
-use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
+use crate::domain::audit::{AuditCursor, AuditQuery};
+use crate::domain::{AuditDraft, AuditEvent, BatchId, BatchReport, ListQuery, Record, RecordId};
 
 /// The longest a call waits for a slot.
 pub const SLOT_WAIT: Duration = Duration::from_secs(5);
@@ -62,12 +64,45 @@ impl LimitedStore {
 
 #[async_trait]
 impl RecordStore for LimitedStore {
-    async fn insert(&self, record: Record) -> Result<Inserted, StoreError> {
-        self.limited(self.inner.insert(record)).await
+    async fn insert(&self, record: Record, audit: &AuditDraft) -> Result<Inserted, StoreError> {
+        self.limited(self.inner.insert(record, audit)).await
     }
 
-    async fn insert_many(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
-        self.limited(self.inner.insert_many(records)).await
+    async fn insert_many(
+        &self,
+        records: Vec<Record>,
+        audit: &AuditDraft,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        self.limited(self.inner.insert_many(records, audit)).await
+    }
+
+    async fn replace(
+        &self,
+        expected: &Record,
+        new: Record,
+        event: AuditDraft,
+    ) -> Result<Replaced, StoreError> {
+        self.limited(self.inner.replace(expected, new, event)).await
+    }
+
+    async fn append_audit(&self, events: Vec<AuditDraft>) -> Result<(), StoreError> {
+        self.limited(self.inner.append_audit(events)).await
+    }
+
+    async fn audit_page(
+        &self,
+        query: &AuditQuery,
+        max: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.limited(self.inner.audit_page(query, max)).await
+    }
+
+    async fn audit_chain(
+        &self,
+        after: Option<&AuditCursor>,
+        max: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.limited(self.inner.audit_chain(after, max)).await
     }
 
     async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
@@ -112,8 +147,40 @@ mod tests {
 
     #[async_trait]
     impl RecordStore for Stuck {
-        async fn insert(&self, _: Record) -> Result<Inserted, StoreError> {
+        async fn insert(&self, _: Record, _: &AuditDraft) -> Result<Inserted, StoreError> {
             Ok(Inserted::Created)
+        }
+        async fn insert_many(
+            &self,
+            _: Vec<Record>,
+            _: &AuditDraft,
+        ) -> Result<Vec<Inserted>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn replace(
+            &self,
+            _: &Record,
+            _: Record,
+            _: AuditDraft,
+        ) -> Result<Replaced, StoreError> {
+            Ok(Replaced::Done)
+        }
+        async fn append_audit(&self, _: Vec<AuditDraft>) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn audit_page(
+            &self,
+            _: &AuditQuery,
+            _: usize,
+        ) -> Result<Vec<AuditEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn audit_chain(
+            &self,
+            _: Option<&AuditCursor>,
+            _: usize,
+        ) -> Result<Vec<AuditEvent>, StoreError> {
+            Ok(Vec::new())
         }
         async fn get(&self, _: RecordId) -> Result<Option<Record>, StoreError> {
             std::future::pending().await

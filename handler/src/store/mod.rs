@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
+use crate::domain::audit::{AuditCursor, AuditQuery};
+use crate::domain::{AuditDraft, AuditEvent, BatchId, BatchReport, ListQuery, Record, RecordId};
 
 pub mod cosmos;
 pub mod embedded;
@@ -23,6 +24,15 @@ pub enum Inserted {
     Created,
     /// A record with this id was already stored; here it is, unchanged.
     Existing(Record),
+}
+
+/// What happened to a compare-and-replace ([`RecordStore::replace`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replaced {
+    /// The stored record was the expected one; it is replaced and its event is durable.
+    Done,
+    /// The stored record is no longer the expected one (here is what is stored), or is gone.
+    Changed(Option<Record>),
 }
 
 /// Why the store could not answer.
@@ -62,17 +72,47 @@ pub enum StoreHealth {
 /// retries and redeliveries are harmless.
 #[async_trait]
 pub trait RecordStore: Send + Sync + 'static {
-    /// Stores `record` unless a record with the same id exists.
-    async fn insert(&self, record: Record) -> Result<Inserted, StoreError>;
+    /// Stores `record` unless a record with the same id exists. When it is created, the create
+    /// event (`audit.created(id)`) is durable with it: on the embedded store in the same journal
+    /// write; on Cosmos written before the answer (docs/adr/0010).
+    async fn insert(&self, record: Record, audit: &AuditDraft) -> Result<Inserted, StoreError>;
 
-    /// Stores many records, each insert-if-absent; outcomes are in input order.
-    async fn insert_many(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
-        let mut outcomes = Vec::with_capacity(records.len());
-        for record in records {
-            outcomes.push(self.insert(record).await?);
-        }
-        Ok(outcomes)
-    }
+    /// Stores many records, each insert-if-absent with its create event as [`RecordStore::insert`];
+    /// outcomes are in input order.
+    async fn insert_many(
+        &self,
+        records: Vec<Record>,
+        audit: &AuditDraft,
+    ) -> Result<Vec<Inserted>, StoreError>;
+
+    /// Replaces the stored record `expected` (same id) with `new` if it is still stored exactly as
+    /// `expected`, with `event` durable with the change. Otherwise nothing is written.
+    async fn replace(
+        &self,
+        expected: &Record,
+        new: Record,
+        event: AuditDraft,
+    ) -> Result<Replaced, StoreError>;
+
+    /// Appends audit events (reads, listings, refusals, batch submissions) and waits until they
+    /// are durable.
+    async fn append_audit(&self, events: Vec<AuditDraft>) -> Result<(), StoreError>;
+
+    /// Up to `max` events matching `query`, oldest first (time, then chain, then seq), strictly
+    /// after `query.after`.
+    async fn audit_page(
+        &self,
+        query: &AuditQuery,
+        max: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Every event of every chain in chain order (chain, then seq), strictly after `after`, at most
+    /// `max`: what `handler audit verify` walks.
+    async fn audit_chain(
+        &self,
+        after: Option<&AuditCursor>,
+        max: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
 
     /// Reads a record by id.
     async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError>;

@@ -7,8 +7,10 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::Replaced;
 use super::{Inserted, RecordStore, SharedStore, StoreError, StoreHealth};
-use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
+use crate::domain::audit::{AuditCursor, AuditQuery};
+use crate::domain::{AuditDraft, AuditEvent, BatchId, BatchReport, ListQuery, Record, RecordId};
 use crate::metrics::Metrics;
 
 /// Wraps a store and records `mediflow_store_operation_duration_seconds`.
@@ -46,12 +48,49 @@ impl ObservedStore {
 
 #[async_trait]
 impl RecordStore for ObservedStore {
-    async fn insert(&self, record: Record) -> Result<Inserted, StoreError> {
-        self.timed("insert", self.inner.insert(record)).await
+    async fn insert(&self, record: Record, audit: &AuditDraft) -> Result<Inserted, StoreError> {
+        self.timed("insert", self.inner.insert(record, audit)).await
     }
 
-    async fn insert_many(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
-        self.timed("insert_many", self.inner.insert_many(records))
+    async fn insert_many(
+        &self,
+        records: Vec<Record>,
+        audit: &AuditDraft,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        self.timed("insert_many", self.inner.insert_many(records, audit))
+            .await
+    }
+
+    async fn replace(
+        &self,
+        expected: &Record,
+        new: Record,
+        event: AuditDraft,
+    ) -> Result<Replaced, StoreError> {
+        self.timed("replace", self.inner.replace(expected, new, event))
+            .await
+    }
+
+    async fn append_audit(&self, events: Vec<AuditDraft>) -> Result<(), StoreError> {
+        self.timed("append_audit", self.inner.append_audit(events))
+            .await
+    }
+
+    async fn audit_page(
+        &self,
+        query: &AuditQuery,
+        max: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.timed("audit_page", self.inner.audit_page(query, max))
+            .await
+    }
+
+    async fn audit_chain(
+        &self,
+        after: Option<&AuditCursor>,
+        max: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.timed("audit_chain", self.inner.audit_chain(after, max))
             .await
     }
 

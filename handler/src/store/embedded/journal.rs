@@ -28,6 +28,8 @@ const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
 pub enum Table {
     Records,
     Batches,
+    /// Audit events, keyed by their seq in the embedded chain.
+    Audit,
 }
 
 impl Table {
@@ -35,6 +37,7 @@ impl Table {
         match self {
             Self::Records => 1,
             Self::Batches => 2,
+            Self::Audit => 3,
         }
     }
 
@@ -42,6 +45,7 @@ impl Table {
         match tag {
             1 => Some(Self::Records),
             2 => Some(Self::Batches),
+            3 => Some(Self::Audit),
             _ => None,
         }
     }
