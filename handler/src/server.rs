@@ -147,9 +147,11 @@ impl Application {
             (Some((queue, _)), _) => BatchSink::Queue(queue.clone()),
             (None, _) => BatchSink::InProcess,
         };
+        let store = StoreHandle::default();
         let state = AppState {
             admission: api::admission::Admission::new(limits),
-            store: StoreHandle::default(),
+            audit: crate::service::audit::AuditLog::start(store.clone()),
+            store,
             keys,
             metrics: Arc::new(Metrics::default()),
             batches,

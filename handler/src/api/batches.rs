@@ -6,9 +6,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::{AppState, Context};
 use crate::domain::BatchReport;
 use crate::queue::QueueOutput;
 use crate::service::batches::{self, Accepted};
@@ -33,11 +33,13 @@ use crate::service::batches::{self, Accepted};
 )]
 pub async fn submit(
     State(state): State<AppState>,
+    context: Context,
     output: Option<Extension<QueueOutput>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let store = state.store.get()?;
-    let (message, accepted) = batches::accept(store.as_ref(), &body).await?;
+    let (message, accepted) =
+        batches::accept(store.as_ref(), context.call(&state.audit), &body).await?;
     let output = output.map(|Extension(output)| output);
     let report = match accepted {
         Accepted::AlreadyCompleted(report) => report,
@@ -80,8 +82,11 @@ fn accepted_response(report: &BatchReport) -> Response {
 )]
 pub async fn get(
     State(state): State<AppState>,
+    context: Context,
     Path(batch_id): Path<String>,
 ) -> Result<Json<BatchReport>, ApiError> {
     let store = state.store.get()?;
-    Ok(Json(batches::get(store.as_ref(), &batch_id).await?))
+    Ok(Json(
+        batches::get(store.as_ref(), context.call(&state.audit), &batch_id).await?,
+    ))
 }

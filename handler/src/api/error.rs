@@ -36,6 +36,15 @@ pub enum ApiError {
     /// 401: no API key, or an unknown one.
     #[error("missing or invalid API key")]
     Unauthorized,
+    /// 403: the caller's roles or sites do not allow this; the message names what is missing.
+    #[error("forbidden")]
+    Forbidden(String),
+    /// 409: a review of a record that is no longer `pending`.
+    #[error("record not pending")]
+    NotPending(String),
+    /// 412: `If-Match` names another version of the record.
+    #[error("precondition failed")]
+    PreconditionFailed,
     /// 415: the body is declared as something other than JSON.
     #[error("unsupported media type")]
     UnsupportedMediaType,
@@ -79,6 +88,16 @@ impl From<ServiceError> for ApiError {
             ServiceError::BatchNotFound => Self::BatchNotFound,
             ServiceError::BatchTooLarge { limit } => Self::PayloadTooLarge { limit },
             ServiceError::IdempotencyConflict => Self::IdempotencyConflict,
+            ServiceError::Forbidden(denied) => Self::Forbidden(denied.to_string()),
+            ServiceError::NotPending { status } => Self::NotPending(format!(
+                "Record is not pending (its status is {}): only a pending record can be reviewed",
+                crate::domain::record::Status::ALL
+                    .iter()
+                    .find(|(_, s)| *s == status)
+                    .map_or("unknown", |(name, _)| name)
+            )),
+            ServiceError::PreconditionFailed => Self::PreconditionFailed,
+            ServiceError::AuditBacklog { retry_after } => Self::Unavailable { retry_after },
             ServiceError::BatchConflict => Self::BatchConflict,
             ServiceError::NotReady { retry_after }
             | ServiceError::Store(StoreError::Unavailable { retry_after, .. }) => {
@@ -103,6 +122,9 @@ impl ApiError {
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotPending(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyUnreadable => StatusCode::BAD_REQUEST,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -126,6 +148,12 @@ impl ApiError {
             Self::MethodNotAllowed => "Method Not Allowed",
             Self::Unauthorized => {
                 "Missing or invalid API key: send a valid key in the X-API-Key header"
+            }
+            Self::Forbidden(message) | Self::NotPending(message) => {
+                return json!({ "detail": message });
+            }
+            Self::PreconditionFailed => {
+                "The record changed since the ETag in If-Match was read: read it again, then review"
             }
             Self::UnsupportedMediaType => {
                 "Unsupported media type: send the body as application/json"

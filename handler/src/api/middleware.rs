@@ -67,6 +67,10 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .get::<MatchedPath>()
         .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |p| p.as_str().to_owned());
     let span = tracing::info_span!("request", request_id = %request_id, method, route = %route);
+    let mut request = request;
+    request
+        .extensions_mut()
+        .insert(super::RequestId(std::sync::Arc::from(request_id)));
     let handled = tokio::time::timeout(REQUEST_TIMEOUT, next.run(request))
         .instrument(span.clone())
         .await;
@@ -114,10 +118,18 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
 /// Refuses a protected route without a valid `X-API-Key` (when auth is on).
 pub async fn require_api_key(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if authorized(&state, request.headers()) {
+        let caller = if state.keys.is_some() {
+            crate::domain::Principal::legacy()
+        } else {
+            crate::domain::Principal::anonymous()
+        };
+        request
+            .extensions_mut()
+            .insert(super::Caller(std::sync::Arc::new(caller)));
         next.run(request).await
     } else {
         ApiError::Unauthorized.into_response()

@@ -2,6 +2,7 @@
 //! the tests. Handlers are thin adapters over [`crate::service`].
 
 pub mod admission;
+pub mod audit;
 pub mod batches;
 pub mod error;
 pub mod extract;
@@ -17,9 +18,11 @@ use axum::routing::{MethodFilter, MethodRouter, get, on};
 
 use crate::auth::ApiKeys;
 use crate::definitions::Definitions;
+use crate::domain::Principal;
 use crate::metrics::Metrics;
 use crate::queue::BatchSink;
 use crate::service::StoreHandle;
+use crate::service::audit::{AuditLog, Call};
 use error::ApiError;
 
 /// Version reported by `/health`.
@@ -39,6 +42,53 @@ pub struct AppState {
     pub batches: BatchSink,
     /// The in-flight and body-bytes budgets ([`admission`]).
     pub admission: admission::Admission,
+    /// Where read and refusal events wait to be written.
+    pub audit: AuditLog,
+}
+
+/// The authenticated caller of a protected route (put in the request by the auth middleware).
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<Principal>);
+
+/// The request's id (put in the request by [`middleware::observe`]), for audit events.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+/// Who is calling and which request this is: what a route hands to a use case as its [`Call`].
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub caller: Arc<Principal>,
+    pub request_id: Option<Arc<str>>,
+}
+
+impl Context {
+    pub fn call<'a>(&'a self, audit: &'a AuditLog) -> Call<'a> {
+        Call {
+            caller: &self.caller,
+            request_id: self.request_id.as_deref(),
+            audit,
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Context {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = parts
+            .extensions
+            .get::<Caller>()
+            .map(|Caller(principal)| Arc::clone(principal))
+            .ok_or_else(|| ApiError::Internal("a protected route ran without its caller".into()))?;
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|RequestId(id)| Arc::clone(id));
+        Ok(Self { caller, request_id })
+    }
 }
 
 /// Which transport the router is for.
@@ -60,7 +110,7 @@ pub type HttpHandler = fn(MethodFilter) -> MethodRouter<AppState>;
 
 /// The axum handler of every HTTP function, by function name (a test checks this table against
 /// the function.json files, both ways).
-pub fn http_functions() -> [(&'static str, HttpHandler); 8] {
+pub fn http_functions() -> [(&'static str, HttpHandler); 11] {
     [
         ("health", |m| on(m, health::health)),
         ("ready", |m| on(m, health::ready)),
@@ -70,6 +120,9 @@ pub fn http_functions() -> [(&'static str, HttpHandler); 8] {
         ("list_records", |m| on(m, records::list)),
         ("submit_batch", |m| on(m, batches::submit)),
         ("get_batch", |m| on(m, batches::get)),
+        ("review_record", |m| on(m, records::review)),
+        ("record_history", |m| on(m, audit::history)),
+        ("list_audit", |m| on(m, audit::page)),
     ]
 }
 

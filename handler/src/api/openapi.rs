@@ -36,6 +36,56 @@ pub struct BatchInput {
     pub records: Vec<serde_json::Value>,
 }
 
+/// The body of POST /records/{id}/review.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewInput {
+    /// `validated` or `rejected`.
+    #[schema(pattern = "^(validated|rejected)$", example = "validated")]
+    pub status: String,
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        example = "Source documents verified"
+    )]
+    pub reason: String,
+}
+
+/// One audit event (hash-chained; see docs/adr/0010-identities-and-audit-trail.md).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventDoc {
+    pub chain: String,
+    pub seq: u64,
+    #[schema(example = "2026-12-07T05:06:07.123456Z")]
+    pub time: String,
+    pub client: String,
+    #[schema(example = "review")]
+    pub action: String,
+    pub record_ids: Vec<String>,
+    pub batch_id: Option<String>,
+    pub request_id: Option<String>,
+    pub outcome: String,
+    pub old_status: Option<String>,
+    pub new_status: Option<String>,
+    pub reason: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// A page of audit events, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPageDoc {
+    pub events: Vec<AuditEventDoc>,
+    pub continuation: Option<String>,
+}
+
+/// A record's audit events, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryDoc {
+    pub record_id: String,
+    pub events: Vec<AuditEventDoc>,
+}
+
 /// `{"detail": "<message>"}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Detail {
@@ -80,13 +130,14 @@ impl Modify for ApiKeyScheme {
 #[openapi(
     info(title = "MediFlow Functions", description = "Clinical-trial record ingestion"),
     paths(
-        super::records::create, super::records::get, super::records::list,
+        super::records::create, super::records::get, super::records::list, super::records::review,
+        super::audit::history, super::audit::page,
         super::batches::submit, super::batches::get,
         super::health::health, super::health::ready,
     ),
     components(schemas(
         Record, RecordPage, RecordInput, BatchInput, BatchReport, BatchState, RejectedRecord, FieldError,
-        Detail, ValidationErrors, Health, Readiness,
+        Detail, ValidationErrors, Health, Readiness, ReviewInput, AuditEventDoc, AuditPageDoc, HistoryDoc,
     )),
     modifiers(&ApiKeyScheme),
 )]

@@ -5,9 +5,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::{AppState, Context};
 use crate::domain::{Record, RecordPage};
 use crate::service::records;
 
@@ -34,6 +34,7 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 )]
 pub async fn create(
     State(state): State<AppState>,
+    context: Context,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
@@ -42,7 +43,7 @@ pub async fn create(
         .map(|v| records::check_idempotency_key(v.as_bytes()))
         .transpose()?;
     let store = state.store.get()?;
-    let created = records::create(store.as_ref(), &body, key).await?;
+    let created = records::create(store.as_ref(), context.call(&state.audit), &body, key).await?;
     Ok(created_response(&created))
 }
 
@@ -75,19 +76,80 @@ pub fn created_response(created: &records::Created) -> Response {
 )]
 pub async fn get(
     State(state): State<AppState>,
+    context: Context,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let store = state.store.get()?;
     // The stored document is the response body: no decode, no re-encode.
-    let body = records::get_json(store.as_ref(), &id).await?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
+    let (body, etag) = records::get_json(store.as_ref(), context.call(&state.audit), &id).await?;
+    let mut response = (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE)),
+        ],
         body,
     )
-        .into_response())
+        .into_response();
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+/// `Cache-Control` of every response that carries record data: no cache keeps a copy.
+pub const NO_STORE: &str = "no-store";
+
+/// Review a pending record: `validated` or `rejected`, with a reason.
+#[utoipa::path(
+    post, path = "/records/{id}/review", tag = "records", operation_id = "review_record",
+    request_body(content = crate::api::openapi::ReviewInput, content_type = "application/json"),
+    params(
+        ("id" = String, Path, description = "Record id"),
+        ("If-Match" = Option<String>, Header, description = "The ETag of the record as read: the review applies only to that version (412 otherwise)"),
+    ),
+    responses(
+        (status = 200, description = "The reviewed record, with its new ETag", body = Record, headers(("ETag" = String))),
+        (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
+        (status = 403, description = "The client does not hold the review role", body = crate::api::openapi::Detail),
+        (status = 404, description = "No such record (or not of a site the client holds)", body = crate::api::openapi::Detail),
+        (status = 409, description = "The record is not pending", body = crate::api::openapi::Detail),
+        (status = 412, description = "If-Match does not name the current version", body = crate::api::openapi::Detail),
+        (status = 422, description = "Bad status or reason, all problems listed", body = crate::api::openapi::ValidationErrors),
+        (status = 503, description = "Store unavailable; nothing changed", body = crate::api::openapi::Detail, headers(("Retry-After" = u64))),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn review(
+    State(state): State<AppState>,
+    context: Context,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let store = state.store.get()?;
+    let if_match = headers
+        .get(header::IF_MATCH)
+        .map(|v| v.to_str().map_err(|_| ApiError::PreconditionFailed))
+        .transpose()?;
+    let reviewed = records::review(
+        store.as_ref(),
+        context.call(&state.audit),
+        &id,
+        &body,
+        if_match,
+    )
+    .await?;
+    let mut response = (StatusCode::OK, Json(&reviewed.record)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+    if let Ok(etag) = HeaderValue::from_str(&reviewed.etag) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
 }
 
 /// List a site's records, newest submission date first, a page at a time.
@@ -110,8 +172,14 @@ pub async fn get(
 )]
 pub async fn list(
     State(state): State<AppState>,
+    context: Context,
     RawQuery(query): RawQuery,
-) -> Result<Json<RecordPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let store = state.store.get()?;
-    Ok(Json(records::list(store.as_ref(), query.as_deref()).await?))
+    let page = records::list(store.as_ref(), context.call(&state.audit), query.as_deref()).await?;
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE))],
+        Json(page),
+    )
+        .into_response())
 }

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::errors::FieldError;
+use super::identity::Principal;
 use super::record::RecordId;
 
 /// The id a batch submitter chose for its batch (any UUID), written in lower-case hyphenated form.
@@ -24,6 +25,17 @@ impl BatchId {
 
     pub fn as_uuid(self) -> Uuid {
         self.0
+    }
+
+    /// The id the batch is stored (and its records derived) under: the submitter's id for the
+    /// legacy and anonymous callers (as before), else one derived from the client and the id, so
+    /// two clients' batch ids never meet.
+    #[must_use]
+    pub fn scoped(self, client: Option<&str>) -> Self {
+        match client {
+            None => self,
+            Some(client) => Self(Uuid::new_v5(&self.0, client.as_bytes())),
+        }
     }
 }
 
@@ -42,6 +54,8 @@ pub struct BatchMessage {
     /// SHA-256 of the message's canonical JSON: tells a redelivery from a different batch that
     /// reuses the id.
     pub content_sha256: String,
+    /// Who submitted it (set by the transport that attributed it; legacy until then).
+    pub submitter: Principal,
 }
 
 impl BatchMessage {
@@ -160,6 +174,7 @@ impl BatchMessage {
                     batch_id,
                     records,
                     content_sha256,
+                    submitter: Principal::legacy(),
                 })
             }
             _ => Err(super::errors::cap_errors(errors)),
@@ -249,6 +264,10 @@ pub struct BatchReport {
     /// Why the batch failed (status `failed` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// The client of the client table that submitted it (absent for legacy and anonymous
+    /// callers, whose batch ids are not scoped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 impl BatchReport {
@@ -264,7 +283,13 @@ impl BatchReport {
             rejected_records: Vec::new(),
             content_sha256: message.content_sha256.clone(),
             failure: None,
+            client: message.submitter.id_scope().map(ToString::to_string),
         }
+    }
+
+    /// The id the report is stored under ([`BatchId::scoped`] by its client).
+    pub fn stored_id(&self) -> BatchId {
+        self.batch_id.scoped(self.client.as_deref())
     }
 
     /// The report of a batch whose message went to the poison queue.

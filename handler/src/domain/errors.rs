@@ -179,6 +179,17 @@ impl FieldError {
         }
     }
 
+    /// An error on a query parameter (its value is not echoed).
+    pub fn query(name: &str, kind: &'static str, msg: impl Into<String>) -> Self {
+        Self {
+            kind: Cow::Borrowed(kind),
+            loc: vec![Value::from("query"), Value::from(echo_name(name))],
+            msg: msg.into(),
+            input: None,
+            ctx: None,
+        }
+    }
+
     #[must_use]
     pub fn with_ctx(mut self, ctx: Value) -> Self {
         self.ctx = Some(ctx);

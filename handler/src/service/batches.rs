@@ -18,8 +18,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
+use super::audit::Call;
 use super::{ServiceError, StoreHandle};
 use crate::domain::decode::record_from_value;
+use crate::domain::identity::Role;
+use crate::domain::record::SiteId;
+use crate::domain::{AuditAction, AuditDraft, ClientId, NewRecord, Principal};
 use crate::domain::{
     BatchId, BatchMessage, BatchReport, BatchState, FieldError, Record, RecordId, RejectedRecord,
 };
@@ -98,14 +102,24 @@ pub enum Accepted {
 /// Resubmitting the same batch is harmless; reusing a `batch_id` for different records is a 409.
 pub async fn accept(
     store: &dyn RecordStore,
+    call: Call<'_>,
     body: &[u8],
 ) -> Result<(BatchMessage, Accepted), ServiceError> {
+    call.require(Role::Submit, AuditAction::SubmitBatch)?;
     if body.len() > BatchMessage::MAX_JSON_BYTES {
         return Err(ServiceError::BatchTooLarge {
             limit: BatchMessage::MAX_JSON_BYTES,
         });
     }
-    let message = BatchMessage::from_slice(body).map_err(ServiceError::Invalid)?;
+    let mut message = BatchMessage::from_slice(body).map_err(ServiceError::Invalid)?;
+    if let Some(site) = unheld_site(call.caller, &message) {
+        let denied = crate::domain::identity::Denied::Site {
+            client: call.caller.client.to_string(),
+            site,
+        };
+        return Err(call.refuse(denied, AuditAction::SubmitBatch, Vec::new()));
+    }
+    message.submitter = call.caller.clone();
     // The limit is the queue's: it applies to the message as queued, not as the client spelled it.
     if message.to_json().len() > BatchMessage::MAX_JSON_BYTES {
         return Err(ServiceError::BatchTooLarge {
@@ -116,6 +130,10 @@ pub async fn accept(
     if stored.content_sha256 != message.content_sha256 {
         return Err(ServiceError::BatchConflict);
     }
+    call.record(
+        call.draft(AuditAction::SubmitBatch, "accepted")
+            .batch(Some(message.batch_id)),
+    )?;
     let accepted = match stored.status {
         BatchState::Queued => Accepted::Enqueue(stored),
         BatchState::Completed => Accepted::AlreadyCompleted(stored),
@@ -127,6 +145,15 @@ pub async fn accept(
         }
     };
     Ok((message, accepted))
+}
+
+/// The first site of a row of `message` that `caller` does not hold (rows whose site is not even
+/// valid are judged with the rest of the record, at ingestion).
+fn unheld_site(caller: &Principal, message: &BatchMessage) -> Option<String> {
+    message.records.iter().find_map(|raw| {
+        let site = SiteId::parse(raw.get("site_id")?.as_str()?).ok()?;
+        (!caller.holds_site(&site)).then(|| site.as_str().to_owned())
+    })
 }
 
 /// The outcome of [`ingest`].
@@ -145,7 +172,10 @@ pub async fn ingest(
     store: &dyn RecordStore,
     message: &BatchMessage,
 ) -> Result<Ingested, ServiceError> {
-    if let Some(stored) = store.get_batch(message.batch_id).await? {
+    let submitter = &message.submitter;
+    let scope = submitter.id_scope().map(ClientId::as_str);
+    let stored_id = message.batch_id.scoped(scope);
+    if let Some(stored) = store.get_batch(stored_id).await? {
         if stored.content_sha256 != message.content_sha256 {
             return Err(ServiceError::BatchConflict);
         }
@@ -159,38 +189,58 @@ pub async fn ingest(
     let mut valid = Vec::new();
     let mut verdicts = Vec::with_capacity(message.records.len());
     for (index, raw) in message.records.iter().enumerate() {
-        match record_from_value(raw) {
+        match record_from_value(raw).and_then(|fields| admit(submitter, fields)) {
             Ok(fields) => {
-                let id = RecordId::for_batch_item(message.batch_id.as_uuid(), index);
+                let id = RecordId::for_batch_item(stored_id.as_uuid(), index);
                 valid.push(Record::new(id, fields));
                 verdicts.push(Ok(id));
             }
             Err(detail) => verdicts.push(Err(detail)),
         }
     }
-    let outcomes = store
-        .insert_many(
-            valid.clone(),
-            &crate::domain::AuditDraft::new(
-                "legacy",
-                crate::domain::AuditAction::Create,
-                "created",
-            )
-            .batch(Some(message.batch_id)),
-        )
-        .await?;
-    let report = report(
+    let template = AuditDraft::new(submitter.client.as_str(), AuditAction::Create, "created")
+        .batch(Some(message.batch_id));
+    let outcomes = store.insert_many(valid.clone(), &template).await?;
+    let mut report = report(
         message.batch_id,
         &message.content_sha256,
         verdicts,
         &valid,
         &outcomes,
     );
+    report.client = scope.map(str::to_owned);
     store.put_batch(report.clone()).await?;
     Ok(Ingested {
         report,
         newly_completed: true,
     })
+}
+
+/// A row of a batch the submitter may store: a site it holds, and `pending` unless it may review.
+/// Otherwise the row is rejected with a field error that says why (the rest of the batch goes on).
+fn admit(submitter: &Principal, fields: NewRecord) -> Result<NewRecord, Vec<FieldError>> {
+    if !submitter.holds_site(&fields.site_id) {
+        return Err(vec![FieldError::body(
+            "site_id",
+            "site_not_permitted",
+            format!(
+                "Client {} may not submit records of site {}",
+                submitter.client,
+                fields.site_id.as_str()
+            ),
+            &serde_json::Value::from(fields.site_id.as_str()),
+        )]);
+    }
+    match super::records::check_status_allowed(submitter, fields.status) {
+        Ok(()) => Ok(fields),
+        Err(ServiceError::Invalid(errors)) => Err(errors),
+        Err(other) => Err(vec![FieldError::body(
+            "status",
+            "status_requires_review",
+            other.to_string(),
+            &serde_json::Value::Null,
+        )]),
+    }
 }
 
 fn report(
@@ -240,6 +290,7 @@ fn report(
         rejected_records,
         content_sha256: content_sha256.to_owned(),
         failure: None,
+        client: None,
     }
 }
 
@@ -259,7 +310,7 @@ async fn mark_report_failed(
     store: &dyn RecordStore,
     failed: BatchReport,
 ) -> Result<(), ServiceError> {
-    match store.get_batch(failed.batch_id).await? {
+    match store.get_batch(failed.stored_id()).await? {
         Some(stored)
             if stored.status == BatchState::Completed
                 || stored.content_sha256 != failed.content_sha256 =>
@@ -422,13 +473,21 @@ pub async fn ingest_and_count(
     Ok(report)
 }
 
-/// GET /batches/{batch_id}.
-pub async fn get(store: &dyn RecordStore, raw_id: &str) -> Result<BatchReport, ServiceError> {
+/// GET /batches/{batch_id}: the caller's own batch (batch ids are scoped by client).
+pub async fn get(
+    store: &dyn RecordStore,
+    call: Call<'_>,
+    raw_id: &str,
+) -> Result<BatchReport, ServiceError> {
+    call.require(Role::Submit, AuditAction::ReadBatch)?;
     let id = BatchId::parse(raw_id).ok_or(ServiceError::BatchNotFound)?;
-    store
-        .get_batch(id)
+    let scope = call.caller.id_scope().map(ClientId::as_str);
+    let report = store
+        .get_batch(id.scoped(scope))
         .await?
-        .ok_or(ServiceError::BatchNotFound)
+        .ok_or(ServiceError::BatchNotFound)?;
+    call.record(call.draft(AuditAction::ReadBatch, "ok").batch(Some(id)))?;
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use crate::domain::FieldError;
+use crate::domain::identity::Denied;
+use crate::domain::record::Status;
 use crate::store::StoreError;
 
 /// Why a use case did not succeed.
@@ -33,6 +35,19 @@ pub enum ServiceError {
     /// The batch could not be put on the queue: nothing was queued; retry.
     #[error("the batch queue is unavailable: {0}")]
     QueueUnavailable(String),
+    /// The caller's roles or sites do not allow this (403, naming what is missing).
+    #[error(transparent)]
+    Forbidden(#[from] Denied),
+    /// A review of a record that is no longer `pending` (409).
+    #[error("record is not pending")]
+    NotPending { status: Status },
+    /// `If-Match` names another version of the record than the stored one (412).
+    #[error("record changed since it was read")]
+    PreconditionFailed,
+    /// The audit buffer is full: nothing was done; retry (503 + Retry-After). Events are never
+    /// dropped, so requests wait for the audit writer instead.
+    #[error("the audit trail is behind")]
+    AuditBacklog { retry_after: Duration },
     /// The store failed (unavailable: transient; corrupt: a bug).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -48,6 +63,7 @@ impl ServiceError {
         matches!(
             self,
             Self::NotReady { .. }
+                | Self::AuditBacklog { .. }
                 | Self::QueueUnavailable(_)
                 | Self::Store(StoreError::Unavailable { .. })
         )

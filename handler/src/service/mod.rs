@@ -1,6 +1,7 @@
 //! The use cases, as plain async functions over the store. HTTP routes, the Functions invocation
 //! envelope and the standalone queue loop are thin adapters over these; tests call them directly.
 
+pub mod audit;
 pub mod batches;
 pub mod error;
 pub mod records;

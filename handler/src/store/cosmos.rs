@@ -420,7 +420,7 @@ impl RecordStore for CosmosStore {
     }
 
     async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError> {
-        let id = batch_document_id(report.batch_id);
+        let id = batch_document_id(report.stored_id());
         if self
             .create(
                 &id,
@@ -438,7 +438,7 @@ impl RecordStore for CosmosStore {
     }
 
     async fn put_batch(&self, report: BatchReport) -> Result<(), StoreError> {
-        let id = batch_document_id(report.batch_id);
+        let id = batch_document_id(report.stored_id());
         let document = BatchDocument {
             id: id.clone(),
             kind: Kind::Batch,
@@ -551,7 +551,7 @@ mod tests {
         }))
         .expect("valid batch");
         let report = BatchReport::queued(&message);
-        let id = batch_document_id(report.batch_id);
+        let id = batch_document_id(report.stored_id());
         assert_eq!(id, "batch-0b5e5ad4-3d1c-4a8e-9d0e-4a4f4b1f2c3d");
         assert!(
             RecordId::parse(&id).is_none(),

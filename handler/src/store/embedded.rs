@@ -1126,7 +1126,7 @@ impl RecordStore for EmbeddedStore {
     }
 
     async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError> {
-        let key = report.batch_id.as_uuid().as_u128();
+        let key = report.stored_id().as_uuid().as_u128();
         let value = encode(&report)?;
         match self
             .submit(|done| Write::InsertBatch(key, value, done))
@@ -1138,7 +1138,7 @@ impl RecordStore for EmbeddedStore {
     }
 
     async fn put_batch(&self, report: BatchReport) -> Result<(), StoreError> {
-        let key = report.batch_id.as_uuid().as_u128();
+        let key = report.stored_id().as_uuid().as_u128();
         let value = encode(&report)?;
         self.submit(|done| Write::PutBatch(key, value, done)).await
     }
