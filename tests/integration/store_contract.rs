@@ -6,7 +6,6 @@ use futures::future::BoxFuture;
 use handler::domain::batch::{BatchState, RejectedRecord};
 use handler::domain::{BatchId, BatchReport, FieldError, NewRecord, Record, RecordId};
 use handler::service::ServiceError;
-use handler::service::records::list;
 use handler::store::{Inserted, RecordStore};
 use serde_json::{Value, json};
 
@@ -103,6 +102,25 @@ fn record(notes: &str) -> Record {
     Record::new(RecordId::random(), fields("SITE001", 42, notes))
 }
 
+/// The listing use case as the anonymous caller (the audit trail is not what this suite checks).
+async fn list(
+    store: &dyn RecordStore,
+    raw: Option<&str>,
+) -> Result<handler::domain::RecordPage, ServiceError> {
+    let caller = handler::domain::Principal::anonymous();
+    let audit = handler::service::audit::AuditLog::discarding();
+    let call = handler::service::audit::Call {
+        caller: &caller,
+        request_id: None,
+        audit: &audit,
+    };
+    handler::service::records::list(store, call, raw).await
+}
+
+fn draft() -> handler::domain::AuditDraft {
+    handler::domain::AuditDraft::new("contract", handler::domain::AuditAction::Create, "created")
+}
+
 fn report(batch_id: BatchId, state: BatchState, record_ids: Vec<RecordId>) -> BatchReport {
     let accepted = record_ids.len();
     BatchReport {
@@ -123,6 +141,7 @@ fn report(batch_id: BatchId, state: BatchState, record_ids: Vec<RecordId>) -> Ba
         }],
         content_sha256: "0".repeat(64),
         failure: None,
+        client: None,
     }
 }
 
@@ -136,7 +155,10 @@ async fn insert_then_get_round_trips(store: &dyn RecordStore) {
     let record =
         record("round trip: ünïcödé, \"quotes\", 500-char limit is the API's, not the store's");
     assert_eq!(
-        store.insert(record.clone()).await.expect("insert"),
+        store
+            .insert(record.clone(), &draft())
+            .await
+            .expect("insert"),
         Inserted::Created
     );
     assert_eq!(store.get(record.id).await.expect("get"), Some(record));
@@ -144,10 +166,10 @@ async fn insert_then_get_round_trips(store: &dyn RecordStore) {
 
 async fn insert_of_existing_id_returns_existing_unchanged(store: &dyn RecordStore) {
     let first = record("first");
-    store.insert(first.clone()).await.expect("insert");
+    store.insert(first.clone(), &draft()).await.expect("insert");
     let second = Record::new(first.id, fields("SITE999", 7, "second"));
     assert_eq!(
-        store.insert(second).await.expect("insert again"),
+        store.insert(second, &draft()).await.expect("insert again"),
         Inserted::Existing(first.clone())
     );
     assert_eq!(
@@ -161,7 +183,10 @@ async fn insert_many_keeps_order_with_mixed_outcomes(store: &dyn RecordStore) {
     // 40 records (more than the Cosmos backend's 16 in flight); every third already stored.
     let records: Vec<Record> = (0..40).map(|i| record(&format!("item {i}"))).collect();
     for existing in records.iter().step_by(3) {
-        store.insert(existing.clone()).await.expect("pre-insert");
+        store
+            .insert(existing.clone(), &draft())
+            .await
+            .expect("pre-insert");
     }
     // The resubmission carries different content under the same ids: the stored one must win.
     let resubmitted: Vec<Record> = records
@@ -175,7 +200,10 @@ async fn insert_many_keeps_order_with_mixed_outcomes(store: &dyn RecordStore) {
             }
         })
         .collect();
-    let outcomes = store.insert_many(resubmitted).await.expect("insert_many");
+    let outcomes = store
+        .insert_many(resubmitted, &draft())
+        .await
+        .expect("insert_many");
     let expected: Vec<Inserted> = records
         .iter()
         .enumerate()
@@ -198,7 +226,10 @@ async fn insert_many_keeps_order_with_mixed_outcomes(store: &dyn RecordStore) {
 
 async fn insert_many_of_nothing(store: &dyn RecordStore) {
     assert_eq!(
-        store.insert_many(Vec::new()).await.expect("insert_many"),
+        store
+            .insert_many(Vec::new(), &draft())
+            .await
+            .expect("insert_many"),
         Vec::new()
     );
 }
@@ -273,7 +304,10 @@ async fn records_and_batches_do_not_collide(store: &dyn RecordStore) {
         Vec::new(),
     );
     assert_eq!(
-        store.insert(record.clone()).await.expect("insert"),
+        store
+            .insert(record.clone(), &draft())
+            .await
+            .expect("insert"),
         Inserted::Created
     );
     assert_eq!(
@@ -358,8 +392,14 @@ async fn listing_pages_through_every_record_once_in_order(store: &dyn RecordStor
     let noise: Vec<Record> = (0..30)
         .map(|i| dated(&other, &format!("2025-01-{:02}", 1 + i % 28)))
         .collect();
-    store.insert_many(records.clone()).await.expect("insert");
-    store.insert_many(noise).await.expect("insert noise");
+    store
+        .insert_many(records.clone(), &draft())
+        .await
+        .expect("insert");
+    store
+        .insert_many(noise, &draft())
+        .await
+        .expect("insert noise");
     listing_order(&mut records);
     for limit in [1000, 137] {
         let listed = all_pages(
@@ -391,7 +431,10 @@ async fn listing_filters_by_site_and_dates(store: &dyn RecordStore) {
         "2025-02-01",
     ];
     let mut records: Vec<Record> = dates.iter().map(|d| dated(&site, d)).collect();
-    store.insert_many(records.clone()).await.expect("insert");
+    store
+        .insert_many(records.clone(), &draft())
+        .await
+        .expect("insert");
     listing_order(&mut records);
     let listed = all_pages(
         store,
@@ -424,7 +467,10 @@ async fn listing_an_empty_site(store: &dyn RecordStore) {
 async fn listing_refuses_tampered_tokens(store: &dyn RecordStore) {
     let site = unique_site();
     store
-        .insert_many((0..3).map(|_| dated(&site, "2025-05-05")).collect())
+        .insert_many(
+            (0..3).map(|_| dated(&site, "2025-05-05")).collect(),
+            &draft(),
+        )
         .await
         .expect("insert");
     let page = list(store, Some(&format!("site_id={site}&limit=1")))

@@ -175,7 +175,8 @@ mod tests {
                          "status": "pending", "patient_count": 1}]
         })
         .to_string();
-        let (message, accepted) = batches::accept(&store, body.as_bytes())
+        let t = crate::service::tests::TestCall::anonymous(&store);
+        let (message, accepted) = batches::accept(&store, t.call(), body.as_bytes())
             .await
             .expect("accepted");
         let Accepted::Enqueue(queued) = accepted else {

@@ -88,4 +88,4 @@ impl StoreHandle {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

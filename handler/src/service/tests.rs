@@ -17,6 +17,34 @@ fn store() -> (tempfile::TempDir, EmbeddedStore) {
     (dir, store)
 }
 
+/// The anonymous caller (auth off) with an audit log writing to `store`.
+pub(crate) struct TestCall {
+    caller: crate::domain::Principal,
+    audit: super::audit::AuditLog,
+}
+
+impl TestCall {
+    pub(crate) fn as_principal(caller: crate::domain::Principal, store: &EmbeddedStore) -> Self {
+        let handle = StoreHandle::ready(std::sync::Arc::new(store.clone()));
+        Self {
+            caller,
+            audit: super::audit::AuditLog::start(handle),
+        }
+    }
+
+    pub(crate) fn anonymous(store: &EmbeddedStore) -> Self {
+        Self::as_principal(crate::domain::Principal::anonymous(), store)
+    }
+
+    pub(crate) fn call(&self) -> super::audit::Call<'_> {
+        super::audit::Call {
+            caller: &self.caller,
+            request_id: Some("test-request"),
+            audit: &self.audit,
+        }
+    }
+}
+
 fn record(notes: &str) -> Value {
     json!({
         "site_id": "site001",
@@ -37,12 +65,13 @@ fn batch(records: &[Value]) -> Vec<u8> {
 #[tokio::test]
 async fn a_created_record_reads_back_and_unknown_or_malformed_ids_are_not_found() {
     let (_dir, store) = store();
+    let t = TestCall::anonymous(&store);
     let body = record("first").to_string();
-    let created = records::create(&store, body.as_bytes(), None)
+    let created = records::create(&store, t.call(), body.as_bytes(), None)
         .await
         .expect("created");
     assert!(!created.replayed);
-    let read = records::get_json(&store, &created.record.id.to_string())
+    let (read, _etag) = records::get_json(&store, t.call(), &created.record.id.to_string())
         .await
         .expect("read back");
     assert_eq!(
@@ -53,7 +82,7 @@ async fn a_created_record_reads_back_and_unknown_or_malformed_ids_are_not_found(
     for id in ["not-a-uuid", &uuid::Uuid::new_v4().to_string(), ""] {
         assert!(
             matches!(
-                records::get_json(&store, id).await,
+                records::get_json(&store, t.call(), id).await,
                 Err(ServiceError::RecordNotFound)
             ),
             "{id:?}"
@@ -64,10 +93,11 @@ async fn a_created_record_reads_back_and_unknown_or_malformed_ids_are_not_found(
 #[tokio::test]
 async fn an_invalid_record_lists_every_problem_and_stores_nothing() {
     let (_dir, store) = store();
+    let t = TestCall::anonymous(&store);
     let mut body = record("x");
     body["patient_count"] = json!(-1);
     body["trial_phase"] = json!("V");
-    let result = records::create(&store, body.to_string().as_bytes(), None).await;
+    let result = records::create(&store, t.call(), body.to_string().as_bytes(), None).await;
     let Err(ServiceError::Invalid(errors)) = result else {
         panic!("expected Invalid, got {result:?}");
     };
@@ -77,18 +107,19 @@ async fn an_invalid_record_lists_every_problem_and_stores_nothing() {
 #[tokio::test]
 async fn an_idempotency_key_replays_the_same_body_and_refuses_a_different_one() {
     let (_dir, store) = store();
+    let t = TestCall::anonymous(&store);
     let key = records::check_idempotency_key(b"key-1").expect("a valid key");
     let body = record("once").to_string();
-    let first = records::create(&store, body.as_bytes(), Some(key))
+    let first = records::create(&store, t.call(), body.as_bytes(), Some(key))
         .await
         .expect("created");
-    let again = records::create(&store, body.as_bytes(), Some(key))
+    let again = records::create(&store, t.call(), body.as_bytes(), Some(key))
         .await
         .expect("replayed");
     assert_eq!((again.replayed, &again.record), (true, &first.record));
     let other = record("twice").to_string();
     assert!(matches!(
-        records::create(&store, other.as_bytes(), Some(key)).await,
+        records::create(&store, t.call(), other.as_bytes(), Some(key)).await,
         Err(ServiceError::IdempotencyConflict)
     ));
     // (key, what the case proves)
@@ -110,12 +141,15 @@ async fn an_idempotency_key_replays_the_same_body_and_refuses_a_different_one() 
 #[tokio::test]
 async fn a_batch_is_accepted_once_ingested_once_and_its_id_cannot_be_reused() {
     let (_dir, store) = store();
+    let t = TestCall::anonymous(&store);
     let metrics = Metrics::default();
     let body = batch(&[record("a"), json!({"site_id": 5})]);
-    let (message, accepted) = batches::accept(&store, &body).await.expect("accepted");
+    let (message, accepted) = batches::accept(&store, t.call(), &body)
+        .await
+        .expect("accepted");
     assert!(matches!(&accepted, Accepted::Enqueue(r) if r.status == BatchState::Queued));
     // Submitting the same batch again is harmless.
-    let (_, again) = batches::accept(&store, &body)
+    let (_, again) = batches::accept(&store, t.call(), &body)
         .await
         .expect("accepted again");
     assert!(matches!(again, Accepted::Enqueue(_)));
@@ -128,7 +162,9 @@ async fn a_batch_is_accepted_once_ingested_once_and_its_id_cannot_be_reused() {
     let redelivered = batches::ingest(&store, &message).await.expect("redelivery");
     assert!(!redelivered.newly_completed);
     assert_eq!(redelivered.report, report);
-    let (_, after) = batches::accept(&store, &body).await.expect("resubmitted");
+    let (_, after) = batches::accept(&store, t.call(), &body)
+        .await
+        .expect("resubmitted");
     assert!(matches!(after, Accepted::AlreadyCompleted(r) if r == report));
 
     // The same batch_id with other records is a conflict, at submission and at ingestion.
@@ -136,7 +172,7 @@ async fn a_batch_is_accepted_once_ingested_once_and_its_id_cannot_be_reused() {
     other["records"] = json!([record("different")]);
     let other_bytes = other.to_string().into_bytes();
     assert!(matches!(
-        batches::accept(&store, &other_bytes).await,
+        batches::accept(&store, t.call(), &other_bytes).await,
         Err(ServiceError::BatchConflict)
     ));
     let other_message = BatchMessage::from_slice(&other_bytes).expect("a message");
@@ -145,7 +181,7 @@ async fn a_batch_is_accepted_once_ingested_once_and_its_id_cannot_be_reused() {
         Err(ServiceError::BatchConflict)
     ));
     assert!(matches!(
-        batches::get(&store, "not-a-batch").await,
+        batches::get(&store, t.call(), "not-a-batch").await,
         Err(ServiceError::BatchNotFound)
     ));
 }
@@ -153,14 +189,15 @@ async fn a_batch_is_accepted_once_ingested_once_and_its_id_cannot_be_reused() {
 #[tokio::test]
 async fn an_oversized_or_malformed_batch_is_refused_before_the_store() {
     let (_dir, store) = store();
+    let t = TestCall::anonymous(&store);
     let big = batch(&vec![record(&"n".repeat(400)); 200]);
     assert!(big.len() > BatchMessage::MAX_JSON_BYTES);
     assert!(matches!(
-        batches::accept(&store, &big).await,
+        batches::accept(&store, t.call(), &big).await,
         Err(ServiceError::BatchTooLarge { .. })
     ));
     assert!(matches!(
-        batches::accept(&store, b"{\"records\": []}").await,
+        batches::accept(&store, t.call(), b"{\"records\": []}").await,
         Err(ServiceError::Invalid(_))
     ));
 }

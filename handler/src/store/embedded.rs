@@ -1202,6 +1202,10 @@ mod tests {
     use super::*;
     use crate::domain::NewRecord;
 
+    fn draft() -> AuditDraft {
+        AuditDraft::new("test", crate::domain::AuditAction::Create, "created")
+    }
+
     fn record(notes: &str) -> Record {
         let fields: NewRecord = serde_json::from_value(serde_json::json!({
             "site_id": "SITE001", "trial_phase": "II", "submission_date": "2025-03-15",
@@ -1223,7 +1227,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(dir.path()).expect("open");
         let kept = record("before the fault");
-        within(store.insert(kept.clone())).await.expect("insert");
+        within(store.insert(kept.clone(), &draft()))
+            .await
+            .expect("insert");
         assert_eq!(store.health(), StoreHealth::Ok);
 
         store
@@ -1231,7 +1237,7 @@ mod tests {
             .shared
             .fail_appends
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let refused = within(store.insert(record("during the fault"))).await;
+        let refused = within(store.insert(record("during the fault"), &draft())).await;
         assert!(
             matches!(refused, Err(StoreError::Unavailable { .. })),
             "{refused:?}"
@@ -1247,7 +1253,7 @@ mod tests {
             .shared
             .fail_appends
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        let after = within(store.insert(record("after the fault"))).await;
+        let after = within(store.insert(record("after the fault"), &draft())).await;
         assert!(
             matches!(after, Err(StoreError::Unavailable { .. })),
             "{after:?}"
@@ -1261,7 +1267,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(dir.path()).expect("open");
         store.enqueue(Write::Crash).expect("enqueue the crash");
-        let refused = within(store.insert(record("after the crash"))).await;
+        let refused = within(store.insert(record("after the crash"), &draft())).await;
         assert!(
             matches!(refused, Err(StoreError::Unavailable { .. })),
             "{refused:?}"
@@ -1279,7 +1285,7 @@ mod tests {
             "health reports the dead writer: {:?}",
             store.health()
         );
-        let after = within(store.insert(record("after the latch"))).await;
+        let after = within(store.insert(record("after the latch"), &draft())).await;
         assert!(
             matches!(after, Err(StoreError::Unavailable { .. })),
             "{after:?}"
@@ -1323,7 +1329,7 @@ mod tests {
         for reply in replies {
             within(reply).await.expect("answered").expect("stored");
         }
-        within(store.insert(record("after the drain")))
+        within(store.insert(record("after the drain"), &draft()))
             .await
             .expect("the queue takes writes again");
     }
@@ -1360,7 +1366,7 @@ mod tests {
             Some(acknowledged.clone())
         );
         assert_eq!(within(store.get(torn.id)).await.expect("get"), None);
-        let again = within(store.insert(acknowledged.clone()))
+        let again = within(store.insert(acknowledged.clone(), &draft()))
             .await
             .expect("insert");
         assert_eq!(again, Inserted::Existing(acknowledged.clone()));
@@ -1390,7 +1396,7 @@ mod tests {
             .expect("enqueue the block");
         let calls = [before.clone(), bad.clone(), after.clone()].map(|r| {
             let store = store.clone();
-            tokio::spawn(async move { store.insert_many(vec![r]).await })
+            tokio::spawn(async move { store.insert_many(vec![r], &draft()).await })
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(release);
@@ -1429,10 +1435,12 @@ mod tests {
         let store = EmbeddedStore::open(dir.path()).expect("open");
         for round in 0..1000 {
             let first = record(&format!("first {round}"));
-            within(store.insert(first.clone())).await.expect("insert");
+            within(store.insert(first.clone(), &draft()))
+                .await
+                .expect("insert");
             // A new id first, so that the group opens its read snapshot before the second lookup.
             let again = Record::new(first.id, record("resubmitted").fields);
-            let outcomes = within(store.insert_many(vec![record("new"), again]))
+            let outcomes = within(store.insert_many(vec![record("new"), again], &draft()))
                 .await
                 .expect("insert_many");
             assert_eq!(
