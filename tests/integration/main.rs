@@ -21,6 +21,7 @@ mod idempotency;
 mod pressure;
 mod properties;
 mod queue_trigger;
+mod review_audit;
 mod soak;
 mod store_contract;
 mod tls_roots;

@@ -1,0 +1,309 @@
+//! Reviews and the audit trail over real sockets, on the embedded store: a pending record is
+//! reviewed once (409 after, 412 on a stale If-Match), each action has its event with old value,
+//! new value and reason, and `kill -9` under load leaves no acknowledged record without its create
+//! event.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{App, valid_record};
+
+async fn create(client: &reqwest::Client, app: &App, status: &str) -> Value {
+    let mut body = valid_record();
+    body["status"] = Value::from(status);
+    let response = client
+        .post(app.url("/records"))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST /records");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.expect("record")
+}
+
+async fn review(
+    client: &reqwest::Client,
+    app: &App,
+    id: &str,
+    body: &Value,
+    if_match: Option<&str>,
+) -> (StatusCode, Option<String>, Value) {
+    let mut request = client
+        .post(app.url(&format!("/records/{id}/review")))
+        .json(body);
+    if let Some(tag) = if_match {
+        request = request.header("if-match", tag);
+    }
+    let response = request.send().await.expect("POST review");
+    let status = response.status();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    (status, etag, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn etag_of(client: &reqwest::Client, app: &App, id: &str) -> String {
+    let response = client
+        .get(app.url(&format!("/records/{id}")))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["cache-control"],
+        "no-store",
+        "record data is never cached"
+    );
+    response.headers()["etag"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_pending_record_is_reviewed_once_with_its_reason_in_the_history() {
+    let app = App::standalone().await;
+    let client = reqwest::Client::new();
+    let record = create(&client, &app, "pending").await;
+    let id = record["id"].as_str().expect("id");
+    let before = etag_of(&client, &app, id).await;
+
+    let verdict = json!({"status": "validated", "reason": "Source documents verified"});
+    let (status, after, body) = review(&client, &app, id, &verdict, Some(&before)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "validated");
+    assert_eq!(body["site_id"], record["site_id"], "the other fields stay");
+    let after = after.expect("a new ETag");
+    assert_ne!(after, before, "the version changed");
+    assert_eq!(etag_of(&client, &app, id).await, after, "GET agrees");
+    let keys: Vec<&String> = body.as_object().expect("object").keys().collect();
+    let old: Vec<&String> = record.as_object().expect("object").keys().collect();
+    assert_eq!(keys, old, "the body keeps today's fields, nothing more");
+
+    // (what the second request proves, body, If-Match, expected status)
+    let again = json!({"status": "rejected", "reason": "second opinion"});
+    for (proves, body, if_match, expected) in [
+        (
+            "a second review is refused",
+            &again,
+            None,
+            StatusCode::CONFLICT,
+        ),
+        (
+            "a stale If-Match is refused",
+            &again,
+            Some(before.as_str()),
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (
+            "a review without a reason is refused",
+            &json!({"status": "rejected"}),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "pending is not a review verdict",
+            &json!({"status": "pending", "reason": "x"}),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "a reason over 500 characters is refused",
+            &json!({"status": "rejected", "reason": "x".repeat(501)}),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let (status, _, answer) = review(&client, &app, id, body, if_match).await;
+        assert_eq!(status, expected, "{proves}: {answer}");
+    }
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let (status, _, answer) = review(&client, &app, &unknown, &verdict, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer, json!({"detail": "Record not found"}));
+
+    let history = app.get_json(&format!("/records/{id}/history")).await;
+    let events = history["events"].as_array().expect("events");
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "create").count(),
+        1,
+        "{actions:?}"
+    );
+    let reviews: Vec<&Value> = events.iter().filter(|e| e["action"] == "review").collect();
+    assert_eq!(
+        reviews.len(),
+        1,
+        "only the applied review is a review event"
+    );
+    let event = reviews[0];
+    assert_eq!(event["old_status"], "pending");
+    assert_eq!(event["new_status"], "validated");
+    assert_eq!(event["reason"], "Source documents verified");
+    assert_eq!(
+        event["client"], "anonymous",
+        "auth off: audited as anonymous"
+    );
+    assert!(event["request_id"].is_string());
+    assert!(
+        events.iter().any(|e| e["action"] == "read"),
+        "the GETs are in the history too"
+    );
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {seqs:?}"
+    );
+    assert!(
+        !event.to_string().contains("patient_count"),
+        "events hold ids and the reviewed field, never record content"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_listing_filters_and_pages() {
+    let app = App::standalone().await;
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(
+            create(&client, &app, "pending").await["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let mut seen = Vec::new();
+    let mut query = "/audit?limit=2&client=anonymous".to_owned();
+    loop {
+        let page = app.get_json(&query).await;
+        let events = page["events"].as_array().expect("events").clone();
+        assert!(events.len() <= 2);
+        seen.extend(events);
+        match page["continuation"].as_str() {
+            Some(token) => query = format!("/audit?limit=2&client=anonymous&continuation={token}"),
+            None => break,
+        }
+    }
+    for id in &ids {
+        assert!(
+            seen.iter()
+                .any(|e| e["action"] == "create" && e["record_ids"][0] == *id),
+            "the create of {id} is listed"
+        );
+    }
+    let keys: Vec<(String, u64)> = seen
+        .iter()
+        .map(|e| {
+            (
+                e["time"].as_str().unwrap_or_default().to_owned(),
+                e["seq"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "each event once, oldest first"
+    );
+    let nobody = app.get_json("/audit?client=nobody").await;
+    assert_eq!(nobody["events"], json!([]));
+    let by_record = app.get_json(&format!("/audit?record_id={}", ids[2])).await;
+    let named: Vec<&Value> = by_record["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .collect();
+    assert!(!named.is_empty());
+    assert!(named.iter().all(|e| {
+        e["record_ids"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!(ids[2])))
+    }));
+    for bad in [
+        "from=yesterday",
+        "limit=0",
+        "record_id=x",
+        "continuation=%%",
+        "colour=red",
+    ] {
+        let response = client
+            .get(app.url(&format!("/audit?{bad}")))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn kill_9_under_load_leaves_no_acknowledged_record_without_its_create_event() {
+    let mut app = App::standalone().await;
+    let client = reqwest::Client::new();
+    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut writers = Vec::new();
+    for _ in 0..6 {
+        let (client, url, acked) = (client.clone(), app.url("/records"), acked_tx.clone());
+        writers.push(tokio::spawn(async move {
+            loop {
+                match client.post(&url).json(&valid_record()).send().await {
+                    Ok(response) if response.status() == StatusCode::CREATED => {
+                        let Ok(record) = response.json::<Value>().await else {
+                            return;
+                        };
+                        let _ = acked.send(record["id"].as_str().unwrap_or_default().to_owned());
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    drop(acked_tx);
+    let mut acked = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while acked.len() < 60 {
+            acked.push(acked_rx.recv().await.expect("writers stopped early"));
+        }
+    })
+    .await
+    .expect("60 acknowledged writes within 30 s");
+    app.kill_hard();
+    for writer in writers {
+        let _ = writer.await;
+    }
+    while let Some(id) = acked_rx.recv().await {
+        acked.push(id);
+    }
+    let app = app.restart().await;
+    let mut created = std::collections::HashSet::new();
+    let mut query = "/audit?limit=1000".to_owned();
+    loop {
+        let page = app.get_json(&query).await;
+        for event in page["events"].as_array().expect("events") {
+            if event["action"] == "create" {
+                created.insert(
+                    event["record_ids"][0]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+        match page["continuation"].as_str() {
+            Some(token) => query = format!("/audit?limit=1000&continuation={token}"),
+            None => break,
+        }
+    }
+    let missing: Vec<&String> = acked.iter().filter(|id| !created.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged records have no create event: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+}
