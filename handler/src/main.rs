@@ -18,6 +18,10 @@ async fn main() -> ExitCode {
         }
     };
     let _log_guard = handler::telemetry::init(config.json_logs);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("audit") {
+        return audit(&config, &args[1..]).await;
+    }
     if std::env::args().nth(1).as_deref() == Some("redrive") {
         if std::env::args().nth(2).as_deref() == Some("--mark-failed") {
             return match handler::server::mark_poisoned_failed(&config).await {
@@ -61,6 +65,37 @@ async fn main() -> ExitCode {
             tracing::error!(error = %err, "stopped with an error");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `handler audit verify`: exit 0 when every chain is intact, 1 naming the first broken event
+/// (or when the store cannot be read), 2 for a usage error.
+#[expect(clippy::print_stdout, reason = "the command's report is its output")]
+async fn audit(config: &Config, args: &[String]) -> ExitCode {
+    if args != ["verify"] {
+        eprintln!("usage: handler audit verify");
+        return ExitCode::from(2);
+    }
+    match handler::server::verify_audit(config).await {
+        Ok(Ok(verified)) => {
+            let chains: Vec<String> = verified
+                .chains
+                .iter()
+                .map(|(chain, last)| format!("{chain} (1..={last})"))
+                .collect();
+            println!(
+                "audit trail intact: {} events in {} chain(s): {}",
+                verified.events,
+                verified.chains.len(),
+                chains.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(broken)) => {
+            eprintln!("handler: {broken}");
+            ExitCode::FAILURE
+        }
+        Err(err) => fail("cannot verify the audit trail", &err),
     }
 }
 

@@ -341,6 +341,32 @@ pub async fn mark_poisoned_failed(config: &Config) -> Result<usize, StartError> 
         .map_err(|e| StartError::Queue(e.to_string()))
 }
 
+/// `handler audit verify`: opens the configured store (the embedded one only while no service
+/// holds it; Cosmos while the service runs) and checks every audit chain from its first event.
+/// `Ok(Ok(..))`: intact; `Ok(Err(broken))`: the first broken event.
+pub async fn verify_audit(
+    config: &Config,
+) -> Result<Result<crate::service::audit::Verified, crate::domain::audit::BrokenChain>, StartError>
+{
+    let handle = StoreHandle::default();
+    let opening = open_store(
+        config.store.clone(),
+        config.cosmos_max_concurrency,
+        handle.clone(),
+        Arc::new(Metrics::default()),
+    );
+    tokio::time::timeout(Duration::from_secs(60), opening)
+        .await
+        .map_err(|_| StartError::Store(StoreError::unavailable("not reachable within 60 s")))?
+        .map_err(StartError::Store)?;
+    let store = handle
+        .get()
+        .map_err(|e| StartError::StoreFailed(e.to_string()))?;
+    crate::service::audit::verify(store.as_ref())
+        .await
+        .map_err(|e| StartError::StoreFailed(e.to_string()))
+}
+
 /// Longest a client may take to send a request's head (request line and headers): a slow-loris
 /// client loses its connection instead of holding it.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
