@@ -158,8 +158,18 @@ pub enum QueueConfig {
 pub struct Config {
     pub mode: Mode,
     pub store: StoreConfig,
-    /// `MEDIFLOW_API_KEYS_FILE`: one API key per line (Key Vault CSI mount). Unset: auth is off.
+    /// `MEDIFLOW_API_KEYS_FILE`: the Key Vault CSI mount holding a client table (JSON, each
+    /// client's key digests, roles, sites and rate) or, the old format, one API key per line (the
+    /// one client `legacy`); see [`crate::auth`] and docs/operations-contract.md. Unset: auth is
+    /// off.
     pub api_keys_file: Option<PathBuf>,
+    /// `MEDIFLOW_CLIENT_RATE_PER_SECOND` (default [`DEFAULT_CLIENT_RATE_PER_SECOND`]; `0`: no
+    /// limit) and `MEDIFLOW_CLIENT_RATE_BURST` (default [`DEFAULT_CLIENT_RATE_BURST`], at least 1
+    /// when the rate is on): the request rate of each client of a client table that sets no
+    /// `rate` of its own, beyond which its requests get 429 with `Retry-After`. Not applied to the
+    /// `legacy` client of an old-format file nor to `anonymous` (each is every caller at once;
+    /// admission control bounds them). `None`: no default limit.
+    pub client_rate: Option<crate::auth::Rate>,
     /// `MEDIFLOW_AUTH=off`: run without API keys on purpose. Without it and without a key file the
     /// service starts only in standalone mode on a loopback address (see
     /// [`crate::auth::may_run_without_keys`]). `on` (the default) is also accepted.
@@ -202,6 +212,13 @@ pub const FAULT_INJECTION_VARIABLES: [&str; 2] = [
     "MEDIFLOW_FAULT_KILL_WRITER_AFTER",
     "MEDIFLOW_FAULT_DELAY_STORE_OPEN_MS",
 ];
+
+/// Default of `MEDIFLOW_CLIENT_RATE_PER_SECOND`: well above a site uploader's or a monitor's
+/// pace, well below what one client could take from the others.
+pub const DEFAULT_CLIENT_RATE_PER_SECOND: u32 = 100;
+
+/// Default of `MEDIFLOW_CLIENT_RATE_BURST`: two seconds' worth at the default rate.
+pub const DEFAULT_CLIENT_RATE_BURST: u32 = 200;
 
 /// Default of `MEDIFLOW_POISON_RETENTION_DAYS`: 30 days, long enough to notice and redrive after
 /// an outage, short enough that patient data does not linger in a dead-letter queue.
@@ -311,6 +328,7 @@ impl Config {
             mode,
             store,
             api_keys_file: env.var("MEDIFLOW_API_KEYS_FILE").map(PathBuf::from),
+            client_rate: client_rate(env)?,
             auth_off: match env.var("MEDIFLOW_AUTH").as_deref() {
                 None | Some("on") => false,
                 Some("off") => true,
@@ -339,6 +357,26 @@ impl Config {
             function_timeout_override: env.var("AzureFunctionsJobHost__functionTimeout"),
         })
     }
+}
+
+/// `MEDIFLOW_CLIENT_RATE_PER_SECOND` and `MEDIFLOW_CLIENT_RATE_BURST`.
+fn client_rate(env: &impl Source) -> Result<Option<crate::auth::Rate>, ConfigError> {
+    let number = |name: &str, default: u32| {
+        env.var(name).map_or(Ok(default), |raw| {
+            raw.parse::<u32>().map_err(|_| {
+                ConfigError(format!(
+                    "{name} is not a whole number from 0 to 4294967295: {raw}"
+                ))
+            })
+        })
+    };
+    let per_second = number(
+        "MEDIFLOW_CLIENT_RATE_PER_SECOND",
+        DEFAULT_CLIENT_RATE_PER_SECOND,
+    )?;
+    let burst = number("MEDIFLOW_CLIENT_RATE_BURST", DEFAULT_CLIENT_RATE_BURST)?;
+    crate::auth::Rate::limit(per_second, burst)
+        .map_err(|rule| ConfigError(format!("MEDIFLOW_CLIENT_RATE_BURST: {rule}")))
 }
 
 /// An optional positive integer variable.
@@ -395,6 +433,44 @@ mod tests {
     }
 
     #[test]
+    fn the_default_client_rate_is_on_unless_set_to_zero() {
+        use crate::auth::Rate;
+        // (settings, the default rate, what the case proves)
+        for (settings, expected, proves) in [
+            (
+                vec![],
+                Rate::limit(DEFAULT_CLIENT_RATE_PER_SECOND, DEFAULT_CLIENT_RATE_BURST)
+                    .expect("rate"),
+                "on by default",
+            ),
+            (
+                vec![("MEDIFLOW_CLIENT_RATE_PER_SECOND", "0")],
+                None,
+                "0 is off",
+            ),
+            (
+                vec![
+                    ("MEDIFLOW_CLIENT_RATE_PER_SECOND", "0"),
+                    ("MEDIFLOW_CLIENT_RATE_BURST", "0"),
+                ],
+                None,
+                "off needs no burst",
+            ),
+            (
+                vec![
+                    ("MEDIFLOW_CLIENT_RATE_PER_SECOND", "5"),
+                    ("MEDIFLOW_CLIENT_RATE_BURST", "7"),
+                ],
+                Rate::limit(5, 7).expect("rate"),
+                "both set",
+            ),
+        ] {
+            let config = Config::from_source(&env(&settings)).expect(proves);
+            assert_eq!(config.client_rate, expected, "{proves}");
+        }
+    }
+
+    #[test]
     fn the_functions_host_port_selects_custom_handler_mode() {
         let config =
             Config::from_source(&env(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "41234")])).expect("valid");
@@ -411,6 +487,9 @@ mod tests {
             ("MEDIFLOW_BODY_BUDGET_BYTES", "0"),
             ("MEDIFLOW_AUTH", "no"),
             ("MEDIFLOW_POISON_RETENTION_DAYS", "-1"),
+            ("MEDIFLOW_CLIENT_RATE_PER_SECOND", "-1"),
+            ("MEDIFLOW_CLIENT_RATE_PER_SECOND", "1.5"),
+            ("MEDIFLOW_CLIENT_RATE_BURST", "0"),
         ] {
             let err = Config::from_source(&env(&[(name, value)])).expect_err(name);
             assert!(err.0.contains(name), "{name}: {err}");

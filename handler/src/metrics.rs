@@ -2,7 +2,9 @@
 //! and queue outcomes. Names are listed in docs/operations-contract.md.
 //!
 //! Every label comes from a closed set a client cannot grow: the method is one of
-//! [`KNOWN_METHODS`] or `other`, the route is a route template or `unmatched`.
+//! [`KNOWN_METHODS`] or `other`, the route is a route template or `unmatched`, the client is a
+//! client of the table (at most [`MAX_CLIENT_LABELS`] ids, then `other`), `legacy` or
+//! `anonymous`.
 
 use std::time::Duration;
 
@@ -14,6 +16,10 @@ use prometheus_client::registry::Registry;
 
 /// The methods reported by name; any other method is reported as `other`.
 pub const KNOWN_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+/// Distinct client ids reported by name (over the process's life, reloads included); further
+/// clients are reported as `other`.
+pub const MAX_CLIENT_LABELS: usize = 256;
 
 /// The route label of a request that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -64,6 +70,16 @@ pub struct Metrics {
     pub queue_messages: Family<OutcomeLabels, Counter>,
     /// Requests refused by admission control, by the budget that refused them.
     pub shed: Family<ReasonLabels, Counter>,
+    /// Requests refused because their client was over its request rate.
+    pub client_limited: Family<ClientLabels, Counter>,
+    /// The client ids [`Metrics::client_limited`] reports by name.
+    client_labels: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabels {
+    /// A table client's id, `legacy`, `anonymous` or `other` (see [`MAX_CLIENT_LABELS`]).
+    pub client: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -89,6 +105,7 @@ impl Default for Metrics {
         let batch_records = Family::<OutcomeLabels, Counter>::default();
         let queue_messages = Family::<OutcomeLabels, Counter>::default();
         let shed = Family::<ReasonLabels, Counter>::default();
+        let client_limited = Family::<ClientLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register(
             "http_request_duration_seconds",
@@ -115,6 +132,11 @@ impl Default for Metrics {
             "HTTP requests refused at once by admission control",
             shed.clone(),
         );
+        registry.register(
+            "client_requests_limited",
+            "HTTP requests refused because their client was over its request rate",
+            client_limited.clone(),
+        );
         Self {
             registry,
             requests,
@@ -123,6 +145,8 @@ impl Default for Metrics {
             batch_records,
             queue_messages,
             shed,
+            client_limited,
+            client_labels: std::sync::Mutex::default(),
         }
     }
 }
@@ -177,6 +201,31 @@ impl Metrics {
         self.shed.get_or_create(&ReasonLabels { reason }).inc();
     }
 
+    /// Counts a request refused by the caller's request rate, under the caller's client id (see
+    /// [`ClientLabels`]).
+    pub fn count_client_limited(&self, caller: &crate::domain::Principal) {
+        let id = caller.client.as_str();
+        let client = if caller.standing == crate::domain::identity::Standing::Named {
+            let mut seen = self
+                .client_labels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if seen.contains(id) || seen.len() < MAX_CLIENT_LABELS {
+                seen.insert(id.to_owned());
+                id
+            } else {
+                "other"
+            }
+        } else {
+            id
+        };
+        self.client_limited
+            .get_or_create(&ClientLabels {
+                client: client.to_owned(),
+            })
+            .inc();
+    }
+
     pub fn count_queue_message(&self, outcome: &'static str) {
         self.queue_messages
             .get_or_create(&OutcomeLabels { outcome })
@@ -229,5 +278,42 @@ mod tests {
             .count();
         assert_eq!(series, 1, "{page}");
         assert!(page.contains("method=\"other\""), "{page}");
+    }
+
+    #[test]
+    fn client_labels_are_bounded_by_the_cap_and_name_legacy_and_anonymous() {
+        use crate::domain::identity::{ClientId, Principal, Roles, Sites};
+        let metrics = Metrics::default();
+        let named = |n: usize| {
+            Principal::named(
+                ClientId::parse(&format!("client-{n}")).expect("id"),
+                Roles::all(),
+                Sites::All,
+            )
+        };
+        for n in 0..MAX_CLIENT_LABELS + 50 {
+            metrics.count_client_limited(&named(n));
+        }
+        metrics.count_client_limited(&named(0));
+        metrics.count_client_limited(&Principal::legacy());
+        metrics.count_client_limited(&Principal::anonymous());
+        let page = metrics.render();
+        let series: Vec<&str> = page
+            .lines()
+            .filter(|l| l.starts_with("mediflow_client_requests_limited_total{"))
+            .collect();
+        assert_eq!(
+            series.len(),
+            MAX_CLIENT_LABELS + 3,
+            "the cap, other, legacy, anonymous"
+        );
+        for line in [
+            "mediflow_client_requests_limited_total{client=\"client-0\"} 2",
+            "mediflow_client_requests_limited_total{client=\"other\"} 50",
+            "mediflow_client_requests_limited_total{client=\"legacy\"} 1",
+            "mediflow_client_requests_limited_total{client=\"anonymous\"} 1",
+        ] {
+            assert!(series.contains(&line), "{line} in {series:?}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Host};
-use crate::auth::ApiKeys;
+use crate::auth::Clients;
 use crate::config::{Config, Mode, StoreConfig};
 use crate::definitions::{Definitions, FunctionDefinition};
 use crate::metrics::Metrics;
@@ -97,16 +97,22 @@ impl Application {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let (keys, key_watch) = if let Some(path) = &config.api_keys_file {
-            let keys = ApiKeys::load(path)?;
-            tracing::info!(keys = keys.len(), file = %path.display(), "API key auth is on");
-            let watch = keys.watch(path.clone());
-            (Some(keys), Some(watch))
+        let (clients, key_watch) = if let Some(path) = &config.api_keys_file {
+            let clients = Clients::load(path, config.client_rate)?;
+            tracing::info!(
+                format = clients.format().name(),
+                clients = clients.status().clients,
+                keys = clients.key_count(),
+                file = %path.display(),
+                "API key auth is on"
+            );
+            let watch = clients.watch(path.clone());
+            (clients, Some(watch))
         } else {
             tracing::warn!(
                 "MEDIFLOW_API_KEYS_FILE is not set: API key auth is OFF, every route is open (allowed on loopback or with MEDIFLOW_AUTH=off)."
             );
-            (None, None)
+            (Clients::off(), None)
         };
         // The standalone host runs the queue trigger itself; under the Functions host the host does.
         let queue = match (&config.queue, host) {
@@ -152,7 +158,7 @@ impl Application {
             admission: api::admission::Admission::new(limits),
             audit: crate::service::audit::AuditLog::start(store.clone()),
             store,
-            keys,
+            clients,
             metrics: Arc::new(Metrics::default()),
             batches,
         };

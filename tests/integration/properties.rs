@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
 
-use handler::auth::ApiKeys;
+use handler::auth::Clients;
 use handler::domain::decode::{FIELDS, record_from_slice, record_from_value};
 use handler::domain::{BatchMessage, FieldError};
 use handler::functions::envelope::Invocation;
@@ -590,21 +590,31 @@ proptest! {
 proptest! {
     #![proptest_config(config())]
 
-    /// Every listed key (whitespace around it ignored) is accepted; any other bytes are refused.
+    /// Every listed key of an old-format file (whitespace around it ignored) is accepted as the
+    /// legacy client; any other bytes are refused. (A key file starting with `{` is a client
+    /// table, so the first key does not start with one.)
     #[test]
     fn api_keys_accept_exactly_the_listed_keys(
-        keys in prop::collection::vec(("[ \t]{0,2}", "[!-~]{1,40}", "[ \t]{0,2}"), 1..4),
+        first in "[!-z|-~][!-~]{0,39}",
+        keys in prop::collection::vec(("[ \t]{0,2}", "[!-~]{1,40}", "[ \t]{0,2}"), 0..3),
         presented in prop_oneof![prop::collection::vec(any::<u8>(), 0..48), "[!-~]{1,40}".prop_map(String::into_bytes)],
         crlf in any::<bool>(),
     ) {
         let separator = if crlf { "\r\n" } else { "\n" };
+        let mut keys = keys;
+        keys.insert(0, (String::new(), first, String::new()));
         let content: Vec<String> = keys.iter().map(|(a, k, b)| format!("{a}{k}{b}")).collect();
-        let api_keys = ApiKeys::from_content(&content.join(separator));
+        let clients = Clients::from_content(&content.join(separator), None).expect("old format");
+        let verify = |presented: &[u8]| {
+            clients
+                .authenticate(Some(presented))
+                .map(|caller| caller.principal.client.to_string())
+        };
         for (_, key, _) in &keys {
-            prop_assert!(api_keys.verify(key.as_bytes()));
+            prop_assert_eq!(verify(key.as_bytes()), Some("legacy".to_owned()));
         }
         let listed = keys.iter().any(|(_, k, _)| k.as_bytes() == presented.as_slice());
-        prop_assert_eq!(api_keys.verify(&presented), listed);
+        prop_assert_eq!(verify(&presented).is_some(), listed);
     }
 
     /// `Idempotency-Key`: accepted iff 1-255 visible ASCII bytes, and then unchanged; refused

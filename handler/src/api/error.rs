@@ -63,8 +63,8 @@ pub enum ApiError {
     /// 409: the `batch_id` was used before for different records.
     #[error("batch id reused with different records")]
     BatchConflict,
-    /// 429 with `Retry-After`: more requests are held than `maxOutstandingRequests` allows;
-    /// nothing was read or stored.
+    /// 429 with `Retry-After`: more requests are held than `maxOutstandingRequests` allows, or
+    /// the caller is over its request rate (`crate::auth::rate`); nothing was read or stored.
     #[error("too many requests")]
     TooManyRequests { retry_after: Duration },
     /// 503 with `Retry-After`: the request outlived the request timeout and was abandoned; a
@@ -170,7 +170,7 @@ impl ApiError {
                 "batch_id was already used for different records; choose a new batch_id"
             }
             Self::TooManyRequests { .. } => {
-                "Too many requests in progress: nothing was stored, retry after the Retry-After delay"
+                "Too many requests: nothing was stored, retry after the Retry-After delay"
             }
             Self::OutcomeUnknown { .. } => {
                 "The request took too long and was abandoned: it may or may not have been stored. Retry with the same Idempotency-Key to complete it safely"

@@ -17,7 +17,9 @@ pub async fn health() -> Json<serde_json::Value> {
 }
 
 /// Readiness: the store is open, still able to work ([`crate::store::RecordStore::health`]), and
-/// answers.
+/// answers. The body also says whether the key file's content is in force (`auth`,
+/// [`crate::auth::AuthStatus`]): a refused rewrite leaves the previous table in force, which is
+/// no reason to stop serving, so it does not change the status code.
 #[utoipa::path(get, path = "/ready", tag = "operations", operation_id = "ready",
     responses(
         (status = 200, description = "Ready", body = crate::api::openapi::Readiness),
@@ -31,14 +33,15 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         },
         Err(_) => Err("store not open yet".to_owned()),
     };
+    let auth = state.clients.status();
     match check {
-        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Ok(()) => Json(json!({ "status": "ready", "auth": auth })).into_response(),
         Err(reason) => {
             tracing::warn!(%reason, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, "1")],
-                Json(json!({ "status": "unavailable" })),
+                Json(json!({ "status": "unavailable", "auth": auth })),
             )
                 .into_response()
         }

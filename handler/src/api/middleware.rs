@@ -1,5 +1,5 @@
-//! Cross-cutting HTTP concerns: request ids, access logs and metrics (one middleware), and the API
-//! key check on protected routes.
+//! Cross-cutting HTTP concerns: request ids, access logs and metrics (one middleware), and
+//! authentication with the caller's request rate on protected routes.
 //!
 //! What each request costs here, by default: an id, a span, the metrics (every request counted),
 //! and a log line only when the request failed (4xx at `info`, 5xx at `warn`/`error`) or was slow
@@ -115,33 +115,25 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     response
 }
 
-/// Refuses a protected route without a valid `X-API-Key` (when auth is on).
-pub async fn require_api_key(
+/// Authenticates a protected route's caller: refuses a request without a valid `X-API-Key`
+/// (401, when auth is on), then one beyond the caller's request rate (429 with `Retry-After`,
+/// before admission: a client over its rate holds nothing), and puts the caller into the request
+/// as [`super::Caller`].
+pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    if authorized(&state, request.headers()) {
-        let caller = if state.keys.is_some() {
-            crate::domain::Principal::legacy()
-        } else {
-            crate::domain::Principal::anonymous()
-        };
-        request
-            .extensions_mut()
-            .insert(super::Caller(std::sync::Arc::new(caller)));
-        next.run(request).await
-    } else {
-        ApiError::Unauthorized.into_response()
+    let presented = request.headers().get(&API_KEY).map(HeaderValue::as_bytes);
+    let Some(caller) = state.clients.authenticate(presented) else {
+        return ApiError::Unauthorized.into_response();
+    };
+    if let Err(retry_after) = caller.admit() {
+        state.metrics.count_client_limited(&caller.principal);
+        return ApiError::TooManyRequests { retry_after }.into_response();
     }
-}
-
-/// The API key check, shared with the Functions envelope adapter.
-pub fn authorized(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
-    match &state.keys {
-        None => true,
-        Some(keys) => headers
-            .get(&API_KEY)
-            .is_some_and(|presented| keys.verify(presented.as_bytes())),
-    }
+    request
+        .extensions_mut()
+        .insert(super::Caller(caller.principal));
+    next.run(request).await
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{MethodFilter, MethodRouter, get, on};
 
-use crate::auth::ApiKeys;
+use crate::auth::Clients;
 use crate::definitions::Definitions;
 use crate::domain::Principal;
 use crate::metrics::Metrics;
@@ -36,8 +36,8 @@ pub const PUBLIC_FUNCTIONS: [&str; 3] = ["health", "ready", "openapi"];
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub store: StoreHandle,
-    /// `None`: auth is off (no key file configured).
-    pub keys: Option<ApiKeys>,
+    /// Who may call, and as whom: the client table in force (or the legacy keys, or auth off).
+    pub clients: Clients,
     pub metrics: Arc<Metrics>,
     pub batches: BatchSink,
     /// The in-flight and body-bytes budgets ([`admission`]).
@@ -46,9 +46,26 @@ pub struct AppState {
     pub audit: AuditLog,
 }
 
-/// The authenticated caller of a protected route (put in the request by the auth middleware).
+/// The authenticated caller of a protected route (put in the request by
+/// [`middleware::authenticate`], always, on every protected route).
 #[derive(Debug, Clone)]
 pub struct Caller(pub Arc<Principal>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    /// A route without its caller is a bug (a protected route always has one): 500, never 401.
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("a protected route ran without its caller".into()))
+    }
+}
 
 /// The request's id (put in the request by [`middleware::observe`]), for audit events.
 #[derive(Debug, Clone)]
@@ -186,7 +203,8 @@ pub fn router(
             protected = protected.route(&trigger.path, handler);
         }
     }
-    // Auth first (an unauthenticated request costs nothing and holds nothing), then admission.
+    // Auth first (an unauthenticated request costs nothing and holds nothing), with the caller's
+    // request rate, then admission.
     let protected = protected
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -194,7 +212,7 @@ pub fn router(
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::require_api_key,
+            middleware::authenticate,
         ));
     let mut router = public.merge(protected);
     match host {

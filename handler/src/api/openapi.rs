@@ -105,10 +105,24 @@ pub struct Health {
     pub version: String,
 }
 
-/// `{"status": "ready"}` or `{"status": "unavailable"}`.
+/// `{"status": "ready", "auth": {...}}` or `{"status": "unavailable", "auth": {...}}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
     pub status: String,
+    pub auth: AuthReadiness,
+}
+
+/// The key file in force: `{"status": "current", "format": "table", "clients": 3}`; while the
+/// file's content is refused, `"status": "stale"` and `"problem"` says why (the previous content
+/// stays in force; `/ready`'s status code does not change).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthReadiness {
+    /// `off`, `current` or `stale`.
+    pub status: String,
+    /// `off`, `legacy` or `table`.
+    pub format: String,
+    pub clients: usize,
+    pub problem: Option<String>,
 }
 
 #[derive(Debug)]
@@ -137,7 +151,7 @@ impl Modify for ApiKeyScheme {
     ),
     components(schemas(
         Record, RecordPage, RecordInput, BatchInput, BatchReport, BatchState, RejectedRecord, FieldError,
-        Detail, ValidationErrors, Health, Readiness, ReviewInput, AuditEventDoc, AuditPageDoc, HistoryDoc,
+        Detail, ValidationErrors, Health, Readiness, AuthReadiness, ReviewInput, AuditEventDoc, AuditPageDoc, HistoryDoc,
     )),
     modifiers(&ApiKeyScheme),
 )]
