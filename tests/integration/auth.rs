@@ -1,11 +1,12 @@
-//! API keys from the Key Vault CSI file: required on every data route, re-read on rotation.
+//! API keys from the Key Vault CSI file: required on every data route, re-read on rotation; as a
+//! client table, each key is a client with its roles, sites and request rate.
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{App, AppOptions, valid_record};
+use crate::support::{App, AppOptions, run_to_end, valid_record, wait_until};
 
 struct KeyedApp {
     app: App,
@@ -219,5 +220,393 @@ async fn auth_off_without_a_key_file_is_announced_loudly() {
         app.logs()
             .iter()
             .any(|l| l.contains("WARN") && l.contains("auth is OFF"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client tables: a key per client, with roles, sites and a request rate
+// ---------------------------------------------------------------------------------------------
+
+/// Hex SHA-256 of a key: what an operator puts in the table.
+fn digest_of(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The brief's three clients; `monitor_keys` are the monitor's (two during a rotation), and
+/// `uploader_rate` the uploader's own rate, if any.
+fn client_table(monitor_keys: &[&str], uploader_rate: Option<Value>) -> String {
+    let mut uploader = json!({"id": "site001-uploader", "key_sha256": [digest_of("k-upload")], "roles": ["submit"], "sites": ["SITE001"]});
+    if let Some(rate) = uploader_rate {
+        uploader["rate"] = rate;
+    }
+    let monitor: Vec<String> = monitor_keys.iter().map(|k| digest_of(k)).collect();
+    json!({"clients": [
+        uploader,
+        {"id": "monitor-eu", "key_sha256": monitor, "roles": ["read", "review"], "sites": ["*"]},
+        {"id": "qa-auditor", "key_sha256": [digest_of("k-qa").to_uppercase()], "roles": ["audit", "read"], "sites": ["*"]},
+    ]})
+    .to_string()
+}
+
+/// `method path` with `key` (and `body` when given): the status and the JSON body.
+async fn call(
+    app: &App,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, app.url(path))
+        .header("x-api-key", key);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn auth_readiness(app: &App) -> Value {
+    app.get_json("/ready").await["auth"].clone()
+}
+
+#[tokio::test]
+async fn each_key_of_a_client_table_calls_as_its_client_with_its_roles_and_sites() {
+    let keyed = app_with_keys(&client_table(&["k-mon-1", "k-mon-2"], None)).await;
+    let app = &keyed.app;
+    let (status, created) = call(
+        app,
+        reqwest::Method::POST,
+        "/records",
+        "k-upload",
+        Some(&valid_record()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let record = format!("/records/{}", created["id"].as_str().expect("id"));
+    let mut elsewhere = valid_record();
+    elsewhere["site_id"] = json!("SITE002");
+    let pending = valid_record();
+    let qa_digest = digest_of("k-qa");
+    use reqwest::Method;
+    // (method, path, key, body, expected status, words the 403 must hold, what the case proves)
+    let cases: Vec<(Method, &str, &str, Option<&Value>, StatusCode, &str, &str)> = vec![
+        (
+            Method::POST,
+            "/records",
+            "k-upload",
+            Some(&elsewhere),
+            StatusCode::FORBIDDEN,
+            "may not access site SITE002",
+            "an uploader is held to its sites",
+        ),
+        (
+            Method::GET,
+            &record,
+            "k-upload",
+            None,
+            StatusCode::FORBIDDEN,
+            "does not hold the role read",
+            "an uploader cannot read",
+        ),
+        (
+            Method::GET,
+            "/audit",
+            "k-upload",
+            None,
+            StatusCode::FORBIDDEN,
+            "site001-uploader does not hold the role audit",
+            "nor read the audit trail",
+        ),
+        (
+            Method::GET,
+            &record,
+            "k-mon-1",
+            None,
+            StatusCode::OK,
+            "",
+            "the monitor's first key",
+        ),
+        (
+            Method::GET,
+            &record,
+            "k-mon-2",
+            None,
+            StatusCode::OK,
+            "",
+            "the monitor's second key (a rotation's overlap)",
+        ),
+        (
+            Method::POST,
+            "/records",
+            "k-mon-1",
+            Some(&pending),
+            StatusCode::FORBIDDEN,
+            "monitor-eu does not hold the role submit",
+            "a monitor does not submit",
+        ),
+        (
+            Method::GET,
+            "/audit",
+            "k-qa",
+            None,
+            StatusCode::OK,
+            "",
+            "the auditor (its digest in upper-case hex)",
+        ),
+        (
+            Method::GET,
+            "/audit",
+            "k-mon-1",
+            None,
+            StatusCode::FORBIDDEN,
+            "does not hold the role audit",
+            "a monitor is no auditor",
+        ),
+        (
+            Method::GET,
+            "/audit",
+            &qa_digest,
+            None,
+            StatusCode::UNAUTHORIZED,
+            "",
+            "a digest is not a key",
+        ),
+        (
+            Method::GET,
+            "/audit",
+            "k-unknown",
+            None,
+            StatusCode::UNAUTHORIZED,
+            "",
+            "an unknown key",
+        ),
+    ];
+    for (method, path, key, body, expected, words, proves) in cases {
+        let (status, answer) = call(app, method, path, key, body).await;
+        assert_eq!(status, expected, "{proves}: {answer}");
+        if expected == StatusCode::FORBIDDEN {
+            let detail = answer["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains(words), "{proves}: {detail}");
+        }
+    }
+    assert_eq!(
+        auth_readiness(app).await,
+        json!({"status": "current", "format": "table", "clients": 3}),
+        "/ready shows the table in force"
+    );
+}
+
+#[tokio::test]
+async fn a_rotation_in_the_client_table_is_picked_up_and_a_broken_rewrite_is_refused() {
+    // A monitor may read: an unknown record is 404 once the key is accepted.
+    const ADMITTED: StatusCode = StatusCode::NOT_FOUND;
+    let keyed = app_with_keys(&client_table(&["k-mon-1"], None)).await;
+    let app = &keyed.app;
+    let status = |key: &'static str| async move {
+        call(
+            app,
+            reqwest::Method::GET,
+            "/records/1d0d5edd-9738-453c-8966-aaa2be88a9f5",
+            key,
+            None,
+        )
+        .await
+        .0
+    };
+    assert_eq!(status("k-mon-1").await, ADMITTED);
+    assert_eq!(status("k-mon-2").await, StatusCode::UNAUTHORIZED);
+
+    // The next key added beside the first: both work.
+    std::fs::write(&keyed.key_file, client_table(&["k-mon-1", "k-mon-2"], None)).expect("write");
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async { status("k-mon-2").await == ADMITTED },
+    )
+    .await;
+    assert_eq!(status("k-mon-1").await, ADMITTED);
+
+    // A broken rewrite (the second digest replaced by a raw key): the table in force stays,
+    // /ready (still 200) says why, the log says it.
+    let staged = keyed.key_file.with_extension("staged");
+    std::fs::write(
+        &staged,
+        client_table(&["k-mon-2", "not-a-digest"], None)
+            .replace(&digest_of("not-a-digest"), "k-mon-3"),
+    )
+    .expect("write");
+    std::fs::rename(&staged, &keyed.key_file).expect("rename");
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async { auth_readiness(app).await["status"] == "stale" },
+    )
+    .await;
+    let ready = reqwest::get(app.url("/ready")).await.expect("GET /ready");
+    assert_eq!(
+        ready.status(),
+        StatusCode::OK,
+        "a stale table is no reason to stop serving"
+    );
+    let problem = ready.json::<Value>().await.expect("json")["auth"]["problem"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        problem.contains("clients[1] (monitor-eu): key_sha256[1]: must be 64 hex characters"),
+        "{problem}"
+    );
+    assert!(
+        !problem.contains("k-mon-3"),
+        "the value is never shown: {problem}"
+    );
+    assert_eq!(
+        status("k-mon-1").await,
+        ADMITTED,
+        "the previous table is in force"
+    );
+    app.wait_for_logs(Duration::from_secs(10), |lines| {
+        lines
+            .iter()
+            .any(|l| l.contains("ERROR") && l.contains("API keys file refused"))
+    })
+    .await;
+
+    // Fixed, completing the rotation: the old key is refused, the problem gone.
+    std::fs::write(&staged, client_table(&["k-mon-2"], None)).expect("write");
+    std::fs::rename(&staged, &keyed.key_file).expect("rename");
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async { status("k-mon-1").await == StatusCode::UNAUTHORIZED },
+    )
+    .await;
+    assert_eq!(status("k-mon-2").await, ADMITTED);
+    assert_eq!(auth_readiness(app).await["status"], "current");
+    let refusals = app
+        .logs()
+        .iter()
+        .filter(|l| l.contains("API keys file refused"))
+        .count();
+    assert_eq!(
+        refusals, 1,
+        "one log line per distinct problem, not one per reload"
+    );
+}
+
+#[tokio::test]
+async fn starting_with_an_invalid_client_table_fails_with_the_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = dir.path().join("api-keys");
+    std::fs::write(
+        &key_file,
+        json!({"clients": [{"id": "site001-uploader", "key_sha256": ["k-raw-key"], "roles": ["submit"], "sites": ["SITE001"]}]}).to_string(),
+    )
+    .expect("write");
+    let finished = run_to_end(
+        std::process::Command::new(crate::support::binary())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MEDIFLOW_ADDR", "127.0.0.1:0")
+            .env("MEDIFLOW_DATA_DIR", dir.path().join("data"))
+            .env("MEDIFLOW_API_KEYS_FILE", &key_file),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(!finished.status.success(), "{finished:?}");
+    let stderr = finished.stderr.join("\n");
+    assert!(
+        stderr.contains("clients[0] (site001-uploader): key_sha256[0]: must be 64 hex characters"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("k-raw-key"),
+        "the value is never shown: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn an_old_format_file_is_the_legacy_client_with_every_role() {
+    let keyed = app_with_keys("k-legacy\n").await;
+    let (status, _) = call(&keyed.app, reqwest::Method::GET, "/audit", "k-legacy", None).await;
+    assert_eq!(status, StatusCode::OK, "legacy holds every role");
+    assert_eq!(
+        auth_readiness(&keyed.app).await,
+        json!({"status": "current", "format": "legacy", "clients": 1})
+    );
+}
+
+#[tokio::test]
+async fn a_client_over_its_rate_gets_429_and_the_others_do_not() {
+    let keyed = app_with_keys(&client_table(
+        &["k-mon-1"],
+        Some(json!({"per_second": 1, "burst": 3})),
+    ))
+    .await;
+    let app = &keyed.app;
+    let started = Instant::now();
+    let mut admitted = 0;
+    let limited = loop {
+        let response = reqwest::Client::new()
+            .get(app.url("/audit"))
+            .header("x-api-key", "k-upload")
+            .send()
+            .await
+            .expect("GET");
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            break response;
+        }
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "no audit role, but admitted"
+        );
+        admitted += 1;
+        assert!(admitted < 60, "never limited");
+    };
+    // 3 at once, then 1 a second.
+    let allowed = 3 + started.elapsed().as_secs() + 1;
+    assert!(
+        admitted >= 3 && admitted <= allowed,
+        "{admitted} admitted, at most {allowed}"
+    );
+    let retry_after: u64 = limited
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let body: Value = limited.json().await.expect("json");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("Retry-After")),
+        "{body}"
+    );
+
+    for n in 0..20 {
+        let (status, body) = call(app, reqwest::Method::GET, "/audit", "k-qa", None).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "another client's request {n}: {body}"
+        );
+    }
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("mediflow_client_requests_limited_total{client=\"site001-uploader\"}")),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("client=\"qa-auditor\""),
+        "only limited clients are counted"
     );
 }
