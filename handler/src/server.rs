@@ -97,23 +97,7 @@ impl Application {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let (clients, key_watch) = if let Some(path) = &config.api_keys_file {
-            let clients = Clients::load(path, config.client_rate)?;
-            tracing::info!(
-                format = clients.format().name(),
-                clients = clients.status().clients,
-                keys = clients.key_count(),
-                file = %path.display(),
-                "API key auth is on"
-            );
-            let watch = clients.watch(path.clone());
-            (clients, Some(watch))
-        } else {
-            tracing::warn!(
-                "MEDIFLOW_API_KEYS_FILE is not set: API key auth is OFF, every route is open (allowed on loopback or with MEDIFLOW_AUTH=off)."
-            );
-            (Clients::off(), None)
-        };
+        let (clients, key_watch) = load_clients(&config)?;
         // The standalone host runs the queue trigger itself; under the Functions host the host does.
         let queue = match (&config.queue, host) {
             (Some(queue_config), Host::Standalone { .. }) => {
@@ -428,6 +412,27 @@ async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Rec
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The callers in force: the key file's (watched for rotations), or auth off when there is none
+/// (already allowed by [`crate::auth::may_run_without_keys`]).
+fn load_clients(config: &Config) -> Result<(Clients, Option<JoinHandle<()>>), StartError> {
+    let Some(path) = &config.api_keys_file else {
+        tracing::warn!(
+            "MEDIFLOW_API_KEYS_FILE is not set: API key auth is OFF, every route is open (allowed on loopback or with MEDIFLOW_AUTH=off)."
+        );
+        return Ok((Clients::off(), None));
+    };
+    let clients = Clients::load(path, config.client_rate)?;
+    tracing::info!(
+        format = clients.format().name(),
+        clients = clients.status().clients,
+        keys = clients.key_count(),
+        file = %path.display(),
+        "API key auth is on"
+    );
+    let watch = clients.watch(path.clone());
+    Ok((clients, Some(watch)))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -157,7 +157,7 @@ fn keyed(digest: &[u8; 32]) -> HmacSha256 {
 
 /// Hex (either case) of an even length as bytes.
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     hex.as_bytes()
@@ -204,12 +204,15 @@ mod tests {
     fn envelope_by_hand(client: &str, key: &str, payload: &str) -> Vec<u8> {
         let mut mac = HmacSha256::new_from_slice(&Sha256::digest(key.as_bytes())).expect("key");
         mac.update(payload.as_bytes());
-        let tag: String = mac
+        let tag = mac
             .finalize()
             .into_bytes()
             .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+            .fold(String::new(), |mut tag, b| {
+                use std::fmt::Write;
+                let _ = write!(tag, "{b:02x}");
+                tag
+            });
         json!({"client": client, "hmac_sha256": tag, "payload": payload})
             .to_string()
             .into_bytes()
@@ -244,7 +247,14 @@ mod tests {
         assert_eq!(value["payload"], PAYLOAD, "the payload as a JSON string");
     }
 
+    /// (message, the client it is attributed to or why not, what the case proves)
+    type Case<'a> = (Vec<u8>, Expected<'a>, &'a str);
+
+    /// The client a message is attributed to, or why not.
+    type Expected<'a> = Result<&'a str, Unattributed>;
+
     #[test]
+    #[expect(clippy::too_many_lines, reason = "one row per case")]
     fn a_client_table_attributes_only_genuine_envelopes_of_submitters() {
         let table = client_table();
         let tamper = |mut envelope: Value, field: &str, to: Value| {
@@ -254,8 +264,7 @@ mod tests {
         let good: Value =
             serde_json::from_slice(&envelope_by_hand("site001-uploader", "up-old", PAYLOAD))
                 .expect("json");
-        // (message, expected client or refusal, what the case proves)
-        let cases: Vec<(Vec<u8>, Result<&str, Unattributed>, &str)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 envelope_by_hand("site001-uploader", "up-old", PAYLOAD),
                 Ok("site001-uploader"),
@@ -370,7 +379,7 @@ mod tests {
         let legacy = Table::parse("k-old\nk-new\n", None).expect("legacy");
         let off = Table::off();
         // (table, message, expected client or refusal, what the case proves)
-        let cases: Vec<(&Table, Vec<u8>, Result<&str, Unattributed>, &str)> = vec![
+        let cases: Vec<(&Table, Vec<u8>, Expected, &str)> = vec![
             (
                 &legacy,
                 PAYLOAD.into(),

@@ -210,6 +210,9 @@ fn parse_table(content: &str, default_rate: Option<Rate>) -> Result<Vec<Entry>, 
     Ok(entries)
 }
 
+/// A problem was found and recorded in [`Problems`].
+struct Reported;
+
 /// Checks one client of the table.
 struct ClientChecker<'a> {
     index: usize,
@@ -236,7 +239,7 @@ impl ClientChecker<'_> {
         let roles = self.roles(fields.remove("roles"));
         let sites = self.sites(fields.remove("sites"));
         let rate = match fields.remove("rate") {
-            None => Some(default_rate),
+            None => Ok(default_rate),
             Some(rate) => self.rate(rate),
         };
         for name in fields.keys() {
@@ -250,7 +253,7 @@ impl ClientChecker<'_> {
         Some(Entry {
             principal: Arc::new(Principal::named(id?, roles?, sites?)),
             digests: keys?,
-            bucket: Arc::new(Bucket::new(rate?)),
+            bucket: Arc::new(Bucket::new(rate.ok()?)),
         })
     }
 
@@ -353,15 +356,14 @@ impl ClientChecker<'_> {
         let mut roles = Roles::default();
         let mut valid = true;
         for (n, raw) in listed.iter().enumerate() {
-            match raw.as_str().and_then(Role::parse) {
-                Some(role) => roles = roles.with(role),
-                None => {
-                    valid = false;
-                    self.add(
-                        &format!("roles[{n}]"),
-                        "must be one of submit, read, review, audit",
-                    );
-                }
+            if let Some(role) = raw.as_str().and_then(Role::parse) {
+                roles = roles.with(role);
+            } else {
+                valid = false;
+                self.add(
+                    &format!("roles[{n}]"),
+                    "must be one of submit, read, review, audit",
+                );
             }
         }
         valid.then_some(roles)
@@ -415,26 +417,27 @@ impl ClientChecker<'_> {
         (sites.len() == listed.len()).then_some(Sites::Only(sites))
     }
 
-    /// `Some(limit)` when valid (`Some(None)`: this client is not limited).
-    fn rate(&mut self, raw: Value) -> Option<Option<Rate>> {
+    /// `Ok(limit)` when valid (`Ok(None)`: this client is not limited); `Err` once the problem is
+    /// recorded.
+    fn rate(&mut self, raw: Value) -> Result<Option<Rate>, Reported> {
         let Value::Object(mut fields) = raw else {
             self.add(
                 "rate",
                 "must be an object {\"per_second\": N, \"burst\": M}",
             );
-            return None;
+            return Err(Reported);
         };
         let mut number = |checker: &mut Self, name: &str| match fields.remove(name) {
-            Some(Value::Number(n)) => match n.as_u64().map(u32::try_from) {
-                Some(Ok(n)) => Some(n),
-                _ => {
+            Some(Value::Number(n)) => {
+                let whole = n.as_u64().and_then(|n| u32::try_from(n).ok());
+                if whole.is_none() {
                     checker.add(
                         &format!("rate.{name}"),
                         "must be a whole number from 0 to 4294967295",
                     );
-                    None
                 }
-            },
+                whole
+            }
             Some(_) => {
                 checker.add(&format!("rate.{name}"), "must be a whole number");
                 None
@@ -454,13 +457,13 @@ impl ClientChecker<'_> {
             );
             self.problems.add(problem);
         }
-        match Rate::limit(per_second?, burst?) {
-            Ok(rate) => Some(rate),
-            Err(rule) => {
-                self.add("rate.burst", rule);
-                None
-            }
-        }
+        let (Some(per_second), Some(burst)) = (per_second, burst) else {
+            return Err(Reported);
+        };
+        Rate::limit(per_second, burst).map_err(|rule| {
+            self.add("rate.burst", rule);
+            Reported
+        })
     }
 }
 
@@ -567,6 +570,7 @@ mod tests {
     }
 
     #[test]
+    #[expect(clippy::too_many_lines, reason = "one row per rule")]
     fn every_rule_of_the_table_is_enforced_naming_the_client_and_field() {
         let long_digest = format!("{}0", digest_of("x"));
         // (file content, what the error must say, what the case proves)
