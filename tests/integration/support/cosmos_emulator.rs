@@ -222,8 +222,8 @@ impl CosmosEmulator {
         self.control("/fault/up", Some(json!({}))).await;
     }
 
-    /// A new, uniquely named database and container (partition key `/id`, the production
-    /// indexing policy) in this emulator.
+    /// A new, uniquely named database with its containers in this emulator: the data container
+    /// (partition key `/id`, the production indexing policy) and the audit container (`/chain`).
     #[cfg(feature = "emulator")]
     pub async fn fresh_container(&self) -> CosmosContainer {
         use azure_data_cosmos::models::{ContainerProperties, IndexingPolicy};
@@ -233,6 +233,7 @@ impl CosmosEmulator {
             endpoint: self.endpoint(),
             database: format!("mediflow-test-{}", &unique[..12]),
             container: "records".into(),
+            audit_container: "audit".into(),
         };
         let client = handler::store::cosmos::client(&container.config())
             .await
@@ -255,6 +256,14 @@ impl CosmosEmulator {
             .create_container(properties, None)
             .await
             .unwrap_or_else(|e| panic!("create container: {e}"));
+        client
+            .database_client(container.database.as_str())
+            .create_container(
+                ContainerProperties::new(container.audit_container.clone(), "/chain".into()),
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create the audit container: {e}"));
         container
     }
 
@@ -281,6 +290,8 @@ pub struct CosmosContainer {
     pub endpoint: String,
     pub database: String,
     pub container: String,
+    /// The audit trail's container (partition key `/chain`).
+    pub audit_container: String,
 }
 
 impl CosmosContainer {
@@ -291,6 +302,7 @@ impl CosmosContainer {
             ("COSMOS_ENDPOINT", self.endpoint.as_str()),
             ("COSMOS_DATABASE", self.database.as_str()),
             ("COSMOS_CONTAINER", self.container.as_str()),
+            ("COSMOS_AUDIT_CONTAINER", self.audit_container.as_str()),
             ("COSMOS_CREDENTIAL", "key"),
             ("COSMOS_KEY", EMULATOR_KEY),
             // The store turns HTTP/2 off for key auth itself; this keeps any other SDK use honest.
