@@ -259,7 +259,11 @@ impl CosmosEmulator {
         client
             .database_client(container.database.as_str())
             .create_container(
-                ContainerProperties::new(container.audit_container.clone(), "/chain".into()),
+                ContainerProperties::new(container.audit_container.clone(), "/chain".into())
+                    .with_indexing_policy(
+                        serde_json::from_value(audit_indexing_policy())
+                            .expect("a valid Cosmos indexing policy"),
+                    ),
                 None,
             )
             .await
@@ -282,6 +286,29 @@ impl Drop for CosmosEmulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The audit container's indexing policy: every path, plus the two composite indexes its ordered
+/// queries need (the emulator, like Cosmos, refuses an ORDER BY on several fields without one):
+/// `(time, chain, seq)` for `audit_page`, `(chain, seq)` for `audit_chain`. Terraform's audit
+/// container must carry the same two.
+fn audit_indexing_policy() -> Value {
+    let ascending = |paths: &[&str]| -> Vec<Value> {
+        paths
+            .iter()
+            .map(|path| json!({ "path": path, "order": "ascending" }))
+            .collect()
+    };
+    json!({
+        "indexingMode": "consistent",
+        "automatic": true,
+        "includedPaths": [{ "path": "/*" }],
+        "excludedPaths": [{ "path": "/\"_etag\"/?" }],
+        "compositeIndexes": [
+            ascending(&["/time", "/chain", "/seq"]),
+            ascending(&["/chain", "/seq"]),
+        ],
+    })
 }
 
 /// One test's database and container.
