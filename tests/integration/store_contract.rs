@@ -135,6 +135,108 @@ async fn cosmos() {
     run_contract("cosmos", &store).await;
 }
 
+/// Every event of the store's chains, in chain order.
+async fn whole_chain(store: &dyn RecordStore) -> Vec<AuditEvent> {
+    let mut events: Vec<AuditEvent> = Vec::new();
+    loop {
+        let after = events.last().map(AuditCursor::of);
+        let page = store
+            .audit_chain(after.as_ref(), 100)
+            .await
+            .expect("audit_chain");
+        let full = page.len() == 100;
+        events.extend(page);
+        if !full {
+            return events;
+        }
+    }
+}
+
+#[tokio::test]
+async fn cosmos_a_changed_audit_item_is_named_by_the_chain_check() {
+    let emulator = CosmosEmulator::shared();
+    let container = emulator.fresh_container().await;
+    let store = container.store().await;
+    let client = unique_client();
+    store
+        .append_audit(
+            (0..4)
+                .map(|i| {
+                    AuditDraft::new(&client, AuditAction::Read, "ok").request(Some(&i.to_string()))
+                })
+                .collect(),
+        )
+        .await
+        .expect("append");
+    let events = whole_chain(&store).await;
+    let mut check = ChainCheck::default();
+    for event in &events {
+        check.check(event).expect("intact before tampering");
+    }
+    // Someone with write access to the container (here: the emulator's key) changes one field of
+    // the third event and leaves its hash as it was.
+    let target = &events[2];
+    let mut tampered = serde_json::to_value(target).expect("json");
+    tampered["client"] = json!("someone-else");
+    let id = handler::store::cosmos::audit::item_id(&target.chain, target.seq);
+    tampered["id"] = json!(id);
+    let audit = handler::store::cosmos::client(&container.config())
+        .await
+        .expect("key-auth client")
+        .database_client(container.database.as_str())
+        .container_client(container.audit_container.as_str(), None)
+        .await
+        .expect("the audit container");
+    audit
+        .replace_item(target.chain.clone(), &id, &tampered, None)
+        .await
+        .expect("replace the audit item");
+    let mut check = ChainCheck::default();
+    let broken = whole_chain(&store)
+        .await
+        .iter()
+        .find_map(|event| check.check(event).err())
+        .expect("the tampering is detected");
+    assert_eq!(
+        (broken.chain.as_str(), broken.seq),
+        (target.chain.as_str(), target.seq),
+        "{broken}"
+    );
+}
+
+#[tokio::test]
+async fn cosmos_a_failed_audit_write_starts_a_new_chain_and_leaves_no_gap() {
+    let emulator = CosmosEmulator::dedicated();
+    let container = emulator.fresh_container().await;
+    let store = container.store().await;
+    let read = || vec![AuditDraft::new("reader", AuditAction::Read, "ok")];
+    store.append_audit(read()).await.expect("append");
+    store.append_audit(read()).await.expect("append");
+    // Every create throttled for longer than the store's retry budget: the append fails.
+    emulator.throttle(1000, 1000, Some(&["create_doc"])).await;
+    let failed = store.append_audit(read()).await;
+    assert!(
+        matches!(failed, Err(handler::store::StoreError::Unavailable { .. })),
+        "{failed:?}"
+    );
+    emulator.throttle(0, 0, None).await;
+    store.append_audit(read()).await.expect("append after");
+    store.append_audit(read()).await.expect("append after");
+    let mut check = ChainCheck::default();
+    for event in whole_chain(&store).await {
+        check
+            .check(&event)
+            .unwrap_or_else(|broken| panic!("{broken}"));
+    }
+    let mut lengths: Vec<u64> = check.chains().into_iter().map(|(_, last)| last).collect();
+    lengths.sort_unstable();
+    assert_eq!(
+        lengths,
+        vec![2, 2],
+        "the first chain ends where its last confirmed event is; a second one goes on"
+    );
+}
+
 // ------------------------------------------------------------------------------------ fixtures
 
 fn fields(site: &str, patients: i64, notes: &str) -> NewRecord {
