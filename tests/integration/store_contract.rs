@@ -823,8 +823,8 @@ async fn insert_many_writes_one_event_per_created_record(store: &dyn RecordStore
         })
         .collect();
     let mut expected = created.clone();
-    named.sort_by_key(|id| id.as_uuid());
-    expected.sort_by_key(|id| id.as_uuid());
+    named.sort_by_key(RecordId::as_uuid);
+    expected.sort_by_key(RecordId::as_uuid);
     assert_eq!(
         named, expected,
         "each created record, once; no existing one"
