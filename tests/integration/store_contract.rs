@@ -237,6 +237,43 @@ async fn cosmos_a_failed_audit_write_starts_a_new_chain_and_leaves_no_gap() {
     );
 }
 
+#[tokio::test]
+async fn cosmos_an_insert_costs_a_point_read_and_two_creates_and_a_replay_one_read() {
+    let emulator = CosmosEmulator::shared();
+    let container = emulator.fresh_container().await;
+    let store = container.store().await;
+    let before = emulator.kinds(&container.database).await;
+    let record = record("costed");
+    store
+        .insert(record.clone(), &draft())
+        .await
+        .expect("insert");
+    let after_create = emulator.kinds(&container.database).await;
+    store.insert(record, &draft()).await.expect("replay");
+    let after_replay = emulator.kinds(&container.database).await;
+    let delta = |from: &std::collections::BTreeMap<String, u64>,
+                 to: &std::collections::BTreeMap<String, u64>,
+                 kind: &str| {
+        to.get(kind).copied().unwrap_or(0) - from.get(kind).copied().unwrap_or(0)
+    };
+    assert_eq!(
+        (
+            delta(&before, &after_create, "read_doc"),
+            delta(&before, &after_create, "create_doc")
+        ),
+        (1, 2),
+        "a create: the point read, the event, the record"
+    );
+    assert_eq!(
+        (
+            delta(&after_create, &after_replay, "read_doc"),
+            delta(&after_create, &after_replay, "create_doc")
+        ),
+        (1, 0),
+        "a replay: the point read only"
+    );
+}
+
 // ------------------------------------------------------------------------------------ fixtures
 
 fn fields(site: &str, patients: i64, notes: &str) -> NewRecord {
