@@ -100,6 +100,9 @@ pub struct CosmosConfig {
     pub database: String,
     /// `COSMOS_CONTAINER` (default `records`), partition key `/id`.
     pub container: String,
+    /// `COSMOS_AUDIT_CONTAINER` (default `audit`), partition key `/chain`: the audit trail's
+    /// events, one document each, only ever created and read (never replaced or deleted).
+    pub audit_container: String,
     pub credential: CosmosCredential,
 }
 
@@ -133,6 +136,9 @@ impl CosmosConfig {
             container: env
                 .var("COSMOS_CONTAINER")
                 .unwrap_or_else(|| "records".into()),
+            audit_container: env
+                .var("COSMOS_AUDIT_CONTAINER")
+                .unwrap_or_else(|| "audit".into()),
             credential,
         })
     }

@@ -45,7 +45,7 @@ impl Call<'_> {
     pub fn require(&self, role: Role, action: AuditAction) -> Result<(), ServiceError> {
         self.caller
             .require(role)
-            .or_else(|denied| Err(self.refuse(denied, action, Vec::new())))
+            .map_err(|denied| self.refuse(denied, action, Vec::new()))
     }
 
     /// The 403 for `denied`, with its refusal event buffered (a full buffer turns it into a 503).

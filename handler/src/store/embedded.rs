@@ -90,6 +90,9 @@ enum Write {
     Audit(Vec<AuditDraft>, Reply<()>),
     InsertBatch(u128, Bytes, Reply<Resolved>),
     PutBatch(u128, Bytes, Reply<()>),
+    /// A batch report to put only if the stored one is still `expected` (compared decoded, so the
+    /// byte layout of an older write cannot make it fail forever).
+    PutBatchIf(u128, Bytes, Box<BatchReport>, Reply<bool>),
     /// Test fault injection: the writer thread panics.
     #[cfg(test)]
     Crash,
@@ -148,6 +151,7 @@ enum Answer {
     Audit(Reply<()>),
     InsertBatch(Reply<Resolved>, Resolved),
     PutBatch(Reply<()>),
+    PutBatchIf(Reply<bool>, bool),
     /// This write alone could not be decided (its lookup failed); the rest of its group goes on.
     Refused(Refusal, String),
 }
@@ -156,6 +160,7 @@ enum Answer {
 enum Refusal {
     Insert(Reply<Vec<Resolved>>),
     One(Reply<Resolved>),
+    Flag(Reply<bool>),
 }
 
 impl Answer {
@@ -167,6 +172,7 @@ impl Answer {
                 drop(reply.send(Ok(outcome)));
             }
             Self::PutBatch(reply) | Self::Audit(reply) => drop(reply.send(Ok(()))),
+            Self::PutBatchIf(reply, stored) => drop(reply.send(Ok(stored))),
             Self::Refused(refusal, reason) => refusal.send(&reason),
         }
     }
@@ -176,9 +182,10 @@ impl Answer {
         match self {
             Self::Insert(reply, _) => drop(reply.send(Err(failed()))),
             Self::InsertBatch(reply, _) | Self::Replace(reply, _) => {
-                drop(reply.send(Err(failed())))
+                drop(reply.send(Err(failed())));
             }
             Self::PutBatch(reply) | Self::Audit(reply) => drop(reply.send(Err(failed()))),
+            Self::PutBatchIf(reply, _) => drop(reply.send(Err(failed()))),
             Self::Refused(refusal, _) => refusal.send(reason),
         }
     }
@@ -190,6 +197,7 @@ impl Refusal {
         match self {
             Self::Insert(reply) => drop(reply.send(Err(failed))),
             Self::One(reply) => drop(reply.send(Err(failed))),
+            Self::Flag(reply) => drop(reply.send(Err(failed))),
         }
     }
 }
@@ -754,6 +762,10 @@ struct Resolution {
 /// failed lookup fails only the write it was for. The audit events of the writes that go ahead
 /// are stamped onto the chain at the end and journaled first, in the same append as the data
 /// they describe (so a record is never durable without its create event).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per kind of write; each arm is the rule for that write"
+)]
 fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resolution {
     let mut puts: Vec<Put> = Vec::new();
     let mut events: Vec<AuditDraft> = Vec::new();
@@ -861,6 +873,21 @@ fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resoluti
                 put(&mut puts, &mut in_group, Table::Batches, key, value, None);
                 answers.push(Answer::PutBatch(reply));
             }
+            Write::PutBatchIf(key, value, expected, reply) => {
+                let unchanged = stored(Table::Batches, key, &puts, &in_group).map(|current| {
+                    current.is_some_and(|bytes| {
+                        decode::<BatchReport>(&bytes).is_ok_and(|current| current == *expected)
+                    })
+                });
+                match unchanged {
+                    Ok(true) => {
+                        put(&mut puts, &mut in_group, Table::Batches, key, value, None);
+                        answers.push(Answer::PutBatchIf(reply, true));
+                    }
+                    Ok(false) => answers.push(Answer::PutBatchIf(reply, false)),
+                    Err(reason) => answers.push(Answer::Refused(Refusal::Flag(reply), reason)),
+                }
+            }
             #[cfg(test)]
             Write::Crash => panic!("injected writer crash"),
             #[cfg(test)]
@@ -911,6 +938,7 @@ fn undecided(write: Write) -> Option<Answer> {
         Write::Replace(_, reply) => Some(Answer::Replace(reply, Resolved::Missing)),
         Write::Audit(_, reply) => Some(Answer::Audit(reply)),
         Write::PutBatch(_, _, reply) => Some(Answer::PutBatch(reply)),
+        Write::PutBatchIf(_, _, _, reply) => Some(Answer::PutBatchIf(reply, false)),
         #[cfg(test)]
         Write::Crash | Write::Block(_) => None,
     }
@@ -1141,6 +1169,20 @@ impl RecordStore for EmbeddedStore {
         let key = report.stored_id().as_uuid().as_u128();
         let value = encode(&report)?;
         self.submit(|done| Write::PutBatch(key, value, done)).await
+    }
+
+    /// Decided by the writer thread, the one place every write passes in order: no other write
+    /// can come between the comparison and the put.
+    async fn put_batch_if(
+        &self,
+        report: BatchReport,
+        expected: &BatchReport,
+    ) -> Result<bool, StoreError> {
+        let key = report.batch_id.as_uuid().as_u128();
+        let value = encode(&report)?;
+        let expected = Box::new(expected.clone());
+        self.submit(|done| Write::PutBatchIf(key, value, expected, done))
+            .await
     }
 
     async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError> {
