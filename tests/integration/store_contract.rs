@@ -992,6 +992,10 @@ fn record_with_new_id(record: &Record) -> Record {
     Record::new(RecordId::random(), record.fields.clone())
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one filter after another on one set of events"
+)]
 async fn audit_pages_filter_and_page_in_order(store: &dyn RecordStore) {
     let (a, b) = (unique_client(), unique_client());
     let (r1, r2) = (RecordId::random(), RecordId::random());
