@@ -50,8 +50,13 @@ Safe to rerun: batch ids come from the file's content and each batch's position,
 same command again after an interruption resumes without duplicates. Editing the file makes it a
 new submission: submit corrections as a new file (for example built from FILE.rejected.jsonl).
 
-Rejected rows go to FILE.rejected.jsonl, one JSON object per line:
-  {\"line\": 17, \"row\": {...}, \"errors\": [{\"type\",\"loc\",\"msg\",\"input\",\"ctx\"}]}
+Rejected rows go to FILE.rejected.jsonl, one JSON object per line, in file order:
+  {\"line\": 17, \"data_row\": 16, \"row\": {...}, \"errors\": [{\"type\",\"loc\",\"msg\",\"input\",\"ctx\"}]}
+`line` is the line of the file as an editor shows it (the header is line 1, blank lines count;
+for a CSV record spanning lines because of a quoted line break, its first line; for JSON Lines,
+the line). `data_row` is the record's position among the file's records (1 = the first record;
+blank lines and the header not counted). Messages about malformed input (FILE:LINE: ...) use the
+same line numbers.
 
 Exit codes: 0 every row accepted (or, without --url, enqueued); 2 some rows rejected; 1 failure.";
 

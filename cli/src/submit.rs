@@ -241,8 +241,9 @@ fn judge(
         let Some(report) = report else { continue };
         accepted += report.accepted;
         for item in &report.rejected_records {
+            let position = batch.rows.start + item.index;
             let row = rows
-                .get(batch.rows.start + item.index)
+                .get(position)
                 .filter(|_| item.index < batch.rows.len())
                 .ok_or_else(|| SubmitError::Inconsistent {
                     id: batch.id.to_string(),
@@ -255,7 +256,12 @@ fn judge(
             let as_read: Value = serde_json::from_str(&row.json).unwrap_or(Value::Null);
             rejected.push((
                 row.line,
-                json!({ "line": row.line, "row": as_read, "errors": item.detail }),
+                json!({
+                    "line": row.line,
+                    "data_row": position + 1,
+                    "row": as_read,
+                    "errors": item.detail,
+                }),
             ));
         }
     }

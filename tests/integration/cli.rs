@@ -147,16 +147,21 @@ async fn fifty_thousand_rows_with_bad_ones_are_counted_and_returned_exactly() {
         "plain progress lines off a terminal:\n{stderr}"
     );
     let rejected = rejected_lines(&file);
-    let got: Vec<(u64, String)> = rejected
+    let got: Vec<(u64, u64, String)> = rejected
         .iter()
         .map(|r| {
             (
                 r["line"].as_u64().expect("line"),
+                r["data_row"].as_u64().expect("data_row"),
                 r["errors"][0]["loc"][1].as_str().expect("field").to_owned(),
             )
         })
         .collect();
-    let expected: Vec<(u64, String)> = bad.iter().map(|(l, f)| (*l, (*f).to_owned())).collect();
+    // One line per row after the header: data row n is line n + 1.
+    let expected: Vec<(u64, u64, String)> = bad
+        .iter()
+        .map(|(l, f)| (*l, *l - 1, (*f).to_owned()))
+        .collect();
     assert_eq!(
         got, expected,
         "each bad row once, in file order, with the API's field error"
@@ -172,6 +177,50 @@ async fn fifty_thousand_rows_with_bad_ones_are_counted_and_returned_exactly() {
         50_000
             - bad.iter().filter(|(_, f)| *f != "site_id").count()
             - bad.iter().filter(|(_, f)| *f == "site_id").count()
+    );
+}
+
+#[tokio::test]
+async fn rejected_rows_name_the_line_an_editor_shows_and_the_data_row() {
+    let app = App::standalone().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A Windows export: CRLF line ends, a blank line, a note with a quoted line break.
+    let lines = [
+        HEADER,                                                 // line 1
+        "LINES01,II,2025-03-15,pending,4,ok",                   // 2, data row 1
+        "LINES01,II,2025-03-15,pending,0,zero patients",        // 3, data row 2: rejected
+        "",                                                     // 4
+        "LINES01,II,2025-03-15,pending,4,\"two\r\nline note\"", // 5-6, data row 3
+        "LINES01,V,2025-03-15,pending,4,bad phase",             // 7, data row 4: rejected
+    ];
+    let file = dir.path().join("windows.csv");
+    std::fs::write(&file, lines.join("\r\n") + "\r\n").expect("write");
+    let (code, stdout, stderr) = run(&[
+        "submit",
+        "--url",
+        &app.url(""),
+        file.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    let got: Vec<(u64, u64, String)> = rejected_lines(&file)
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().expect("line"),
+                r["data_row"].as_u64().expect("data_row"),
+                r["row"]["notes"]
+                    .as_str()
+                    .expect("the row as read")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (3, 2, "zero patients".to_owned()),
+            (7, 4, "bad phase".to_owned())
+        ]
     );
 }
 
@@ -253,6 +302,11 @@ async fn malformed_input_is_refused_naming_the_line_and_nothing_is_sent() {
             "quoting.csv",
             format!("{HEADER}\n{good}\n\"MALF01,II,2025-03-15,pending,4,ok\n{good}\n"),
             "quoting.csv:3: expected 6 fields",
+        ),
+        (
+            "crlf.csv",
+            format!("{HEADER}\r\n{good}\r\n\r\n{good},extra\r\n"),
+            "crlf.csv:4: expected 6 fields",
         ),
         (
             "fields.csv",
