@@ -2,7 +2,13 @@
 //! record, read a page of a site's records. Transient answers (503, 429, a refused or dropped
 //! connection) are retried a bounded number of times, honouring `Retry-After`; anything else is a
 //! [`ApiError`] with a one-line reason.
+//!
+//! The API key never travels in clear text and never goes anywhere but the `--url` host: plain
+//! `http://` is refused before any connection unless the host is a loopback one (`localhost`,
+//! `127.0.0.0/8`, `::1`), and redirects are never followed (a 3xx is an error naming its
+//! `Location`).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use handler::domain::{BatchReport, RecordPage};
@@ -40,6 +46,14 @@ pub enum ApiError {
         status: u16,
         detail: String,
     },
+    #[error(
+        "{what}: the service answered {status} redirecting to {location}; mediflow does not follow redirects (the API key would go along): pass the final address with --url"
+    )]
+    Redirected {
+        what: String,
+        status: u16,
+        location: String,
+    },
     #[error("{what}: unexpected answer from the service: {reason}")]
     BadAnswer { what: String, reason: String },
 }
@@ -56,11 +70,20 @@ impl Api {
     /// `base` is the service URL (`http://localhost:8080`, `https://<app>.azurewebsites.net/api`).
     pub fn new(base: &str, key: Option<String>) -> Result<Self, String> {
         let mut base = Url::parse(base).map_err(|e| format!("--url {base:?} is not a URL: {e}"))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(format!(
-                "--url must be http:// or https://, not {}",
-                base.scheme()
-            ));
+        match base.scheme() {
+            "https" => {}
+            "http" if is_loopback(&base) => {}
+            "http" => {
+                let host = base.host_str().unwrap_or_default();
+                return Err(format!(
+                    "refusing to send the API key and records over plain http:// to {host}: use --url https://{host}... (http:// is allowed only for localhost, 127.0.0.0/8 and ::1)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "--url must be https:// (or http:// to localhost), not {other}://"
+                ));
+            }
         }
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
@@ -69,6 +92,7 @@ impl Api {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("mediflow-cli/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot set up HTTP: {e}"))?;
         Ok(Self { base, http, key })
@@ -100,12 +124,23 @@ impl Api {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<u64>().ok())
                         .map(Duration::from_secs);
+                    let location = response
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .map(|v| one_line(&String::from_utf8_lossy(v.as_bytes())));
                     let body = response.bytes().await.map_err(|e| ApiError::Unreachable {
                         url: self.base.to_string(),
                         reason: format!("the answer was cut off ({e})"),
                     })?;
                     if status == StatusCode::UNAUTHORIZED {
                         return Err(ApiError::Unauthorized);
+                    }
+                    if status.is_redirection() {
+                        return Err(ApiError::Redirected {
+                            what: what.to_owned(),
+                            status: status.as_u16(),
+                            location: location.unwrap_or_else(|| "nowhere (no Location)".into()),
+                        });
                     }
                     if status != StatusCode::SERVICE_UNAVAILABLE
                         && status != StatusCode::TOO_MANY_REQUESTS
@@ -233,11 +268,26 @@ fn detail(body: &[u8]) -> String {
         },
         _ => String::from_utf8_lossy(body).into_owned(),
     };
+    one_line(&text)
+}
+
+/// `text` on one line, at most 300 characters.
+fn one_line(text: &str) -> String {
     let one_line = text.replace(['\n', '\r'], " ");
     if one_line.chars().count() > 300 {
         format!("{}…", one_line.chars().take(300).collect::<String>())
     } else {
         one_line
+    }
+}
+
+/// Whether `url`'s host is this machine's loopback: `localhost`, `127.0.0.0/8` or `::1`.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
     }
 }
 
@@ -254,5 +304,51 @@ fn describe(err: &reqwest::Error) -> String {
             source = s.source();
         }
         reason
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_refused_unless_the_host_is_loopback() {
+        let cases = [
+            ("https anywhere", "https://mediflow.example.org/api", true),
+            ("http to localhost", "http://localhost:8080", true),
+            ("localhost in any case", "http://LocalHost:8080", true),
+            ("all of 127.0.0.0/8", "http://127.3.4.5:8080", true),
+            ("IPv6 loopback", "http://[::1]:8080", true),
+            ("http to a name", "http://example.invalid", false),
+            ("http to a private address", "http://10.255.255.1", false),
+            (
+                "a name that only starts like localhost",
+                "http://localhost.example.org",
+                false,
+            ),
+            (
+                "a name that only starts like 127",
+                "http://127.0.0.1.nip.io",
+                false,
+            ),
+            (
+                "a subdomain of localhost (resolver-dependent)",
+                "http://a.localhost",
+                false,
+            ),
+            ("IPv6 unspecified", "http://[::]:8080", false),
+            ("0.0.0.0", "http://0.0.0.0:8080", false),
+            ("other schemes", "ftp://localhost/", false),
+        ];
+        for (what, url, allowed) in cases {
+            let result = Api::new(url, Some("k".into()));
+            assert_eq!(result.is_ok(), allowed, "{what}: {url}: {:?}", result.err());
+            if let Err(reason) = result {
+                assert!(
+                    !reason.contains('\n') && reason.contains("https://"),
+                    "{what}: {reason}"
+                );
+            }
+        }
     }
 }
