@@ -1,5 +1,6 @@
 //! The MediFlow HTTP API as the command line uses it: submit a batch, read a batch report, read a
-//! record, read a page of a site's records. Transient answers (503, 429, a refused or dropped
+//! record, read a page of a site's records, review a record, read the audit trail (a page of it,
+//! or one record's history). Transient answers (503, 429, a refused or dropped
 //! connection) are retried a bounded number of times, honouring `Retry-After`; anything else is a
 //! [`ApiError`] with a one-line reason.
 //!
@@ -58,6 +59,36 @@ pub enum ApiError {
     BadAnswer { what: String, reason: String },
 }
 
+/// A page of `GET /audit`. Events stay JSON values: fields this version does not know are kept
+/// and printed unchanged.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct EventPage {
+    pub events: Vec<Value>,
+    pub continuation: Option<String>,
+}
+
+/// `GET /records/{id}/history`: every event naming the record, oldest first.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct History {
+    pub record_id: String,
+    pub events: Vec<Value>,
+}
+
+/// A reviewed record and its new `ETag`.
+#[derive(Debug, Clone)]
+pub struct Reviewed {
+    pub record: Value,
+    pub etag: Option<String>,
+}
+
+/// What the service finally answered to one request.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    etag: Option<String>,
+    body: bytes::Bytes,
+}
+
 /// A client of one MediFlow service.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -108,7 +139,7 @@ impl Api {
         &self,
         what: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<(StatusCode, bytes::Bytes), ApiError> {
+    ) -> Result<Answer, ApiError> {
         let mut last = None;
         for attempt in 1..=ATTEMPTS {
             let mut request = build();
@@ -128,6 +159,11 @@ impl Api {
                         .headers()
                         .get(reqwest::header::LOCATION)
                         .map(|v| one_line(&String::from_utf8_lossy(v.as_bytes())));
+                    let etag = response
+                        .headers()
+                        .get(reqwest::header::ETAG)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
                     let body = response.bytes().await.map_err(|e| ApiError::Unreachable {
                         url: self.base.to_string(),
                         reason: format!("the answer was cut off ({e})"),
@@ -145,7 +181,7 @@ impl Api {
                     if status != StatusCode::SERVICE_UNAVAILABLE
                         && status != StatusCode::TOO_MANY_REQUESTS
                     {
-                        return Ok((status, body));
+                        return Ok(Answer { status, etag, body });
                     }
                     last = Some(ApiError::GaveUp {
                         what: what.to_owned(),
@@ -180,7 +216,7 @@ impl Api {
     pub async fn submit_batch(&self, body: String) -> Result<BatchReport, ApiError> {
         let what = "POST /batches";
         let url = self.url("batches");
-        let (status, answer) = self
+        let answer = self
             .send(what, || {
                 self.http
                     .post(url.clone())
@@ -188,10 +224,63 @@ impl Api {
                     .body(body.clone())
             })
             .await?;
-        match status {
-            StatusCode::ACCEPTED | StatusCode::OK => parse(what, &answer),
-            _ => Err(refused(what, status, &answer)),
+        match answer.status {
+            StatusCode::ACCEPTED | StatusCode::OK => parse(what, &answer.body),
+            status => Err(refused(what, status, &answer.body)),
         }
+    }
+
+    /// `POST /records/{id}/review` with `{"status", "reason"}`, and `If-Match` when given.
+    pub async fn review(
+        &self,
+        id: &str,
+        status: &str,
+        reason: &str,
+        if_match: Option<&str>,
+    ) -> Result<Reviewed, ApiError> {
+        let what = format!("POST /records/{id}/review");
+        let url = self.url(&format!("records/{}/review", encode(id)));
+        let body = serde_json::json!({ "status": status, "reason": reason }).to_string();
+        let answer = self
+            .send(&what, || {
+                let request = self
+                    .http
+                    .post(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+                match if_match {
+                    Some(etag) => request.header(reqwest::header::IF_MATCH, etag),
+                    None => request,
+                }
+            })
+            .await?;
+        match answer.status {
+            StatusCode::OK => Ok(Reviewed {
+                record: parse(&what, &answer.body)?,
+                etag: answer.etag,
+            }),
+            status => Err(refused(&what, status, &answer.body)),
+        }
+    }
+
+    /// `GET /audit?...`: one page of the audit trail.
+    pub async fn audit_page(&self, query: &[(&str, String)]) -> Result<EventPage, ApiError> {
+        let what = "GET /audit";
+        let mut url = self.url("audit");
+        url.query_pairs_mut().extend_pairs(query);
+        let answer = self.send(what, || self.http.get(url.clone())).await?;
+        match answer.status {
+            StatusCode::OK => parse(what, &answer.body),
+            status => Err(refused(what, status, &answer.body)),
+        }
+    }
+
+    /// `GET /records/{id}/history`; `None` when there is no such record (or it is not the
+    /// caller's to see).
+    pub async fn history(&self, id: &str) -> Result<Option<History>, ApiError> {
+        let what = format!("GET /records/{id}/history");
+        self.get_optional(&what, &format!("records/{}/history", encode(id)))
+            .await
     }
 
     /// `GET /batches/{id}`; `None` when the service does not know the batch (yet).
@@ -213,10 +302,10 @@ impl Api {
         let what = "GET /records";
         let mut url = self.url("records");
         url.query_pairs_mut().extend_pairs(query);
-        let (status, answer) = self.send(what, || self.http.get(url.clone())).await?;
-        match status {
-            StatusCode::OK => parse(what, &answer),
-            _ => Err(refused(what, status, &answer)),
+        let answer = self.send(what, || self.http.get(url.clone())).await?;
+        match answer.status {
+            StatusCode::OK => parse(what, &answer.body),
+            status => Err(refused(what, status, &answer.body)),
         }
     }
 
@@ -226,11 +315,11 @@ impl Api {
         path: &str,
     ) -> Result<Option<T>, ApiError> {
         let url = self.url(path);
-        let (status, answer) = self.send(what, || self.http.get(url.clone())).await?;
-        match status {
-            StatusCode::OK => parse(what, &answer).map(Some),
+        let answer = self.send(what, || self.http.get(url.clone())).await?;
+        match answer.status {
+            StatusCode::OK => parse(what, &answer.body).map(Some),
             StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(refused(what, status, &answer)),
+            status => Err(refused(what, status, &answer.body)),
         }
     }
 }
