@@ -288,16 +288,14 @@ async fn an_interrupted_submission_resumes_without_duplicates() {
     assert_eq!(listed(&app, site).len(), records.len());
 }
 
-#[tokio::test]
-async fn malformed_input_is_refused_naming_the_line_and_nothing_is_sent() {
-    let app = App::standalone().await;
-    let dir = tempfile::tempdir().expect("temp dir");
+/// Malformed files, each with the one-line reason it must be refused with: (name, content, reason).
+fn malformed_files() -> Vec<(&'static str, String, &'static str)> {
     let good = "MALF01,II,2025-03-15,pending,4,ok";
     let huge = format!(
         "{{\"site_id\":\"MALF01\",\"notes\":\"{}\"}}",
         "n".repeat(60_000)
     );
-    let cases: Vec<(&str, String, &str)> = vec![
+    vec![
         (
             "quoting.csv",
             format!("{HEADER}\n{good}\n\"MALF01,II,2025-03-15,pending,4,ok\n{good}\n"),
@@ -358,7 +356,14 @@ async fn malformed_input_is_refused_naming_the_line_and_nothing_is_sent() {
             format!("{HEADER}\n{good}\n"),
             "records.txt: cannot tell the format from the extension",
         ),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn malformed_input_is_refused_naming_the_line_and_nothing_is_sent() {
+    let app = App::standalone().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = malformed_files();
     for (name, content, expected) in &cases {
         let path = dir.path().join(name);
         std::fs::write(&path, content).expect("write");
@@ -549,4 +554,69 @@ async fn the_queue_path_sends_to_the_storage_queue_and_follows_results_over_http
     ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("Entra ID needs https://"), "{stderr}");
+}
+
+#[tokio::test]
+async fn signed_queue_messages_carry_an_envelope_the_service_can_verify() {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+
+    let azurite = Azurite::start().await;
+    let queue = azurite.queue("signed-batches");
+    queue.create().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (file, _) = csv_file(dir.path(), "SIGNED1", 2_000);
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, "  site-key-42\n").expect("write key");
+    let mut queue_url = url::Url::parse(&azurite.sas_url()).expect("url");
+    let path = format!("{}/signed-batches", queue_url.path().trim_end_matches('/'));
+    queue_url.set_path(&path);
+    let submit = |extra: &[&str]| {
+        let mut args = vec!["submit", "--queue-url", queue_url.as_str()];
+        args.extend_from_slice(extra);
+        args.push(file.to_str().expect("utf-8"));
+        run(&args)
+    };
+
+    let (code, _, stderr) = submit(&["--client", "site001-uploader"]);
+    assert_eq!(code, 1, "--client without a key");
+    assert!(stderr.contains("--api-key-file"), "{stderr}");
+    assert_eq!(queue.count().await, 0, "nothing sent");
+
+    let key_arg = key_file.to_str().expect("utf-8");
+    let (code, stdout, stderr) =
+        submit(&["--client", "site001-uploader", "--api-key-file", key_arg]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let texts = queue.peek().await;
+    assert!(texts.len() > 1, "several messages: {}", texts.len());
+    let mac_key = Sha256::digest(b"site-key-42");
+    let mut records = 0;
+    for text in &texts {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .expect("base64, as the queue trigger expects");
+        assert!(
+            decoded.len() <= handler::domain::BatchMessage::MAX_JSON_BYTES,
+            "the whole envelope is under the limit: {}",
+            decoded.len()
+        );
+        let envelope: Value = serde_json::from_slice(&decoded).expect("an envelope");
+        assert_eq!(envelope["client"], "site001-uploader");
+        let payload = envelope["payload"]
+            .as_str()
+            .expect("the payload as a string");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&mac_key).expect("key");
+        mac.update(payload.as_bytes());
+        let expected = handler::domain::audit::hex(&mac.finalize().into_bytes());
+        assert_eq!(
+            envelope["hmac_sha256"],
+            expected.as_str(),
+            "verifiable with the key's SHA-256 only"
+        );
+        let message = handler::domain::BatchMessage::from_slice(payload.as_bytes())
+            .expect("the payload is a batch message");
+        records += message.records.len();
+    }
+    assert_eq!(records, 2_000, "every row once");
 }
