@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod commands;
 pub mod config;
 pub mod credential;
 pub mod definitions;
