@@ -424,37 +424,46 @@ mod tests {
         assert_eq!(replay.torn_bytes, 0);
     }
 
-    /// Every cut inside the last entry (a write the process died in) loses exactly that entry,
-    /// keeps the ones before it, and leaves a file that takes new appends.
+    /// Every cut inside the last group (a write the process died in, never acknowledged), with
+    /// or without the zeros a file system may leave after it, is a torn tail: the whole entries
+    /// before the cut replay, the rest is cut, and the file takes new appends.
     #[test]
     fn a_torn_tail_is_ignored_and_cut_at_every_length() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("journal");
         let (mut journal, _) = Journal::open(&path).expect("open");
         journal.append(&[put(1), put(2)]).expect("append");
-        let whole = journal.len();
-        journal.append(&[put(3)]).expect("append");
-        let full = journal.len();
+        let whole = usize::try_from(journal.len()).expect("small");
+        journal.append(&[put(3), put(5)]).expect("append");
+        let full = usize::try_from(journal.len()).expect("small");
         drop(journal);
         let original = std::fs::read(&path).expect("read");
-        for cut in whole + 1..full {
-            std::fs::write(&path, &original[..usize::try_from(cut).expect("small")])
-                .expect("truncate");
-            let (mut journal, replay) = Journal::open(&path).expect("open torn");
-            assert_eq!(replay.puts, vec![put(1), put(2)], "cut at {cut}");
-            assert_eq!(replay.torn_bytes, cut - whole, "cut at {cut}");
+        let third_end = whole + FRAME + HEADER + put(3).value.len();
+        for (zeros, cut) in [0, 512]
+            .into_iter()
+            .flat_map(|zeros| (whole + 1..full).map(move |cut| (zeros, cut)))
+        {
+            let case = format!("cut at {cut}, then {zeros} zero bytes");
+            let mut torn = original[..cut].to_vec();
+            torn.resize(cut + zeros, 0);
+            std::fs::write(&path, &torn).expect("write torn");
+            let (mut journal, replay) = Journal::open(&path).expect(&case);
+            let (mut expected, kept) = if cut >= third_end {
+                (vec![put(1), put(2), put(3)], third_end)
+            } else {
+                (vec![put(1), put(2)], whole)
+            };
+            assert_eq!(replay.puts, expected, "{case}");
+            assert_eq!(replay.torn_bytes, (torn.len() - kept) as u64, "{case}");
             assert_eq!(
                 journal.len(),
-                whole,
-                "file cut back to the last whole entry"
+                kept as u64,
+                "{case}: cut to the last whole entry"
             );
             journal.append(&[put(4)]).expect("append after a torn tail");
             drop(journal);
-            assert_eq!(
-                reopen(&path).puts,
-                vec![put(1), put(2), put(4)],
-                "cut at {cut}"
-            );
+            expected.push(put(4));
+            assert_eq!(reopen(&path).puts, expected, "{case}");
         }
     }
 
