@@ -57,10 +57,8 @@ fn frames(journal: &[u8]) -> Vec<Frame> {
     frames
 }
 
-#[tokio::test]
-async fn a_flipped_byte_refuses_the_start_until_salvage_keeps_every_other_record() {
-    let mut app = App::standalone().await;
-    let client = reqwest::Client::new();
+/// Posts [`RECORDS`] records one after the other; their ids, each acknowledged with 201.
+async fn acknowledge(app: &App, client: &reqwest::Client) -> Vec<String> {
     let mut acked = Vec::with_capacity(RECORDS);
     for n in 0..RECORDS {
         let mut body = valid_record();
@@ -75,24 +73,76 @@ async fn a_flipped_byte_refuses_the_start_until_salvage_keeps_every_other_record
         let record: Value = response.json().await.expect("record");
         acked.push(record["id"].as_str().expect("id").to_owned());
     }
-    app.kill_hard();
+    acked
+}
 
-    // One flipped byte in the middle of the journal.
-    let journal_path = app.data_dir.join("mediflow.journal");
-    let mut journal = std::fs::read(&journal_path).expect("journal");
-    let frames = frames(&journal);
+/// Flips the middle byte of the journal; the frame it hit, the number of frames, and the
+/// journal's bytes as they now are.
+fn flip_the_middle_byte(journal_path: &Path) -> (Frame, usize, Vec<u8>) {
+    let mut journal = std::fs::read(journal_path).expect("journal");
+    let mut frames = frames(&journal);
     assert!(
         frames.iter().filter(|f| f.tag == 1).count() >= RECORDS,
         "every acknowledged record is still in the journal ({} frames)",
         frames.len()
     );
+    let count = frames.len();
     let middle = journal.len() / 2;
-    let hit = frames
-        .iter()
-        .find(|f| (f.start..f.end).contains(&middle))
-        .expect("a frame holds the middle byte");
+    let hit = frames.swap_remove(
+        frames
+            .iter()
+            .position(|f| (f.start..f.end).contains(&middle))
+            .expect("a frame holds the middle byte"),
+    );
     journal[middle] ^= 0xff;
-    std::fs::write(&journal_path, &journal).expect("write journal");
+    std::fs::write(journal_path, &journal).expect("write journal");
+    (hit, count, journal)
+}
+
+/// The acknowledged ids `app` does not serve.
+async fn missing(app: &App, client: &reqwest::Client, acked: &[String]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for id in acked {
+        let response = client
+            .get(app.url(&format!("/records/{id}")))
+            .send()
+            .await
+            .expect("GET");
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => missing.push(id.clone()),
+            other => panic!("GET {id}: {other}"),
+        }
+    }
+    missing
+}
+
+/// The copies `handler store salvage` set aside in `data_dir`.
+fn copies_aside(data_dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(data_dir)
+        .expect("data dir")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("mediflow.journal.damaged-")
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+async fn run(data_dir: &Path, args: &[&str]) -> crate::support::Finished {
+    run_to_end(&mut handler(data_dir, args), Duration::from_secs(30)).await
+}
+
+#[tokio::test]
+async fn a_flipped_byte_refuses_the_start_until_salvage_keeps_every_other_record() {
+    let mut app = App::standalone().await;
+    let client = reqwest::Client::new();
+    let acked = acknowledge(&app, &client).await;
+    app.kill_hard();
+    let journal_path = app.data_dir.join("mediflow.journal");
+    let (hit, frames, journal) = flip_the_middle_byte(&journal_path);
     let lost: Vec<String> = if hit.tag == 1 {
         vec![uuid::Uuid::from_u128(hit.key).to_string()]
     } else {
@@ -100,7 +150,7 @@ async fn a_flipped_byte_refuses_the_start_until_salvage_keeps_every_other_record
     };
 
     // The service refuses to start, names the offset, and changes nothing.
-    let refused = run_to_end(&mut handler(&app.data_dir, &[]), Duration::from_secs(30)).await;
+    let refused = run(&app.data_dir, &[]).await;
     let stderr = refused.stderr.join("\n");
     assert!(
         !refused.status.success(),
@@ -122,11 +172,7 @@ async fn a_flipped_byte_refuses_the_start_until_salvage_keeps_every_other_record
     );
 
     // `store check` reports the damage (exit 1) and changes nothing.
-    let check = run_to_end(
-        &mut handler(&app.data_dir, &["store", "check"]),
-        Duration::from_secs(30),
-    )
-    .await;
+    let check = run(&app.data_dir, &["store", "check"]).await;
     let report = check.stdout.join("\n");
     assert_eq!(check.status.code(), Some(1), "check: damaged: {report}");
     assert!(
@@ -136,79 +182,33 @@ async fn a_flipped_byte_refuses_the_start_until_salvage_keeps_every_other_record
     assert_eq!(std::fs::read(&journal_path).expect("journal"), journal);
 
     // `store salvage` copies the journal aside and keeps every valid frame.
-    let salvage = run_to_end(
-        &mut handler(&app.data_dir, &["store", "salvage"]),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(
-        salvage.status.code(),
-        Some(0),
-        "salvage: {:?} {:?}",
-        salvage.stdout,
-        salvage.stderr
-    );
+    let salvage = run(&app.data_dir, &["store", "salvage"]).await;
+    let report = [salvage.stdout.join("\n"), salvage.stderr.join("\n")].join("\n");
+    assert_eq!(salvage.status.code(), Some(0), "salvage: {report}");
     assert!(
-        salvage
-            .stdout
-            .join("\n")
-            .contains(&format!("kept frames: {}", frames.len() - 1)),
-        "every frame but the damaged one kept: {:?}",
-        salvage.stdout
+        report.contains(&format!("kept frames: {}", frames - 1)),
+        "every frame but the damaged one kept: {report}"
     );
-    let aside: Vec<_> = std::fs::read_dir(&app.data_dir)
-        .expect("data dir")
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("mediflow.journal.damaged-")
-        })
-        .collect();
+    let aside = copies_aside(&app.data_dir);
     assert_eq!(aside.len(), 1, "one copy aside");
     assert_eq!(
-        std::fs::read(aside[0].path()).expect("copy"),
+        std::fs::read(&aside[0]).expect("copy"),
         journal,
         "the copy is the journal as found"
     );
 
     // The service starts and serves every acknowledged record but the damaged frame's.
     let app = app.restart().await;
-    let mut missing = Vec::new();
-    for id in &acked {
-        let response = client
-            .get(app.url(&format!("/records/{id}")))
-            .send()
-            .await
-            .expect("GET");
-        match response.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => missing.push(id.clone()),
-            other => panic!("GET {id}: {other}"),
-        }
-    }
     assert_eq!(
-        missing,
+        missing(&app, &client, &acked).await,
         lost,
         "only the record of the one damaged frame is lost ({} acknowledged)",
         acked.len()
     );
 
-    // While the service holds the store, salvage refuses and touches nothing.
-    let busy = run_to_end(
-        &mut handler(&app.data_dir, &["store", "salvage"]),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(
-        busy.status.code(),
-        Some(1),
-        "salvage refuses: {:?}",
-        busy.stderr
-    );
-    assert!(
-        busy.stderr.join("\n").contains("stop the service"),
-        "{:?}",
-        busy.stderr
-    );
+    // While the service holds the store, salvage refuses.
+    let busy = run(&app.data_dir, &["store", "salvage"]).await;
+    let stderr = busy.stderr.join("\n");
+    assert_eq!(busy.status.code(), Some(1), "salvage refuses: {stderr}");
+    assert!(stderr.contains("stop the service"), "{stderr}");
 }

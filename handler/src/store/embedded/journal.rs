@@ -162,31 +162,29 @@ impl Scan {
                 frames.push(at..end);
                 at = end;
             }
-            if let Some(region) = damaged.last_mut() {
-                if region.frames_after == 0 {
-                    let run = &frames[run_start..];
-                    region.frames_after = run.len();
-                    region.bytes_after = run.iter().map(|f| (f.end - f.start) as u64).sum();
-                }
+            if let Some(region) = damaged.last_mut()
+                && region.frames_after == 0
+            {
+                let run = &frames[run_start..];
+                region.frames_after = run.len();
+                region.bytes_after = run.iter().map(|f| (f.end - f.start) as u64).sum();
             }
             if at == contents.len() {
                 break;
             }
-            match (at + 1..contents.len()).find(|&next| frame_end(contents, next).is_some()) {
-                Some(next) => {
-                    damaged.push(DamagedRegion {
-                        offset: at as u64,
-                        len: (next - at) as u64,
-                        frames_after: 0,
-                        bytes_after: 0,
-                    });
-                    at = next;
-                }
-                None => {
-                    torn_bytes = (contents.len() - at) as u64;
-                    break;
-                }
-            }
+            let Some(next) =
+                (at + 1..contents.len()).find(|&next| frame_end(contents, next).is_some())
+            else {
+                torn_bytes = (contents.len() - at) as u64;
+                break;
+            };
+            damaged.push(DamagedRegion {
+                offset: at as u64,
+                len: (next - at) as u64,
+                frames_after: 0,
+                bytes_after: 0,
+            });
+            at = next;
         }
         Self {
             frames,
@@ -361,10 +359,11 @@ pub fn salvage(path: &Path, aside: &Path) -> std::io::Result<Salvaged> {
     temp_name.push(".salvage-tmp");
     let temp = PathBuf::from(temp_name);
     let kept: Vec<&[u8]> = scan.frames.iter().map(|f| &contents[f.clone()]).collect();
-    if let Err(e) = std::fs::remove_file(&temp) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            return Err(e);
-        }
+    // A temporary file left by a salvage that was interrupted holds nothing the journal lacks.
+    if let Err(e) = std::fs::remove_file(&temp)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(e);
     }
     write_durably(&temp, &kept)?;
     std::fs::rename(&temp, path)?;
@@ -572,10 +571,10 @@ mod tests {
         bytes[frames[7].start..frames[7].end].fill(0); // frame 7 zeroed
         bytes.extend_from_slice(&[0xab; 5]); // a torn tail
 
-        let scan = Scan::of(&bytes);
-        let span = |f: &Range<usize>| (f.end - f.start) as u64;
+        let found = Scan::of(&bytes);
+        let span = |frame: &Range<usize>| (frame.end - frame.start) as u64;
         assert_eq!(
-            scan.damaged,
+            found.damaged,
             vec![
                 DamagedRegion {
                     offset: frames[2].start as u64,
@@ -593,16 +592,16 @@ mod tests {
         );
         let kept: Vec<usize> = [0, 1, 3, 4, 5, 8, 9].into();
         assert_eq!(
-            scan.frames,
+            found.frames,
             kept.iter().map(|&i| frames[i].clone()).collect::<Vec<_>>(),
             "every valid frame, in order"
         );
-        assert_eq!(scan.torn_bytes, 5);
+        assert_eq!(found.torn_bytes, 5);
         assert_eq!(
-            scan.valid_bytes(),
+            found.valid_bytes(),
             kept.iter().map(|&i| span(&frames[i])).sum::<u64>()
         );
-        assert_eq!(scan.len, bytes.len() as u64);
+        assert_eq!(found.len, bytes.len() as u64);
     }
 
     /// Salvage copies the damaged file aside byte for byte, then keeps every valid frame in
