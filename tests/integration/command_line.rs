@@ -22,17 +22,23 @@ fn handler(args: &[&str]) -> Command {
 
 #[tokio::test]
 async fn help_exits_0_and_unknown_arguments_exit_2_without_starting_a_server() {
-    let cases: [(&[&str], i32, &str); 10] = [
+    let cases: [(&[&str], i32, &str); 12] = [
         (&["--help"], 0, "help lists the subcommands"),
         (&["serve", "--help"], 0, "help for the default command"),
         (&["redrive", "--help"], 0, "help for redrive"),
         (&["store", "--help"], 0, "help for the store commands"),
         (&["store", "check", "--help"], 0, "help for store check"),
+        (&["audit", "verify", "--help"], 0, "help for audit verify"),
         (&["bogus"], 2, "an unknown subcommand"),
         (&["--bogus"], 2, "an unknown flag"),
         (&["serve", "--port", "1"], 2, "an unknown flag of serve"),
         (&["redrive", "--mark"], 2, "a misspelt flag of redrive"),
         (&["store"], 2, "store without its subcommand"),
+        (
+            &["audit", "verify", "--all"],
+            2,
+            "an unknown flag of audit verify",
+        ),
     ];
     for (args, code, proves) in cases {
         // A server would never end on its own: run_to_end fails the test if it is still running.
@@ -57,7 +63,7 @@ async fn help_exits_0_and_unknown_arguments_exit_2_without_starting_a_server() {
     }
     let help = run_to_end(&mut handler(&["--help"]), Duration::from_secs(20)).await;
     let help = help.stdout.join("\n");
-    for subcommand in ["serve", "redrive", "store"] {
+    for subcommand in ["serve", "redrive", "store", "audit"] {
         assert!(
             help.contains(subcommand),
             "--help lists {subcommand}: {help}"
