@@ -9,8 +9,10 @@
 //! to redb in the background, without `fdatasync` (`Durability::None`: the journal has them) except
 //! once per [`DURABLE_EVERY_BYTES`] and before the journal is emptied. On open, the journal is
 //! replayed into redb (a torn tail, from a write that was never acknowledged, is cut) and
-//! emptied. Reads: the pending map, then redb's MVCC read transactions; they never wait for the
-//! writer.
+//! emptied. A journal with valid entries after a bad one is damage, not a torn tail: the open
+//! fails with [`StoreError::Corrupt`] naming the offset, the file is left as found, and the
+//! operator runs `handler store check` / `handler store salvage` (`crate::commands::store`).
+//! Reads: the pending map, then redb's MVCC read transactions; they never wait for the writer.
 //!
 //! Bounds: the queue holds [`QUEUE_CAPACITY`] writes (beyond it: `Unavailable`, 503 +
 //! Retry-After); the pending map holds [`MAX_PENDING_BYTES`] (beyond it the writer waits for the
@@ -18,7 +20,7 @@
 //! from then on writes fail fast and [`RecordStore::health`] reports it.
 //! See docs/adr/0002-embedded-store.md and docs/adr/0006-durable-write-path.md.
 
-mod journal;
+pub(crate) mod journal;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,7 +33,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
-use self::journal::{Journal, Put, Table};
+use self::journal::{Journal, OpenError, Put, Table};
 use super::embedded_site_index::{self as site_index, IndexKey};
 use super::{Inserted, RecordStore, Replaced, StoreError, StoreHealth};
 use crate::domain::audit::{AuditCursor, AuditQuery, GENESIS_HASH, event_time};
@@ -47,6 +49,12 @@ const AUDIT_BY_RECORD: TableDefinition<(u128, u128), ()> = TableDefinition::new(
 
 /// The name of the embedded store's one audit chain.
 pub const CHAIN: &str = "embedded";
+
+/// The redb file in the data folder; whoever has it open holds the store (redb locks it).
+pub const DATABASE_FILE: &str = "mediflow.redb";
+
+/// The journal in the data folder.
+pub const JOURNAL_FILE: &str = "mediflow.journal";
 
 /// redb's page cache. Its default (1 GiB) would outgrow a pod's memory limit as data grows; reads
 /// beyond the cache go to the OS page cache, which the kernel can reclaim.
@@ -368,7 +376,7 @@ impl EmbeddedStore {
         })?;
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create(dir.join("mediflow.redb"))
+            .create(dir.join(DATABASE_FILE))
             .map_err(|e| StoreError::unavailable(format!("cannot open the embedded store: {e}")))?;
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(RECORDS).map_err(unavailable)?;
@@ -380,8 +388,13 @@ impl EmbeddedStore {
 
         let journal_error =
             |e: std::io::Error| StoreError::unavailable(format!("cannot replay the journal: {e}"));
+        // Damage is not a passing failure: it is reported as corruption (never retried) and the
+        // journal is left as found, for `handler store check` and `handler store salvage`.
         let (mut journal, replay) =
-            Journal::open(&dir.join("mediflow.journal")).map_err(journal_error)?;
+            Journal::open(&dir.join(JOURNAL_FILE)).map_err(|e| match e {
+                OpenError::Io(e) => journal_error(e),
+                OpenError::Damaged(damage) => StoreError::Corrupt(damage.to_string()),
+            })?;
         if replay.torn_bytes > 0 {
             tracing::warn!(
                 torn_bytes = replay.torn_bytes,
