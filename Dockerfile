@@ -102,7 +102,6 @@ FROM handler-${HANDLER_SOURCE} AS handler
 FROM ${STANDALONE_BASE} AS standalone
 ENV MEDIFLOW_ADDR=0.0.0.0:8080 \
     MEDIFLOW_METRICS_ADDR=0.0.0.0:9090 \
-    MEDIFLOW_DATA_DIR=/tmp/mediflow-data \
     LOG_FORMAT=json
 COPY --from=handler --chmod=0755 /out/handler /handler
 USER 65532:65532

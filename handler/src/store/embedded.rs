@@ -545,13 +545,15 @@ fn first_at_or_after(
     let (mut low, mut high) = (1_u128, last.value() + 1);
     while low < high {
         let middle = low + (high - low) / 2;
-        let bytes = audit
-            .get(middle)
-            .map_err(unavailable)?
-            .ok_or_else(|| StoreError::Corrupt(format!("audit event {middle} is missing")))?;
+        // The first event at or after `middle` (a salvaged journal can leave a seq missing).
+        let Some(entry) = audit.range(middle..high).map_err(unavailable)?.next() else {
+            high = middle;
+            continue;
+        };
+        let (key, bytes) = entry.map_err(unavailable)?;
         let event: AuditEvent = decode(bytes.value())?;
         if event.time.as_str() < from {
-            low = middle + 1;
+            low = key.value() + 1;
         } else {
             high = middle;
         }
