@@ -447,3 +447,47 @@ async fn read_events_are_written_within_a_second_and_counted() {
         .count();
     assert_eq!(reads, 5, "one event per GET");
 }
+
+#[tokio::test]
+async fn every_response_with_record_data_says_no_store() {
+    let app = App::standalone().await;
+    let client = reqwest::Client::new();
+    let created = client
+        .post(app.url("/records"))
+        .json(&valid_record())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(
+        created.headers()["cache-control"],
+        "no-store",
+        "POST /records"
+    );
+    let record: Value = created.json().await.expect("record");
+    let batch_id = uuid::Uuid::new_v4().to_string();
+    let submitted = client
+        .post(app.url("/batches"))
+        .json(&json!({"batch_id": batch_id, "records": [valid_record()]}))
+        .send()
+        .await
+        .expect("POST batch");
+    assert_eq!(
+        submitted.headers()["cache-control"],
+        "no-store",
+        "POST /batches"
+    );
+    let site = record["site_id"].as_str().expect("site");
+    let id = record["id"].as_str().expect("id");
+    for path in [
+        format!("/records/{id}"),
+        format!("/records?site_id={site}"),
+        format!("/batches/{batch_id}"),
+        format!("/records/{id}/history"),
+        "/audit".to_owned(),
+    ] {
+        let response = client.get(app.url(&path)).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+    }
+}
