@@ -1,4 +1,4 @@
-# syntax=docker/dockerfile:1.7
+# syntax=docker/dockerfile:1.7@sha256:a57df69d0ea827fb7266491f2813635de6f17269be881f696fbfdf2d83dda33e
 #
 # MediFlow images. One Dockerfile, two final targets (docs/adr/0004-containers-and-keda.md):
 #
@@ -17,14 +17,21 @@
 #
 # HANDLER_SOURCE=prebuilt skips compilation and takes prebuilt/<os>-<arch>/handler from the build
 # context instead; .ci/checks/images.sh uses it to build the final stages offline.
+#
+# Every base image is pinned by digest (name:tag@sha256:...): the tag says what it is, the digest
+# is what is pulled, so a moved tag cannot change a build. .ci/checks/image_pins.py refuses a FROM
+# without a digest (the one open exception is listed, with its reason, in
+# .ci/checks/image-pins-pending.txt); the pipeline's Test stage resolves every pinned digest
+# (infra/scripts/verify-image-pins.sh). To move to a newer base: look up the tag's current index
+# digest (`docker buildx imagetools inspect <name:tag>`), replace the digest here, open a PR.
 
-ARG RUST_VERSION=1.95
-ARG STANDALONE_BASE=gcr.io/distroless/cc-debian12:nonroot
+ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1
+ARG STANDALONE_BASE=gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f
 ARG FUNCTIONS_BASE=mcr.microsoft.com/azure-functions/dotnet:4
 ARG HANDLER_SOURCE=build
 
 # ---------------------------------------------------------------------------------------------
-FROM --platform=$BUILDPLATFORM rust:${RUST_VERSION}-bookworm AS handler-build
+FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS handler-build
 ARG TARGETARCH
 ARG BUILDARCH
 WORKDIR /src
@@ -95,7 +102,6 @@ FROM handler-${HANDLER_SOURCE} AS handler
 FROM ${STANDALONE_BASE} AS standalone
 ENV MEDIFLOW_ADDR=0.0.0.0:8080 \
     MEDIFLOW_METRICS_ADDR=0.0.0.0:9090 \
-    MEDIFLOW_DATA_DIR=/tmp/mediflow-data \
     LOG_FORMAT=json
 COPY --from=handler --chmod=0755 /out/handler /handler
 USER 65532:65532

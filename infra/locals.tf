@@ -3,18 +3,21 @@
 locals {
   # --- Operations contract: change here and in docs/operations-contract.md together. ---
   contract = {
-    namespace           = "mediflow"
-    service_account     = "mediflow"
-    keda_namespace      = "kube-system"
-    keda_sa             = "keda-operator"
-    cosmos_database     = "mediflow"
-    cosmos_container    = "records"
-    cosmos_partition    = "/id"
-    queue_name          = "mediflow-batches"
-    poison_queue_name   = "mediflow-batches-poison"
-    api_keys_secret     = "mediflow-api-keys"
-    image_repository    = "mediflow"
-    functions_image_rep = "mediflow-functions"
+    namespace        = "mediflow"
+    service_account  = "mediflow"
+    keda_namespace   = "kube-system"
+    keda_sa          = "keda-operator"
+    cosmos_database  = "mediflow"
+    cosmos_container = "records"
+    cosmos_partition = "/id"
+    # The audit trail (COSMOS_AUDIT_CONTAINER): one hash chain per partition.
+    cosmos_audit_container = "audit"
+    cosmos_audit_partition = "/chain"
+    queue_name             = "mediflow-batches"
+    poison_queue_name      = "mediflow-batches-poison"
+    api_keys_secret        = "mediflow-api-keys"
+    image_repository       = "mediflow"
+    functions_image_rep    = "mediflow-functions"
   }
 
   # The federated subjects must match the ServiceAccounts in keda/ exactly.
@@ -23,6 +26,8 @@ locals {
 
   # Indexing policy of the records container: the JSON file is the single source.
   cosmos_indexing_policy = jsondecode(file("${path.module}/policies/cosmos-indexing-policy.json"))
+  # Indexing policy of the audit container (queries on time, client, record_ids and seq).
+  cosmos_audit_indexing_policy = jsondecode(file("${path.module}/policies/cosmos-audit-indexing-policy.json"))
 
   # Globally unique names get a short, stable suffix derived from subscription and environment,
   # so no one has to pick (or remember) one.
@@ -41,10 +46,12 @@ locals {
     app_identity   = "id-${local.base}-app"
     keda_identity  = "id-${local.base}-keda"
     acr            = "cr${local.workload}${var.environment}${local.suffix}"
+    keda_role      = "MediFlow KEDA queue length reader (${var.environment})"
     key_vault      = "kv-${local.base}-${local.suffix}"
     tls_key_vault  = "kvtls-mf-${var.environment}-${local.suffix}"
     cosmos         = "cosmos-${local.base}-${local.suffix}"
     storage        = "st${local.workload}${var.environment}${local.suffix}"
+    audit_storage  = "staudit${var.environment}${local.suffix}"
     log_analytics  = "log-${local.base}"
     ci_dcr         = "dcr-${local.base}-container-insights"
     queue_pe       = "pe-${local.base}-queue"

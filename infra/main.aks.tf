@@ -9,7 +9,7 @@ data "azurerm_kubernetes_service_versions" "available" {
 }
 
 resource "azurerm_kubernetes_cluster" "this" {
-  #checkov:skip=CKV_AZURE_6:The API server must be reachable from Microsoft-hosted pipeline agents, which have no fixed IP ranges; access needs Entra ID (local accounts are disabled).
+  #checkov:skip=CKV_AZURE_6:Authorized IP ranges are var.aks_api_authorized_ip_ranges (validated); empty keeps the API server reachable from Microsoft-hosted agents, which have no fixed ranges; access always needs Entra ID (local accounts are disabled).
   #checkov:skip=CKV_AZURE_115:Private cluster would need self-hosted agents inside the VNet to deploy; the public API server is Entra-ID-only.
   #checkov:skip=CKV_AZURE_117:Disk encryption with customer-managed keys needs a Disk Encryption Set and key lifecycle; platform-managed keys are accepted for this workload.
   #checkov:skip=CKV_AZURE_171:The Kubernetes patch version is pinned by var.kubernetes_version and upgraded through a reviewed change; an auto-upgrade channel would drift from it. Node OS images are patched by node_os_upgrade_channel.
@@ -54,6 +54,15 @@ resource "azurerm_kubernetes_cluster" "this" {
   web_app_routing {
     dns_zone_ids             = var.ingress.dns_zone_id == null ? [] : [var.ingress.dns_zone_id]
     default_nginx_controller = var.ingress.load_balancer
+  }
+
+  # Who may reach the API server at all (before Entra ID): var.aks_api_authorized_ip_ranges;
+  # empty = any address.
+  dynamic "api_server_access_profile" {
+    for_each = length(var.aks_api_authorized_ip_ranges) > 0 ? [var.aks_api_authorized_ip_ranges] : []
+    content {
+      authorized_ip_ranges = api_server_access_profile.value
+    }
   }
 
   azure_policy_enabled = true

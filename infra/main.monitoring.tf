@@ -23,6 +23,8 @@ locals {
     queues    = { id = "${azurerm_storage_account.this.id}/queueServices/default", category_group = "audit" }
     aks       = { id = azurerm_kubernetes_cluster.this.id, category_group = "audit" }
     acr       = { id = azurerm_container_registry.this.id, category_group = "audit" }
+    # Who read or wrote the immutable audit exports (main.audit.tf).
+    audit_exports = { id = "${azurerm_storage_account.audit.id}/blobServices/default", category_group = "audit" }
   }
   # The blob service holds state only in functions-host mode (main.storage.tf).
   blob_diagnostic_targets = var.overlay == "functions-host" ? {

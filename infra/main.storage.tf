@@ -133,11 +133,31 @@ locals {
   functions_host_containers = ["azure-webjobs-hosts", "azure-webjobs-secrets"]
 }
 
-# KEDA only reads the length of the batch queue.
-resource "azurerm_role_assignment" "keda_queue_reader" {
-  scope                = azurerm_storage_queue.this[local.contract.queue_name].id
-  role_definition_name = "Storage Queue Data Reader"
-  principal_id         = azurerm_user_assigned_identity.keda.principal_id
-  principal_type       = "ServicePrincipal"
-  description          = "KEDA azure-queue scaler reads the queue length."
+# KEDA only reads the length of the batch queue, and must not be able to read its messages
+# (patient data). What KEDA's azure-queue scaler calls, read in kedacore/keda at 8b4f083c (the
+# revision of the CRDs in ../shared/schemas), pkg/scalers/azure_queue_scaler.go, getMessageCount:
+# with queueLengthStrategy "all" (keda/base/scaledobject.yaml) it calls only
+# QueueClient.GetProperties, the Get Queue Metadata operation (GET ?comp=metadata), and reads
+# ApproximateMessagesCount; PeekMessages is called only for "visibleonly". So the role holds the
+# queue metadata read and nothing under messages/ (the built-in "Storage Queue Data Reader"
+# includes messages/read, i.e. peek).
+resource "azurerm_role_definition" "keda_queue_length_reader" {
+  name        = local.names.keda_role
+  scope       = azurerm_storage_account.this.id
+  description = "Reads a queue's properties (approximate message count) for KEDA's azure-queue scaler; no access to messages."
+
+  permissions {
+    actions      = ["Microsoft.Storage/storageAccounts/queueServices/queues/read"]
+    data_actions = ["Microsoft.Storage/storageAccounts/queueServices/queues/metadata/read"]
+  }
+
+  assignable_scopes = [azurerm_storage_account.this.id]
+}
+
+resource "azurerm_role_assignment" "keda_queue_length_reader" {
+  scope              = azurerm_storage_queue.this[local.contract.queue_name].id
+  role_definition_id = azurerm_role_definition.keda_queue_length_reader.role_definition_resource_id
+  principal_id       = azurerm_user_assigned_identity.keda.principal_id
+  principal_type     = "ServicePrincipal"
+  description        = "KEDA azure-queue scaler reads the queue length (Get Queue Metadata), never messages."
 }

@@ -52,8 +52,23 @@ output "key_vault_name" {
 }
 
 output "api_keys_secret_name" {
-  description = "Key Vault secret with one API key per line. Example: mediflow-api-keys"
+  description = "Key Vault secret with the service's key table (JSON, digests only), mounted as MEDIFLOW_API_KEYS_FILE. Example: mediflow-api-keys"
   value       = azurerm_key_vault_secret.api_keys.name
+}
+
+output "client_secret_names" {
+  description = "Client id => Key Vault secret holding that client's key (line 1 current). Example: { \"site001-uploader\" = \"mediflow-client-site001-uploader\" }"
+  value       = { for id, secret in azurerm_key_vault_secret.client : id => secret.name }
+}
+
+output "cosmos_audit_container" {
+  description = "Cosmos DB container of the audit trail, COSMOS_AUDIT_CONTAINER. Example: audit"
+  value       = azurerm_cosmosdb_sql_container.audit.name
+}
+
+output "audit_export_storage_account_name" {
+  description = "Storage account of the immutable audit exports (container audit-exports). Example: stauditprod1a2b3c"
+  value       = azurerm_storage_account.audit.name
 }
 
 output "overlay" {
@@ -123,16 +138,19 @@ output "log_analytics_workspace_id" {
 output "kubernetes_settings" {
   description = "KEY => value for keda/settings/settings.env (all keys except IMAGE and PROMETHEUS_SERVER_ADDRESS)."
   value = {
-    APP_CLIENT_ID        = azurerm_user_assigned_identity.app.client_id
-    KEDA_CLIENT_ID       = azurerm_user_assigned_identity.keda.client_id
-    TENANT_ID            = data.azurerm_client_config.current.tenant_id
-    KEY_VAULT_NAME       = azurerm_key_vault.this["api_keys"].name
-    STORAGE_ACCOUNT_NAME = azurerm_storage_account.this.name
-    QUEUE_SERVICE_URI    = trimsuffix(azurerm_storage_account.this.primary_queue_endpoint, "/")
-    COSMOS_ENDPOINT      = azurerm_cosmosdb_account.this.endpoint
-    COSMOS_DATABASE      = azurerm_cosmosdb_sql_database.this.name
-    COSMOS_CONTAINER     = azurerm_cosmosdb_sql_container.records.name
-    INGRESS_HOST         = var.ingress.host
-    TLS_CERT_URI         = local.tls_certificate_uri
+    APP_CLIENT_ID          = azurerm_user_assigned_identity.app.client_id
+    KEDA_CLIENT_ID         = azurerm_user_assigned_identity.keda.client_id
+    TENANT_ID              = data.azurerm_client_config.current.tenant_id
+    KEY_VAULT_NAME         = azurerm_key_vault.this["api_keys"].name
+    STORAGE_ACCOUNT_NAME   = azurerm_storage_account.this.name
+    QUEUE_SERVICE_URI      = trimsuffix(azurerm_storage_account.this.primary_queue_endpoint, "/")
+    COSMOS_ENDPOINT        = azurerm_cosmosdb_account.this.endpoint
+    COSMOS_DATABASE        = azurerm_cosmosdb_sql_database.this.name
+    COSMOS_CONTAINER       = azurerm_cosmosdb_sql_container.records.name
+    COSMOS_AUDIT_CONTAINER = azurerm_cosmosdb_sql_container.audit.name
+    INGRESS_HOST           = var.ingress.host
+    # Empty list = open: NGINX then gets the all-addresses range.
+    INGRESS_SOURCE_RANGES = length(var.ingress.allowed_source_ranges) == 0 ? "0.0.0.0/0" : join(",", var.ingress.allowed_source_ranges)
+    TLS_CERT_URI          = local.tls_certificate_uri
   }
 }

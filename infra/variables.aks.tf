@@ -143,3 +143,20 @@ variable "aks_admin_principal_ids" {
     error_message = "aks_admin_principal_ids must be object ids (GUIDs)."
   }
 }
+
+variable "aks_api_authorized_ip_ranges" {
+  type        = list(string)
+  description = <<-EOT
+    Public IPv4 ranges (CIDR) allowed to reach the AKS API server; everything else is refused
+    before authentication. Empty = open to the internet (Entra ID still required). Set it to the
+    administrators' and self-hosted agents' ranges: Microsoft-hosted agents have no fixed range,
+    so with a non-empty list the Deploy stage needs a self-hosted agent (docs/deploy-to-azure.md).
+    Example: ["203.0.113.0/28"]
+  EOT
+  default     = []
+
+  validation {
+    condition     = alltrue([for r in var.aks_api_authorized_ip_ranges : can(cidrhost(r, 0)) && can(regex("^[0-9.]+/[0-9]+$", r)) && !startswith(r, "0.0.0.0/")])
+    error_message = "aks_api_authorized_ip_ranges must be IPv4 CIDRs such as \"203.0.113.0/28\" (not 0.0.0.0/x)."
+  }
+}

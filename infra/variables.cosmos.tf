@@ -40,3 +40,17 @@ variable "cosmos_zone_redundant" {
     error_message = "cosmos_zone_redundant must be true or false."
   }
 }
+
+variable "cosmos_audit_max_throughput" {
+  type        = number
+  description = <<-EOT
+    Autoscale maximum RU/s of the `audit` container (one small item per request and event).
+    Example: 1000
+  EOT
+  default     = 1000
+
+  validation {
+    condition     = var.cosmos_audit_max_throughput >= 1000 && var.cosmos_audit_max_throughput % 1000 == 0
+    error_message = "cosmos_audit_max_throughput must be a multiple of 1000 and at least 1000."
+  }
+}

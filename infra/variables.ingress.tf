@@ -5,6 +5,7 @@ variable "ingress" {
     dns_zone_id             = optional(string)
     load_balancer           = optional(string, "External")
     certificate_officer_ids = optional(list(string), [])
+    allowed_source_ranges   = optional(list(string), [])
   })
   description = <<-EOT
     Public HTTPS endpoint of the HTTP functions (AKS application routing add-on, managed NGINX).
@@ -15,6 +16,9 @@ variable "ingress" {
       record); null = you point host at the ingress IP yourself.
     - load_balancer: "External" (public IP) or "Internal" (VNet-only IP, behind your own gateway).
     - certificate_officer_ids: object ids of the users/groups who import and renew the certificate.
+    - allowed_source_ranges: client IPv4/IPv6 CIDRs the ingress accepts (NGINX answers 403 to any
+      other address); empty = open to every address. Wired to the Ingress annotation
+      nginx.ingress.kubernetes.io/whitelist-source-range (settings INGRESS_SOURCE_RANGES).
     Example: { host = "mediflow.example.org", dns_zone_id = "/subscriptions/…/dnszones/example.org" }
   EOT
 
@@ -41,5 +45,10 @@ variable "ingress" {
   validation {
     condition     = alltrue([for id in var.ingress.certificate_officer_ids : can(regex("^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$", id))])
     error_message = "ingress.certificate_officer_ids must be object ids (GUIDs)."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.ingress.allowed_source_ranges : can(cidrhost(r, 0)) && can(regex("/[0-9]+$", r)) && !contains(["0.0.0.0/0", "::/0"], r)])
+    error_message = "ingress.allowed_source_ranges must be CIDRs such as \"203.0.113.0/28\"; leave the list empty (not 0.0.0.0/0) for an open endpoint."
   }
 }

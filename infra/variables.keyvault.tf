@@ -1,21 +1,3 @@
-variable "api_key_version" {
-  type        = number
-  description = <<-EOT
-    Version of the generated API key. Terraform writes a new random key to the Key Vault secret
-    `mediflow-api-keys` only when this number changes (write-only argument: the key is never in
-    the state or a plan). Bump it to rotate: the file becomes "<new key>\n<previous key>\n", so
-    both work until the next rotation (the overlap); the CSI driver remounts the file within
-    secrets_rotation_interval and the service re-reads it. Procedure: docs/deploy-to-azure.md.
-    Example: 1
-  EOT
-  default     = 1
-
-  validation {
-    condition     = var.api_key_version >= 1 && floor(var.api_key_version) == var.api_key_version
-    error_message = "api_key_version must be a whole number >= 1."
-  }
-}
-
 variable "api_key_length" {
   type        = number
   description = <<-EOT
@@ -59,22 +41,6 @@ variable "secrets_rotation_interval" {
   }
 }
 
-variable "api_key_keep_previous" {
-  type        = bool
-  description = <<-EOT
-    On a rotation (api_key_version raised), keep the key that was current until now as the second
-    line of the file, valid until the next rotation. Set false together with a version bump only
-    to revoke a leaked key at once (every client must then switch immediately).
-    Example: true
-  EOT
-  default     = true
-
-  validation {
-    condition     = var.api_key_keep_previous != null
-    error_message = "api_key_keep_previous must be true or false."
-  }
-}
-
 variable "key_vault_allowed_ip_ranges" {
   type        = list(string)
   description = <<-EOT
@@ -108,18 +74,92 @@ variable "pipeline_agent_ip_ranges" {
   }
 }
 
-variable "api_key_reader_ids" {
+
+variable "clients" {
+  type = map(object({
+    roles             = list(string)
+    sites             = list(string)
+    key_version       = optional(number, 1)
+    keep_previous_key = optional(bool, true)
+  }))
+  description = <<-EOT
+    The API clients, by client id. Each gets its own generated key (Key Vault secret
+    mediflow-client-<id>, "." and "_" written as "-", handed out by client_key_reader_ids), and one
+    line in the service's key table (secret mediflow-api-keys, mounted as MEDIFLOW_API_KEYS_FILE),
+    which holds only the SHA-256 of each key, never a key.
+    - roles: what the client may do, any of "submit", "read", "review", "audit".
+    - sites: the sites it may act for, upper-case letters and digits (3-20), or ["*"] for all.
+    - key_version: raise by one to rotate this client's key. The secret becomes
+      "<new key>\n<previous key>\n" and both digests are in the table until the next rotation
+      (the overlap), so the client can switch at any time before then. New clients start at 1.
+    - keep_previous_key: false together with a key_version bump revokes the old key at once
+      (a leaked key); the client must switch immediately.
+    Example: { "site001-uploader" = { roles = ["submit"], sites = ["SITE001"] }, "monitor-eu" = { roles = ["read", "review"], sites = ["*"] } }
+  EOT
+  default     = {}
+
+  validation {
+    condition     = alltrue([for id in keys(var.clients) : can(regex("^[A-Za-z0-9._-]{1,64}$", id))])
+    error_message = "clients: every client id must be 1-64 characters from A-Z a-z 0-9 . _ -."
+  }
+
+  validation {
+    # Key Vault secret names are case-insensitive and allow only letters, digits and dashes.
+    condition     = length(distinct([for id in keys(var.clients) : lower(replace(replace(id, ".", "-"), "_", "-"))])) == length(var.clients)
+    error_message = "clients: two client ids map to the same Key Vault secret name (ids differing only in case or in . _ - collide)."
+  }
+
+  validation {
+    condition = alltrue([for c in values(var.clients) :
+    length(c.roles) > 0 && length(distinct(c.roles)) == length(c.roles) && alltrue([for r in c.roles : contains(["submit", "read", "review", "audit"], r)])])
+    error_message = "clients: roles must be a non-empty list without repeats, from \"submit\", \"read\", \"review\", \"audit\"."
+  }
+
+  validation {
+    condition = alltrue([for c in values(var.clients) :
+      length(c.sites) > 0 && length(distinct(c.sites)) == length(c.sites)
+      && ((length(c.sites) == 1 && contains(c.sites, "*")) || alltrue([for s in c.sites : can(regex("^[A-Z0-9]{3,20}$", s))]))
+    ])
+    error_message = "clients: sites must be [\"*\"] or a non-empty list of upper-case site ids (A-Z, 0-9, 3-20 characters) without repeats."
+  }
+
+  validation {
+    condition     = alltrue([for c in values(var.clients) : c.key_version >= 1 && floor(c.key_version) == c.key_version && c.keep_previous_key != null])
+    error_message = "clients: key_version must be a whole number >= 1 and keep_previous_key true or false."
+  }
+}
+
+variable "client_key_reader_ids" {
   type        = list(string)
   description = <<-EOT
-    Object ids of the Entra users or groups who hand the API key to clients: they get "Key Vault
-    Secrets User" on the secret mediflow-api-keys only (and reach it from
-    key_vault_allowed_ip_ranges). Line 1 of the secret is the current key.
+    Object ids of the Entra users or groups who hand the keys to the clients: they get "Key Vault
+    Secrets User" on the mediflow-client-<id> secrets only (never on the key table, which the
+    service alone reads), and reach them from key_vault_allowed_ip_ranges. Line 1 of a client's
+    secret is its current key.
     Example: ["00000000-0000-0000-0000-000000000000"]
   EOT
   default     = []
 
   validation {
-    condition     = alltrue([for id in var.api_key_reader_ids : can(regex("^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$", id))])
-    error_message = "api_key_reader_ids must be object ids (GUIDs)."
+    condition     = alltrue([for id in var.client_key_reader_ids : can(regex("^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$", id))])
+    error_message = "client_key_reader_ids must be object ids (GUIDs)."
+  }
+}
+
+variable "read_only_plan" {
+  type        = bool
+  description = <<-EOT
+    Set by the pipeline only, for plans of branches and pull requests, which run with the
+    read-only service connection (Reader + state blob reader, no Key Vault data access): Terraform
+    then reads nothing from Key Vault (the keys that a rotation keeps, the key table's digests) and
+    the plan is run with -refresh=false -lock=false. Such a plan shows what a change would do to
+    the resources; it is never applied (that identity could not). Leave false everywhere else.
+    Example: false
+  EOT
+  default     = false
+
+  validation {
+    condition     = var.read_only_plan != null
+    error_message = "read_only_plan must be true or false."
   }
 }

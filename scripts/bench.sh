@@ -4,7 +4,8 @@
 #                                    target/bench/results.md
 #   scripts/bench.sh --smoke         dev build, a few seconds of load: proves the pipeline and the
 #                                    output work; judges no figure (what CI runs)
-# Extra arguments go to `loadgen bench` (e.g. --connections 64 --duration-ms 20000 --no-pin).
+# Extra arguments go to `loadgen bench` (e.g. --connections 64 --duration-ms 20000 --no-pin, or
+# --handler PATH to measure another build of the service against the floors of its own run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target/bench

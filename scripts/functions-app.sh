@@ -17,7 +17,8 @@ cat > "$app/local.settings.json" <<'JSON'
   "Values": {
     "FUNCTIONS_WORKER_RUNTIME": "custom",
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-    "MEDIFLOW_QUEUE": "UseDevelopmentStorage=true"
+    "MEDIFLOW_QUEUE": "UseDevelopmentStorage=true",
+    "MEDIFLOW_DATA_DIR": "mediflow-data"
   }
 }
 JSON

@@ -58,8 +58,13 @@ trap cleanup EXIT
 storage=(--root "$work/storage" --runroot "$work/run" --storage-driver vfs)
 bah() { buildah "${storage[@]}" "$@"; }
 # BUILDARCH is only read by the compile stage, which HANDLER_SOURCE=prebuilt skips.
-build() { bah bud --quiet --isolation chroot --pull=never --layers=false --build-arg BUILDARCH=amd64 "$@" >/dev/null; }
+# The Dockerfile pins its bases by digest; the stand-ins below are passed in their place.
+build() {
+  bah bud --quiet --isolation chroot --pull=never --layers=false --build-arg BUILDARCH=amd64 \
+    --build-arg STANDALONE_BASE="$STANDALONE_BASE" --build-arg FUNCTIONS_BASE="$FUNCTIONS_BASE" "$@" >/dev/null
+}
 
+# Stand-ins carry the tag only (no registry, no digest offline); the builds pass them by build-arg.
 readonly STANDALONE_BASE=gcr.io/distroless/cc-debian12:nonroot
 readonly FUNCTIONS_BASE=mcr.microsoft.com/azure-functions/dotnet:4
 readonly FUNCTIONS_BASE_CMD='["/azure-functions-host/Microsoft.Azure.WebJobs.Script.WebHost"]'

@@ -9,6 +9,9 @@
 #   3. checkov                security policies; every skip is justified in place
 #   4. pipeline schema        azure-pipelines.yml against check-jsonschema's vendor.azure-pipelines;
 #                             infra/scripts/*.sh parse and the ones the pipeline names exist
+#   5. security wiring        security_wiring.py (pipeline privileges, least privilege, key table,
+#                             audit trail, supply chain) and image_pins.py (every image by digest),
+#                             plus proof that both refuse the old wiring (fixtures/old-wiring)
 #
 # Tools: Python packages pinned in .ci/checks/requirements-infra*.txt, installed into .tools/
 # venvs on first use. Provider schemas: ../shared/schemas/terraform beside the checkout
@@ -238,9 +241,41 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+step "5. security wiring (security_wiring.py, image_pins.py)"
+if "$venv/bin/python" "$checks/security_wiring.py" . && "$venv/bin/python" "$checks/image_pins.py" .; then
+  pass "security wiring: issue 22/23 wiring in place, every image pinned (pending ones listed above)"
+else
+  fail "security wiring: findings above"
+fi
+fixture="$checks/fixtures/old-wiring"
+set +e
+rejected="$("$venv/bin/python" "$checks/security_wiring.py" "$fixture"; echo "rc=$?";
+  "$venv/bin/python" "$checks/image_pins.py" --pending /dev/null "$fixture"; echo "rc=$?")"
+set -e
+missing=0
+while IFS= read -r expected; do
+  [ -z "$expected" ] && continue
+  grep -qF -- "$expected" <<<"$rejected" || { echo "expected finding not reported: $expected"; missing=$((missing + 1)); }
+done <"$fixture/expected-findings.txt"
+# The bundle range check can fail too: an open-ended range must be refused.
+bundle_dir="$(mktemp -d)"
+cp -R "$fixture/." "$bundle_dir/"
+sed -i 's/"\[4\.\*, 5\.0\.0)"/"[4.*, )"/' "$bundle_dir/host.json"
+set +e
+bundle="$("$venv/bin/python" "$checks/security_wiring.py" "$bundle_dir")"
+set -e
+rm -rf "$bundle_dir"
+if [ "$(grep -c '^rc=1$' <<<"$rejected")" -eq 2 ] && [ "$missing" -eq 0 ] && grep -q '^ERROR I5:' <<<"$bundle"; then
+  pass "security wiring refuses the old wiring ($(grep -c '^ERROR' <<<"$rejected") findings, all $(grep -c . "$fixture/expected-findings.txt") expected ones present) and an open-ended bundle range"
+else
+  printf '%s\n' "$rejected" "$bundle"
+  fail "security wiring: the old wiring was not refused as expected ($missing expected findings missing)"
+fi
+
+# ---------------------------------------------------------------------------------------------
 step "summary ($((SECONDS - started)) s)"
 if [ "${#failures[@]}" -gt 0 ]; then
   printf 'FAILED: %s\n' "${failures[@]}"
   exit 1
 fi
-echo "infra checks: 6 passed, 0 failed"
+echo "infra checks: 8 passed, 0 failed"

@@ -81,7 +81,7 @@ def cmd_dashboard_rules(source: Path, out: Path) -> int:
 def exported_series(metrics_rs: Path) -> set[str]:
     code = metrics_rs.read_text(encoding="utf-8")
     prefix = re.search(r'Registry::with_prefix\("([a-z_]+)"\)', code)
-    field_types = dict(re.findall(r"pub\s+([a-z_]+)\s*:\s*Family<\s*\w+\s*,\s*(Counter|Histogram|Gauge)", code))
+    field_types = dict(re.findall(r"pub\s+([a-z_]+)\s*:\s*(?:Family<\s*\w+\s*,\s*)?(Counter|Histogram|Gauge)\b", code))
     series = set()
     for name, field in re.findall(r'register\(\s*"([a-z_]+)"\s*,\s*"[^"]*"\s*,\s*([a-z_]+)\.clone\(\)', code):
         full = f"{prefix.group(1)}_{name}" if prefix else name

@@ -77,6 +77,20 @@ SUPPLEMENTARY_SCHEMAS: dict[str, dict] = {
     },
     # hashicorp/time >= 0.9: resource "time_sleep".
     "resource_schemas": {
+        # hashicorp/azurerm >= 3.x: resource "azurerm_storage_container_immutability_policy" (not
+        # among the vendored schema's types); from the provider's documentation.
+        "azurerm_storage_container_immutability_policy": {
+            "block": {
+                "attributes": {
+                    "storage_container_resource_manager_id": {"type": "string", "required": True},
+                    "immutability_period_in_days": {"type": "number", "required": True},
+                    "locked": {"type": "bool", "optional": True},
+                    "protected_append_writes_all_enabled": {"type": "bool", "optional": True},
+                    "protected_append_writes_enabled": {"type": "bool", "optional": True},
+                    "id": {"type": "string", "optional": True, "computed": True},
+                }
+            }
+        },
         "time_sleep": {
             "block": {
                 "attributes": {
@@ -334,7 +348,7 @@ def main(argv: list[str]) -> int:
     for schema_file in files:
         schemas.add(json.loads(schema_file.read_text(encoding="utf-8")), str(schema_file))
     # The supplement only fills gaps: a real provider schema for the same type wins.
-    schemas.add(SUPPLEMENTARY_SCHEMAS, "built-in supplement (random_password, time_sleep, ephemeral azurerm_key_vault_secret)", override=False)
+    schemas.add(SUPPLEMENTARY_SCHEMAS, "built-in supplement (random_password, time_sleep, azurerm_storage_container_immutability_policy, ephemeral azurerm_key_vault_secret)", override=False)
 
     checker = Checker(schemas)
     targets = tf_files(args.paths)

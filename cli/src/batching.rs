@@ -6,7 +6,12 @@
 //! message limit; [`BatchMessage::MAX_RECORDS`] records). Rows are packed greedily in file order,
 //! so the packing depends only on the file's content.
 //!
-//! A batch id is a UUID v5 of the file's SHA-256 and the batch's position. Running the same
+//! Signed queue messages ([`crate::signing`]) carry the batch message as an escaped JSON string
+//! inside an envelope; the limit then applies to the whole envelope ([`Packing::Signed`]), so
+//! such batches are packed tighter.
+//!
+//! A batch id is a UUID v5 of the file's SHA-256 and the batch's position (and, for signed
+//! messages, of the client id: its packing differs, so its ids must too). Running the same
 //! command again after an interruption sends the same batches under the same ids, which the
 //! service answers from what it already stored (records of a batch get ids derived from the batch
 //! id and their index, so nothing is stored twice). A changed file is a new submission.
@@ -18,12 +23,54 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::input::Row;
+use crate::signing::{Signer, escaped_len};
 
 /// Namespace of batch ids made by this tool (fixed; changing the packing rules needs a new one).
 const BATCH_NAMESPACE: Uuid = Uuid::from_u128(0x3b5d_6a0e_52c4_4f7e_9d21_7c4e_0a6f_1c01);
 
 /// `{"batch_id":"<36 characters>","records":[` + `]}`.
 const ENVELOPE_BYTES: usize = r#"{"batch_id":"","records":[]}"#.len() + 36;
+
+/// How a batch message travels, which decides what counts against the size limit.
+#[derive(Debug, Clone, Copy)]
+pub enum Packing<'a> {
+    /// The batch message JSON as is (POST /batches, unsigned queue messages).
+    Plain,
+    /// Inside a signed envelope ([`Signer::envelope`]).
+    Signed(&'a Signer),
+}
+
+impl Packing<'_> {
+    /// Bytes a message takes before any record.
+    fn fixed(self) -> usize {
+        match self {
+            Self::Plain => ENVELOPE_BYTES,
+            Self::Signed(signer) => {
+                let empty = Batch {
+                    id: Uuid::nil(),
+                    rows: 0..0,
+                };
+                signer.overhead() + escaped_len(&empty.body(&[]))
+            }
+        }
+    }
+
+    /// Bytes a record's JSON takes in the message.
+    fn cost(self, json: &str) -> usize {
+        match self {
+            Self::Plain => json.len(),
+            Self::Signed(_) => escaped_len(json),
+        }
+    }
+
+    /// The name a batch id is derived from.
+    fn id_name(self, file_digest: &str, index: usize) -> String {
+        match self {
+            Self::Plain => format!("{file_digest}:{index}"),
+            Self::Signed(signer) => format!("{file_digest}:signed:{}:{index}", signer.client()),
+        }
+    }
+}
 
 /// One batch: its id and which rows it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +104,10 @@ impl Batch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowTooLarge {
     pub line: u64,
+    /// What the row takes in a message (escaped, when messages are signed).
     pub bytes: usize,
+    /// What a message has room for besides its envelope.
+    pub room: usize,
 }
 
 impl std::fmt::Display for RowTooLarge {
@@ -67,7 +117,7 @@ impl std::fmt::Display for RowTooLarge {
             "the row is {} bytes as JSON; a batch message holds at most {} bytes ({} for records)",
             self.bytes,
             BatchMessage::MAX_JSON_BYTES,
-            BatchMessage::MAX_JSON_BYTES - ENVELOPE_BYTES
+            self.room
         )
     }
 }
@@ -83,24 +133,32 @@ pub fn file_digest(bytes: &[u8]) -> String {
         })
 }
 
-/// Packs `rows` into batches, in order.
-pub fn plan(file_digest: &str, rows: &[Row]) -> Result<Vec<Batch>, RowTooLarge> {
+/// Packs `rows` into batches, in order, each message (as it travels: `packing`) within
+/// [`BatchMessage::MAX_JSON_BYTES`].
+pub fn plan(
+    file_digest: &str,
+    rows: &[Row],
+    packing: Packing<'_>,
+) -> Result<Vec<Batch>, RowTooLarge> {
+    let fixed = packing.fixed();
     let mut batches = Vec::new();
     let mut start = 0;
-    let mut size = ENVELOPE_BYTES;
+    let mut size = fixed;
     for (i, row) in rows.iter().enumerate() {
-        let len = row.json.len();
-        if ENVELOPE_BYTES + len > BatchMessage::MAX_JSON_BYTES {
+        let len = packing.cost(&row.json);
+        if fixed + len > BatchMessage::MAX_JSON_BYTES {
             return Err(RowTooLarge {
                 line: row.line,
                 bytes: len,
+                room: BatchMessage::MAX_JSON_BYTES.saturating_sub(fixed),
             });
         }
+        // The comma between records is one byte, escaped or not.
         let added = if i == start { len } else { len + 1 };
         if size + added > BatchMessage::MAX_JSON_BYTES || i - start == BatchMessage::MAX_RECORDS {
             batches.push(start..i);
             start = i;
-            size = ENVELOPE_BYTES + len;
+            size = fixed + len;
         } else {
             size += added;
         }
@@ -114,7 +172,7 @@ pub fn plan(file_digest: &str, rows: &[Row]) -> Result<Vec<Batch>, RowTooLarge> 
         .map(|(index, rows)| Batch {
             id: Uuid::new_v5(
                 &BATCH_NAMESPACE,
-                format!("{file_digest}:{index}").as_bytes(),
+                packing.id_name(file_digest, index).as_bytes(),
             ),
             rows,
         })
@@ -139,7 +197,7 @@ mod tests {
         let rows: Vec<Row> = (0..500_usize)
             .map(|i| row(i as u64 + 2, 400 + i % 97))
             .collect();
-        let batches = plan("abc", &rows).expect("fits");
+        let batches = plan("abc", &rows, Packing::Plain).expect("fits");
         assert!(batches.len() > 1);
         let mut next = 0;
         for (i, batch) in batches.iter().enumerate() {
@@ -172,7 +230,7 @@ mod tests {
                 json: "{}".into(),
             })
             .collect();
-        let sizes: Vec<usize> = plan("abc", &rows)
+        let sizes: Vec<usize> = plan("abc", &rows, Packing::Plain)
             .expect("fits")
             .iter()
             .map(|b| b.rows.len())
@@ -188,13 +246,13 @@ mod tests {
                 json: "{}".into(),
             })
             .collect();
-        let a = plan("file-a", &rows).expect("fits");
+        let a = plan("file-a", &rows, Packing::Plain).expect("fits");
         assert_eq!(
             a,
-            plan("file-a", &rows).expect("fits"),
+            plan("file-a", &rows, Packing::Plain).expect("fits"),
             "same file, same ids"
         );
-        let b = plan("file-b", &rows).expect("fits");
+        let b = plan("file-b", &rows, Packing::Plain).expect("fits");
         assert!(
             a.iter().zip(&b).all(|(x, y)| x.id != y.id),
             "another file, other ids"
@@ -203,9 +261,63 @@ mod tests {
     }
 
     #[test]
+    fn signed_envelopes_fit_the_limit_with_their_overhead_and_escaping() {
+        // Quotes and backslashes double when the message becomes a JSON string.
+        let rows: Vec<Row> = (0..400_usize)
+            .map(|i| Row {
+                line: i as u64 + 2,
+                json:
+                    serde_json::json!({"site_id": "SITE001", "notes": "\"q\\".repeat(40 + i % 61)})
+                        .to_string()
+                        .into_boxed_str(),
+            })
+            .collect();
+        let signer = Signer::new("site001-uploader", "key");
+        let tight = plan("abc", &rows, Packing::Signed(&signer)).expect("fits");
+        let plain = plan("abc", &rows, Packing::Plain).expect("fits");
+        assert!(
+            tight.len() > plain.len(),
+            "signed batches are packed tighter"
+        );
+        let mut next = 0;
+        for (i, batch) in tight.iter().enumerate() {
+            assert_eq!(batch.rows.start, next, "contiguous, in order");
+            next = batch.rows.end;
+            let envelope = signer.envelope(&batch.body(&rows));
+            assert!(
+                envelope.len() <= BatchMessage::MAX_JSON_BYTES,
+                "batch {i}: {} bytes",
+                envelope.len()
+            );
+            if let Some(following) = rows.get(batch.rows.end) {
+                let with_next = Batch {
+                    id: batch.id,
+                    rows: batch.rows.start..batch.rows.end + 1,
+                };
+                assert!(
+                    signer.envelope(&with_next.body(&rows)).len() > BatchMessage::MAX_JSON_BYTES,
+                    "batch {i} was closed early (next row: {} bytes)",
+                    following.json.len()
+                );
+            }
+        }
+        assert_eq!(next, rows.len());
+        assert!(
+            tight.iter().zip(&plain).all(|(s, p)| s.id != p.id),
+            "signed packing, other ids"
+        );
+        let other = Signer::new("site002-uploader", "key");
+        assert_ne!(
+            plan("abc", &rows, Packing::Signed(&other)).expect("fits")[0].id,
+            tight[0].id,
+            "ids depend on the client"
+        );
+    }
+
+    #[test]
     fn a_row_too_large_for_any_message_is_named_by_line() {
         let rows = vec![row(2, 10), row(3, BatchMessage::MAX_JSON_BYTES)];
-        let err = plan("abc", &rows).expect_err("too large");
+        let err = plan("abc", &rows, Packing::Plain).expect_err("too large");
         assert_eq!(err.line, 3);
         assert!(err.to_string().contains("at most 49152 bytes"), "{err}");
     }

@@ -1,8 +1,15 @@
 //! The MediFlow HTTP API as the command line uses it: submit a batch, read a batch report, read a
-//! record, read a page of a site's records. Transient answers (503, 429, a refused or dropped
+//! record, read a page of a site's records, review a record, read the audit trail (a page of it,
+//! or one record's history). Transient answers (503, 429, a refused or dropped
 //! connection) are retried a bounded number of times, honouring `Retry-After`; anything else is a
 //! [`ApiError`] with a one-line reason.
+//!
+//! The API key never travels in clear text and never goes anywhere but the `--url` host: plain
+//! `http://` is refused before any connection unless the host is a loopback one (`localhost`,
+//! `127.0.0.0/8`, `::1`), and redirects are never followed (a 3xx is an error naming its
+//! `Location`).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use handler::domain::{BatchReport, RecordPage};
@@ -40,8 +47,46 @@ pub enum ApiError {
         status: u16,
         detail: String,
     },
+    #[error(
+        "{what}: the service answered {status} redirecting to {location}; mediflow does not follow redirects (the API key would go along): pass the final address with --url"
+    )]
+    Redirected {
+        what: String,
+        status: u16,
+        location: String,
+    },
     #[error("{what}: unexpected answer from the service: {reason}")]
     BadAnswer { what: String, reason: String },
+}
+
+/// A page of `GET /audit`. Events stay JSON values: fields this version does not know are kept
+/// and printed unchanged.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct EventPage {
+    pub events: Vec<Value>,
+    pub continuation: Option<String>,
+}
+
+/// `GET /records/{id}/history`: every event naming the record, oldest first.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct History {
+    pub record_id: String,
+    pub events: Vec<Value>,
+}
+
+/// A reviewed record and its new `ETag`.
+#[derive(Debug, Clone)]
+pub struct Reviewed {
+    pub record: Value,
+    pub etag: Option<String>,
+}
+
+/// What the service finally answered to one request.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    etag: Option<String>,
+    body: bytes::Bytes,
 }
 
 /// A client of one MediFlow service.
@@ -56,11 +101,20 @@ impl Api {
     /// `base` is the service URL (`http://localhost:8080`, `https://<app>.azurewebsites.net/api`).
     pub fn new(base: &str, key: Option<String>) -> Result<Self, String> {
         let mut base = Url::parse(base).map_err(|e| format!("--url {base:?} is not a URL: {e}"))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(format!(
-                "--url must be http:// or https://, not {}",
-                base.scheme()
-            ));
+        match base.scheme() {
+            "https" => {}
+            "http" if is_loopback(&base) => {}
+            "http" => {
+                let host = base.host_str().unwrap_or_default();
+                return Err(format!(
+                    "refusing to send the API key and records over plain http:// to {host}: use --url https://{host}... (http:// is allowed only for localhost, 127.0.0.0/8 and ::1)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "--url must be https:// (or http:// to localhost), not {other}://"
+                ));
+            }
         }
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
@@ -69,6 +123,7 @@ impl Api {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("mediflow-cli/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot set up HTTP: {e}"))?;
         Ok(Self { base, http, key })
@@ -84,7 +139,7 @@ impl Api {
         &self,
         what: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<(StatusCode, bytes::Bytes), ApiError> {
+    ) -> Result<Answer, ApiError> {
         let mut last = None;
         for attempt in 1..=ATTEMPTS {
             let mut request = build();
@@ -100,6 +155,15 @@ impl Api {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<u64>().ok())
                         .map(Duration::from_secs);
+                    let location = response
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .map(|v| one_line(&String::from_utf8_lossy(v.as_bytes())));
+                    let etag = response
+                        .headers()
+                        .get(reqwest::header::ETAG)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
                     let body = response.bytes().await.map_err(|e| ApiError::Unreachable {
                         url: self.base.to_string(),
                         reason: format!("the answer was cut off ({e})"),
@@ -107,10 +171,17 @@ impl Api {
                     if status == StatusCode::UNAUTHORIZED {
                         return Err(ApiError::Unauthorized);
                     }
+                    if status.is_redirection() {
+                        return Err(ApiError::Redirected {
+                            what: what.to_owned(),
+                            status: status.as_u16(),
+                            location: location.unwrap_or_else(|| "nowhere (no Location)".into()),
+                        });
+                    }
                     if status != StatusCode::SERVICE_UNAVAILABLE
                         && status != StatusCode::TOO_MANY_REQUESTS
                     {
-                        return Ok((status, body));
+                        return Ok(Answer { status, etag, body });
                     }
                     last = Some(ApiError::GaveUp {
                         what: what.to_owned(),
@@ -145,7 +216,7 @@ impl Api {
     pub async fn submit_batch(&self, body: String) -> Result<BatchReport, ApiError> {
         let what = "POST /batches";
         let url = self.url("batches");
-        let (status, answer) = self
+        let answer = self
             .send(what, || {
                 self.http
                     .post(url.clone())
@@ -153,10 +224,63 @@ impl Api {
                     .body(body.clone())
             })
             .await?;
-        match status {
-            StatusCode::ACCEPTED | StatusCode::OK => parse(what, &answer),
-            _ => Err(refused(what, status, &answer)),
+        match answer.status {
+            StatusCode::ACCEPTED | StatusCode::OK => parse(what, &answer.body),
+            status => Err(refused(what, status, &answer.body)),
         }
+    }
+
+    /// `POST /records/{id}/review` with `{"status", "reason"}`, and `If-Match` when given.
+    pub async fn review(
+        &self,
+        id: &str,
+        status: &str,
+        reason: &str,
+        if_match: Option<&str>,
+    ) -> Result<Reviewed, ApiError> {
+        let what = format!("POST /records/{id}/review");
+        let url = self.url(&format!("records/{}/review", encode(id)));
+        let body = serde_json::json!({ "status": status, "reason": reason }).to_string();
+        let answer = self
+            .send(&what, || {
+                let request = self
+                    .http
+                    .post(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+                match if_match {
+                    Some(etag) => request.header(reqwest::header::IF_MATCH, etag),
+                    None => request,
+                }
+            })
+            .await?;
+        match answer.status {
+            StatusCode::OK => Ok(Reviewed {
+                record: parse(&what, &answer.body)?,
+                etag: answer.etag,
+            }),
+            status => Err(refused(&what, status, &answer.body)),
+        }
+    }
+
+    /// `GET /audit?...`: one page of the audit trail.
+    pub async fn audit_page(&self, query: &[(&str, String)]) -> Result<EventPage, ApiError> {
+        let what = "GET /audit";
+        let mut url = self.url("audit");
+        url.query_pairs_mut().extend_pairs(query);
+        let answer = self.send(what, || self.http.get(url.clone())).await?;
+        match answer.status {
+            StatusCode::OK => parse(what, &answer.body),
+            status => Err(refused(what, status, &answer.body)),
+        }
+    }
+
+    /// `GET /records/{id}/history`; `None` when there is no such record (or it is not the
+    /// caller's to see).
+    pub async fn history(&self, id: &str) -> Result<Option<History>, ApiError> {
+        let what = format!("GET /records/{id}/history");
+        self.get_optional(&what, &format!("records/{}/history", encode(id)))
+            .await
     }
 
     /// `GET /batches/{id}`; `None` when the service does not know the batch (yet).
@@ -178,10 +302,10 @@ impl Api {
         let what = "GET /records";
         let mut url = self.url("records");
         url.query_pairs_mut().extend_pairs(query);
-        let (status, answer) = self.send(what, || self.http.get(url.clone())).await?;
-        match status {
-            StatusCode::OK => parse(what, &answer),
-            _ => Err(refused(what, status, &answer)),
+        let answer = self.send(what, || self.http.get(url.clone())).await?;
+        match answer.status {
+            StatusCode::OK => parse(what, &answer.body),
+            status => Err(refused(what, status, &answer.body)),
         }
     }
 
@@ -191,11 +315,11 @@ impl Api {
         path: &str,
     ) -> Result<Option<T>, ApiError> {
         let url = self.url(path);
-        let (status, answer) = self.send(what, || self.http.get(url.clone())).await?;
-        match status {
-            StatusCode::OK => parse(what, &answer).map(Some),
+        let answer = self.send(what, || self.http.get(url.clone())).await?;
+        match answer.status {
+            StatusCode::OK => parse(what, &answer.body).map(Some),
             StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(refused(what, status, &answer)),
+            status => Err(refused(what, status, &answer.body)),
         }
     }
 }
@@ -233,11 +357,26 @@ fn detail(body: &[u8]) -> String {
         },
         _ => String::from_utf8_lossy(body).into_owned(),
     };
+    one_line(&text)
+}
+
+/// `text` on one line, at most 300 characters.
+fn one_line(text: &str) -> String {
     let one_line = text.replace(['\n', '\r'], " ");
     if one_line.chars().count() > 300 {
         format!("{}…", one_line.chars().take(300).collect::<String>())
     } else {
         one_line
+    }
+}
+
+/// Whether `url`'s host is this machine's loopback: `localhost`, `127.0.0.0/8` or `::1`.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
     }
 }
 
@@ -254,5 +393,51 @@ fn describe(err: &reqwest::Error) -> String {
             source = s.source();
         }
         reason
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_refused_unless_the_host_is_loopback() {
+        let cases = [
+            ("https anywhere", "https://mediflow.example.org/api", true),
+            ("http to localhost", "http://localhost:8080", true),
+            ("localhost in any case", "http://LocalHost:8080", true),
+            ("all of 127.0.0.0/8", "http://127.3.4.5:8080", true),
+            ("IPv6 loopback", "http://[::1]:8080", true),
+            ("http to a name", "http://example.invalid", false),
+            ("http to a private address", "http://10.255.255.1", false),
+            (
+                "a name that only starts like localhost",
+                "http://localhost.example.org",
+                false,
+            ),
+            (
+                "a name that only starts like 127",
+                "http://127.0.0.1.nip.io",
+                false,
+            ),
+            (
+                "a subdomain of localhost (resolver-dependent)",
+                "http://a.localhost",
+                false,
+            ),
+            ("IPv6 unspecified", "http://[::]:8080", false),
+            ("0.0.0.0", "http://0.0.0.0:8080", false),
+            ("other schemes", "ftp://localhost/", false),
+        ];
+        for (what, url, allowed) in cases {
+            let result = Api::new(url, Some("k".into()));
+            assert_eq!(result.is_ok(), allowed, "{what}: {url}: {:?}", result.err());
+            if let Err(reason) = result {
+                assert!(
+                    !reason.contains('\n') && reason.contains("https://"),
+                    "{what}: {reason}"
+                );
+            }
+        }
     }
 }

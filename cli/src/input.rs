@@ -1,7 +1,8 @@
 //! Reading a submission file: CSV (a header row naming the record's fields, in any order) or JSON
-//! Lines (one record object per line). Every row keeps its line number in the file; anything that
-//! is not a readable file of rows is an [`InputError`] naming the line, found before anything is
-//! sent.
+//! Lines (one record object per line). Every row keeps the line of the file it starts on, counted
+//! as an editor counts them (`\n`, `\r\n` or a lone `\r` ends a line; blank lines count); anything
+//! that is not a readable file of rows is an [`InputError`] naming that line, found before anything
+//! is sent.
 
 use std::path::{Path, PathBuf};
 
@@ -34,9 +35,12 @@ impl Format {
 }
 
 /// One row: where it is in the file, and the record object as it will be sent (compact JSON).
+/// Its data-row number (1 for the first record, blank lines not counted) is its index in the
+/// `Vec` [`read`] returns, plus one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
-    /// 1-based line number where the row starts.
+    /// The 1-based line of the file where the row starts, as an editor shows it (for a CSV record
+    /// spanning lines because of a quoted line break, its first line).
     pub line: u64,
     pub json: Box<str>,
 }
@@ -78,6 +82,45 @@ pub fn read(path: &Path, bytes: &[u8], format: Format) -> Result<Vec<Row>, Input
     Ok(rows)
 }
 
+/// Where each line of a file starts, so that a byte offset can be named by its line.
+///
+/// The `csv` crate's own line count is not what an editor shows: it does not count the `\n` of a
+/// `\r\n` line end, nor the blank lines it skips; its byte offsets are right but point just after
+/// the previous record's terminator, before those skipped line breaks.
+#[derive(Debug)]
+struct LineStarts(Vec<usize>);
+
+impl LineStarts {
+    fn of(bytes: &[u8]) -> Self {
+        let mut starts = vec![0];
+        for (i, b) in bytes.iter().enumerate() {
+            let ends_line = *b == b'\n' || (*b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+            if ends_line {
+                starts.push(i + 1);
+            }
+        }
+        Self(starts)
+    }
+
+    /// The 1-based line holding byte `offset`.
+    fn line_of(&self, offset: usize) -> u64 {
+        self.0.partition_point(|&start| start <= offset) as u64
+    }
+
+    /// The line of the first byte at or after `offset` that is not a line break: where a record
+    /// the `csv` crate places at `offset` really starts.
+    fn record_line(&self, bytes: &[u8], offset: u64) -> u64 {
+        let offset = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let skipped = bytes[offset..]
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        self.line_of(offset + skipped)
+    }
+}
+
 fn malformed(path: &Path, line: u64, message: impl Into<String>) -> InputError {
     InputError::Malformed {
         path: path.to_owned(),
@@ -91,8 +134,12 @@ fn read_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Row>, InputError> {
         .has_headers(true)
         .flexible(false)
         .from_reader(bytes);
+    let lines = LineStarts::of(bytes);
+    let line_at = |position: Option<&csv::Position>| {
+        lines.record_line(bytes, position.map_or(0, csv::Position::byte))
+    };
     let csv_error = |err: &csv::Error| {
-        let line = err.position().map_or(1, csv::Position::line);
+        let line = line_at(err.position());
         let message = match err.kind() {
             csv::ErrorKind::UnequalLengths {
                 expected_len, len, ..
@@ -112,6 +159,7 @@ fn read_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Row>, InputError> {
             header: "",
         });
     }
+    let header_line = line_at(header.position());
     // Column index -> field name, in header order.
     let mut columns: Vec<&'static str> = Vec::with_capacity(header.len());
     for name in &header {
@@ -119,7 +167,7 @@ fn read_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Row>, InputError> {
         let Some(field) = FIELDS.iter().find(|f| **f == name) else {
             return Err(malformed(
                 path,
-                1,
+                header_line,
                 format!(
                     "unknown column `{name}` in the header (the columns are {}; notes is optional)",
                     FIELDS.join(", ")
@@ -129,7 +177,7 @@ fn read_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Row>, InputError> {
         if columns.contains(field) {
             return Err(malformed(
                 path,
-                1,
+                header_line,
                 format!("column `{name}` appears twice in the header"),
             ));
         }
@@ -143,7 +191,7 @@ fn read_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Row>, InputError> {
     if !missing.is_empty() {
         return Err(malformed(
             path,
-            1,
+            header_line,
             format!("the header lacks column(s) {}", missing.join(", ")),
         ));
     }
@@ -159,7 +207,7 @@ fn read_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Row>, InputError> {
             Ok(true) => {}
             Err(err) => return Err(csv_error(&err)),
         }
-        let line = record.position().map_or(0, csv::Position::line);
+        let line = line_at(record.position());
         // A line with only separators or spaces is a blank line, not a row.
         if record.iter().all(|cell| cell.trim().is_empty()) {
             continue;
@@ -266,6 +314,55 @@ mod tests {
     }
 
     #[test]
+    fn rows_carry_the_line_an_editor_shows() {
+        let h = "site_id,trial_phase,submission_date,status,patient_count";
+        let r = "SITE001,II,2025-01-01,pending";
+        let cases: [(&str, String, &[u64]); 8] = [
+            (
+                "LF: the first data row is line 2",
+                format!("{h}\n{r},1\n{r},2\n"),
+                &[2, 3],
+            ),
+            (
+                "CRLF (a Windows export) counts like LF",
+                format!("{h}\r\n{r},1\r\n{r},2\r\n"),
+                &[2, 3],
+            ),
+            ("lone CR line ends", format!("{h}\r{r},1\r{r},2\r"), &[2, 3]),
+            (
+                "blank lines between rows count",
+                format!("{h}\n{r},1\n\n\n{r},2\n"),
+                &[2, 5],
+            ),
+            (
+                "blank CRLF lines count",
+                format!("{h}\r\n\r\n{r},1\r\n\r\n{r},2"),
+                &[3, 5],
+            ),
+            (
+                "blank lines before the header count",
+                format!("\n\n{h}\n{r},1\n"),
+                &[4],
+            ),
+            (
+                "a byte-order mark changes nothing",
+                format!("\u{feff}{h}\n{r},1\n{r},2\n"),
+                &[2, 3],
+            ),
+            (
+                "a quoted line break: the record's first line; the next counts it",
+                format!("{h}\n\"SITE\n001\",II,2025-01-01,pending,1\n , ,,,\n{r},2\n"),
+                &[2, 5],
+            ),
+        ];
+        for (what, text, expected) in cases {
+            let rows = csv(&text).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let lines: Vec<u64> = rows.iter().map(|row| row.line).collect();
+            assert_eq!(lines, expected, "{what}");
+        }
+    }
+
+    #[test]
     fn malformed_files_are_refused_naming_the_line() {
         type Case = (&'static str, Result<Vec<Row>, InputError>, &'static str);
         let header = "site_id,trial_phase,submission_date,status,patient_count\n";
@@ -278,6 +375,9 @@ mod tests {
             ("extra field", csv(&format!("{header}SITE001,II,2025-01-01,pending,1\nSITE001,II,2025-01-01,pending,1,extra\n")), "f.csv:3: expected 5 fields"),
             ("unclosed quote", csv(&format!("{header}SITE001,II,2025-01-01,pending,1\n\"SITE001,II,2025-01-01,pending,1\nSITE002,II,2025-01-01,pending,1\n")), "f.csv:3: expected 5 fields"),
             ("not UTF-8", read(Path::new("f.csv"), b"site_id,trial_phase,submission_date,status,patient_count\nSIT\xff,II,2025-01-01,pending,1\n", Format::Csv), "f.csv:2: not valid UTF-8"),
+            ("extra field, CRLF", csv(&format!("{header}SITE001,II,2025-01-01,pending,1\n\nSITE001,II,2025-01-01,pending,1,extra\n").replace('\n', "\r\n")), "f.csv:4: expected 5 fields"),
+            ("not UTF-8 after blank lines", read(Path::new("f.csv"), b"site_id,trial_phase,submission_date,status,patient_count\r\n\r\n\r\nSIT\xff,II,2025-01-01,pending,1\r\n", Format::Csv), "f.csv:4: not valid UTF-8"),
+            ("unknown column after blank lines", csv("\r\n\r\nsite_id,colour\r\n"), "f.csv:3: unknown column `colour`"),
             ("empty JSONL", jsonl("\n \n"), "only blank lines"),
             ("array line", jsonl("{\"a\":1}\n[1,2]\n"), "f.jsonl:2: expected a JSON object (one record per line), found an array"),
             ("broken JSON", jsonl("{\"a\":1}\n\n{\"a\":\n"), "f.jsonl:3: not valid JSON"),

@@ -1,17 +1,23 @@
 //! `mediflow`, the command line for people who submit clinical-trial records to MediFlow and read
 //! them back: `submit` a CSV or JSON Lines file (over HTTP, or straight to the Storage queue),
-//! `get` a record, `batch` a batch report, `list` a site's records.
+//! `get` a record, `batch` a batch report, `list` a site's records, `review` a record, read the
+//! `audit` trail or a record's `history`, and make a client's API key (`keys new`).
 //!
-//! Reading order: `input` (the file), `batching` (messages and their ids), `client` (HTTP),
-//! `queue` (Storage queue), `submit` (the whole run), `progress`, `output`.
+//! Reading order: `input` (the file), `batching` (messages and their ids), `signing` (signed
+//! queue messages), `client` (HTTP), `queue` (Storage queue), `submit` (the whole run),
+//! `progress`, `output`; then `review`, `trail` (audit and history) and `keys`.
 
 pub mod batching;
 pub mod client;
 pub mod input;
+pub mod keys;
 pub mod output;
 pub mod progress;
 pub mod queue;
+pub mod review;
+pub mod signing;
 pub mod submit;
+pub mod trail;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +38,10 @@ Examples:
   mediflow list --site SITE001 --from 2025-03-01 --table
   mediflow get 1d0d5edd-9738-453c-8966-aaa2be88a9f5
   mediflow batch 6c1f3e1e-7d0a-4a55-9f6e-0d1b2c3d4e5f --table
+  mediflow review 1d0d5edd-9738-453c-8966-aaa2be88a9f5 --status validated --reason \"source data verified\"
+  mediflow audit --from 2026-12-01 --client site001-uploader --table
+  mediflow history 1d0d5edd-9738-453c-8966-aaa2be88a9f5
+  mediflow keys new --client site001-uploader --roles submit,read --sites SITE001
 
 Exit codes: 0 success (every row accepted); 2 some rows rejected (see FILE.rejected.jsonl);
 1 failure (unreachable, refused key, malformed file, a batch that failed), with a one-line reason.";
@@ -42,6 +52,7 @@ Examples:
   mediflow submit --api-key-file key.txt --format jsonl export.txt
   mediflow submit --queue-url https://acct.queue.core.windows.net/mediflow-batches visits.csv
   mediflow submit --queue-url https://acct.queue.core.windows.net/mediflow-batches --url https://mediflow.example.org visits.csv
+  mediflow submit --queue-url https://acct.queue.core.windows.net/mediflow-batches --client site001-uploader --api-key-file key.txt visits.csv
 
 CSV: a header row with the record's fields in any order: site_id, trial_phase, submission_date,
 status, patient_count and (optional) notes. JSON Lines: one record object per line.
@@ -50,10 +61,39 @@ Safe to rerun: batch ids come from the file's content and each batch's position,
 same command again after an interruption resumes without duplicates. Editing the file makes it a
 new submission: submit corrections as a new file (for example built from FILE.rejected.jsonl).
 
-Rejected rows go to FILE.rejected.jsonl, one JSON object per line:
-  {\"line\": 17, \"row\": {...}, \"errors\": [{\"type\",\"loc\",\"msg\",\"input\",\"ctx\"}]}
+Rejected rows go to FILE.rejected.jsonl, one JSON object per line, in file order:
+  {\"line\": 17, \"data_row\": 16, \"row\": {...}, \"errors\": [{\"type\",\"loc\",\"msg\",\"input\",\"ctx\"}]}
+`line` is the line of the file as an editor shows it (the header is line 1, blank lines count;
+for a CSV record spanning lines because of a quoted line break, its first line; for JSON Lines,
+the line). `data_row` is the record's position among the file's records (1 = the first record;
+blank lines and the header not counted). Messages about malformed input (FILE:LINE: ...) use the
+same line numbers.
+
+Queue messages: with --client and an API key, each message is signed (an HMAC-SHA256 envelope
+keyed by the SHA-256 of the API key) so the service knows which client sent it. Without --client
+they go unsigned, which the service accepts only from a deployment with one legacy key.
 
 Exit codes: 0 every row accepted (or, without --url, enqueued); 2 some rows rejected; 1 failure.";
+
+const AUDIT_EXAMPLES: &str = "\
+Examples:
+  mediflow audit --from 2026-12-01 --to 2026-12-07 --table
+  mediflow audit --client site001-uploader --from 2026-12-07T05:00:00Z > events.jsonl
+  mediflow audit --record 1d0d5edd-9738-453c-8966-aaa2be88a9f5 --limit 50 --table
+
+Output: JSON Lines, one event per line as the service sent it (for export), or --table. Pages are
+followed until the end of the trail, or until --limit events in total.";
+
+const KEYS_EXAMPLES: &str = "\
+Examples:
+  mediflow keys new --client site001-uploader --roles submit,read --sites SITE001
+  mediflow keys new --client monitor-eu --roles read,review,audit --sites SITE001,SITE002
+  mediflow keys new --client auditor --roles audit --sites '*'
+
+Prints the new key on the first line of stdout, then the client-table entry (JSON) to add to the
+service's key file. The key is shown once and stored nowhere: save it now (e.g. in Key Vault);
+the service keeps only its SHA-256. The key is 32 random bytes from the operating system, as
+URL-safe base64 without padding (43 characters).";
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -73,6 +113,14 @@ pub struct Service {
     /// A file whose first line is the API key sent as `X-API-Key`, e.g. `--api-key-file ~/.mediflow-key`.
     #[arg(long, env = "MEDIFLOW_API_KEY_FILE", value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
+}
+
+/// How a read of the audit trail is printed.
+#[derive(Debug, Clone, Args)]
+pub struct EventOutput {
+    /// Print a table instead of JSON Lines, e.g. `--table`.
+    #[arg(long)]
+    pub table: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +159,95 @@ pub enum Command {
         after_help = "Examples:\n  mediflow list --site SITE001\n  mediflow list --site SITE001 --from 2025-01-01 --to 2025-03-31 --table\n  mediflow list --site SITE001 --limit 20 --table"
     )]
     List(ListArgs),
+    /// Review a pending record: validated or rejected, with a reason.
+    #[command(
+        after_help = "Examples:\n  mediflow review 1d0d5edd-9738-453c-8966-aaa2be88a9f5 --status validated --reason \"source data verified\"\n  mediflow review 1d0d5edd-9738-453c-8966-aaa2be88a9f5 --status rejected --reason \"visit date precedes consent\" --if-match '\"3\"'\n\nPrints the reviewed record (JSON, or --table) and its new ETag (on stderr, or in the table).\nExit 1 with the service's reason when the record is not pending (409), changed since --if-match\n(412), unknown (404), not yours to review (403), or the request is invalid (422)."
+    )]
+    Review(ReviewArgs),
+    /// Print the audit trail: who did what, when, to which records, oldest first.
+    #[command(after_help = AUDIT_EXAMPLES)]
+    Audit(AuditArgs),
+    /// Print every audit event naming one record, oldest first.
+    #[command(
+        after_help = "Examples:\n  mediflow history 1d0d5edd-9738-453c-8966-aaa2be88a9f5\n  mediflow history 1d0d5edd-9738-453c-8966-aaa2be88a9f5 --table\n\nOutput: JSON Lines, one event per line as the service sent it, or --table."
+    )]
+    History {
+        /// The record's id, e.g. `1d0d5edd-9738-453c-8966-aaa2be88a9f5`.
+        id: String,
+        #[command(flatten)]
+        service: Service,
+        #[command(flatten)]
+        output: EventOutput,
+    },
+    /// Make API keys for the service's client table.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print a new random API key (shown once) and the client-table entry that grants it.
+    #[command(after_help = KEYS_EXAMPLES)]
+    New(KeysNewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysNewArgs {
+    /// The client's id, 1 to 64 of A-Z a-z 0-9 . _ -, e.g. `--client site001-uploader`.
+    #[arg(long, value_name = "ID")]
+    pub client: String,
+    /// Its roles, from submit, read, review, audit, e.g. `--roles submit,read`.
+    #[arg(long, value_name = "ROLES")]
+    pub roles: String,
+    /// The sites it may touch (3 to 20 letters or digits; any case) or `*` for every site,
+    /// e.g. `--sites SITE001,SITE002`.
+    #[arg(long, value_name = "SITES")]
+    pub sites: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// The record's id, e.g. `1d0d5edd-9738-453c-8966-aaa2be88a9f5`.
+    pub id: String,
+    /// The reviewed status, e.g. `--status validated`.
+    #[arg(long, value_enum)]
+    pub status: review::Verdict,
+    /// Why, 1 to 500 characters, e.g. `--reason "source data verified"`.
+    #[arg(long)]
+    pub reason: String,
+    /// Review only if the record is still this version (its ETag), e.g. `--if-match '"3"'`.
+    #[arg(long, value_name = "ETAG")]
+    pub if_match: Option<String>,
+    #[command(flatten)]
+    pub service: Service,
+    /// Print a table (with the ETag) instead of JSON, e.g. `--table`.
+    #[arg(long)]
+    pub table: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Earliest event time included: RFC 3339 UTC or a date, e.g. `--from 2026-12-01` or
+    /// `--from 2026-12-07T05:00:00Z`.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Latest event time included, same forms, e.g. `--to 2026-12-07`.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Only this client's events, e.g. `--client site001-uploader`.
+    #[arg(long, value_name = "ID")]
+    pub client: Option<String>,
+    /// Only events naming this record, e.g. `--record 1d0d5edd-9738-453c-8966-aaa2be88a9f5`.
+    #[arg(long, value_name = "ID")]
+    pub record: Option<String>,
+    /// Print at most this many events in total, e.g. `--limit 50` (default: the whole trail, a
+    /// page at a time).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    #[command(flatten)]
+    pub service: Service,
+    #[command(flatten)]
+    pub output: EventOutput,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +274,11 @@ pub struct SubmitArgs {
     /// How long to wait for queued batches to be judged, in seconds, e.g. `--wait 1800`.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub wait: u64,
+    /// Sign `--queue-url` messages as this client (needs the API key), e.g. `--client
+    /// site001-uploader`. Without it queue messages go unsigned, which the service accepts only
+    /// from a one-key legacy deployment. Over HTTP the API key alone identifies the client.
+    #[arg(long, env = "MEDIFLOW_CLIENT", value_name = "ID")]
+    pub client: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +319,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Get { id, service, table } => get(&id, &service, table).await,
         Command::Batch { id, service, table } => batch(&id, &service, table).await,
         Command::List(args) => list(args).await,
+        Command::Review(args) => review::run(args).await,
+        Command::Audit(args) => trail::audit(args).await,
+        Command::History {
+            id,
+            service,
+            output,
+        } => trail::history(&id, &service, &output).await,
+        Command::Keys(KeysCommand::New(args)) => keys::run(&args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -187,7 +337,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn api(service: &Service) -> Result<Api, Failure> {
+pub(crate) fn api(service: &Service) -> Result<Api, Failure> {
     let url = service
         .url
         .as_deref()
@@ -225,6 +375,19 @@ async fn submit(args: SubmitArgs) -> Result<u8, Failure> {
         .as_deref()
         .map(|url| queue::BatchQueue::connect(url, args.credential))
         .transpose()?;
+    let signer = match (&args.client, &args.queue_url) {
+        (Some(client), Some(_)) => {
+            let client = keys::client_id(client)?;
+            let key = api_key(&args.service)?.ok_or_else(|| {
+                Failure(
+                    "--client signs queue messages with the API key: pass --api-key-file or set MEDIFLOW_API_KEY_FILE"
+                        .into(),
+                )
+            })?;
+            Some(signing::Signer::new(&client, &key))
+        }
+        _ => None,
+    };
     let shown_queue = queue.as_ref().map(|q| q.display.clone());
     let file = args.file.clone();
     let request = submit::Request {
@@ -232,6 +395,7 @@ async fn submit(args: SubmitArgs) -> Result<u8, Failure> {
         format: args.format,
         api,
         queue,
+        signer,
         quiet: args.quiet,
         wait: Duration::from_secs(args.wait),
     };

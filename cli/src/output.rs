@@ -62,6 +62,44 @@ pub fn record_rows(records: &[Value]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Columns of an audit event table.
+pub const EVENT_COLUMNS: [&str; 8] = [
+    "seq",
+    "time",
+    "client",
+    "action",
+    "outcome",
+    "records/batch",
+    "old→new",
+    "reason",
+];
+
+/// One audit event as a table row: the record ids and the batch id share a column, and a status
+/// change reads `old→new`.
+pub fn event_row(event: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = event["record_ids"]
+        .as_array()
+        .map(|ids| ids.iter().map(cell).collect())
+        .unwrap_or_default();
+    if let Some(batch) = event["batch_id"].as_str() {
+        ids.push(format!("batch {batch}"));
+    }
+    let change = match (&event["old_status"], &event["new_status"]) {
+        (Value::Null, Value::Null) => String::new(),
+        (old, new) => format!("{}→{}", cell(old), cell(new)),
+    };
+    vec![
+        cell(&event["seq"]),
+        cell(&event["time"]),
+        cell(&event["client"]),
+        cell(&event["action"]),
+        cell(&event["outcome"]),
+        cell(&Value::from(ids.join(" "))),
+        change,
+        cell(&event["reason"]),
+    ]
+}
+
 /// One record as `field  value` lines.
 pub fn record_table(record: &Value) -> String {
     let rows: Vec<Vec<String>> = RECORD_COLUMNS
@@ -127,6 +165,37 @@ pub fn pretty(value: &impl serde::Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_rows_show_ids_and_status_changes() {
+        let review = serde_json::json!({
+            "chain": "c", "seq": 7, "time": "2026-12-07T05:00:00.123456Z", "client": "monitor",
+            "action": "review", "record_ids": ["r1"], "batch_id": null, "request_id": null,
+            "outcome": "ok", "old_status": "pending", "new_status": "validated",
+            "reason": "source\nverified", "prev_hash": "0", "hash": "1", "extra": true
+        });
+        let submit = serde_json::json!({
+            "seq": 8, "action": "submit_batch", "record_ids": ["r1", "r2"], "batch_id": "b1",
+            "old_status": null, "new_status": null, "reason": null
+        });
+        assert_eq!(
+            event_row(&review),
+            [
+                "7",
+                "2026-12-07T05:00:00.123456Z",
+                "monitor",
+                "review",
+                "ok",
+                "r1",
+                "pending→validated",
+                "source verified"
+            ]
+        );
+        assert_eq!(
+            event_row(&submit),
+            ["8", "", "", "submit_batch", "", "r1 r2 batch b1", "", ""]
+        );
+    }
 
     #[test]
     fn tables_align_columns_and_cut_long_cells() {

@@ -14,11 +14,12 @@ use futures::{StreamExt, TryStreamExt, stream};
 use handler::domain::{BatchReport, BatchState};
 use serde_json::{Value, json};
 
-use crate::batching::{self, Batch};
+use crate::batching::{self, Batch, Packing};
 use crate::client::{Api, ApiError};
 use crate::input::{self, Format, InputError, Row};
 use crate::progress::Progress;
 use crate::queue::BatchQueue;
+use crate::signing::Signer;
 
 /// Batches in flight at once.
 const CONCURRENCY: usize = 8;
@@ -34,6 +35,8 @@ pub struct Request {
     /// The service: where batches are posted (no queue) or followed (with a queue).
     pub api: Option<Api>,
     pub queue: Option<BatchQueue>,
+    /// Signs queue messages as one client ([`crate::signing`]); unsigned without it.
+    pub signer: Option<Signer>,
     pub quiet: bool,
     /// How long to wait for queued batches to be judged.
     pub wait: Duration,
@@ -103,11 +106,16 @@ pub async fn run(request: Request) -> Result<Summary, SubmitError> {
     let digest = batching::file_digest(&bytes);
     let rows = input::read(path, &bytes, format)?;
     drop(bytes);
-    let batches = batching::plan(&digest, &rows).map_err(|too_large| InputError::Malformed {
-        path: path.to_owned(),
-        line: too_large.line,
-        message: too_large.to_string(),
-    })?;
+    let packing = match (&request.queue, &request.signer) {
+        (Some(_), Some(signer)) => Packing::Signed(signer),
+        _ => Packing::Plain,
+    };
+    let batches =
+        batching::plan(&digest, &rows, packing).map_err(|too_large| InputError::Malformed {
+            path: path.to_owned(),
+            line: too_large.line,
+            message: too_large.to_string(),
+        })?;
     let progress = Progress::new(rows.len() as u64, request.quiet);
     let request = &request;
     let (rows, progress) = (&rows, &progress);
@@ -151,10 +159,12 @@ async fn send_and_wait(
             {
                 return check(batch, done).map(Some);
             }
-            queue
-                .send(&batch.body(rows))
-                .await
-                .map_err(SubmitError::Queue)?;
+            let body = batch.body(rows);
+            let text = match &request.signer {
+                Some(signer) => signer.envelope(&body),
+                None => body,
+            };
+            queue.send(&text).await.map_err(SubmitError::Queue)?;
             let Some(api) = api else {
                 return Ok(None);
             };
@@ -241,8 +251,9 @@ fn judge(
         let Some(report) = report else { continue };
         accepted += report.accepted;
         for item in &report.rejected_records {
+            let position = batch.rows.start + item.index;
             let row = rows
-                .get(batch.rows.start + item.index)
+                .get(position)
                 .filter(|_| item.index < batch.rows.len())
                 .ok_or_else(|| SubmitError::Inconsistent {
                     id: batch.id.to_string(),
@@ -255,7 +266,12 @@ fn judge(
             let as_read: Value = serde_json::from_str(&row.json).unwrap_or(Value::Null);
             rejected.push((
                 row.line,
-                json!({ "line": row.line, "row": as_read, "errors": item.detail }),
+                json!({
+                    "line": row.line,
+                    "data_row": position + 1,
+                    "row": as_read,
+                    "errors": item.detail,
+                }),
             ));
         }
     }

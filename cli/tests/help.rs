@@ -16,8 +16,10 @@ fn every_subcommand_documents_its_flags_with_examples() {
                 "--credential",
                 "--quiet",
                 "--wait",
+                "--client",
                 "MEDIFLOW_URL",
                 "MEDIFLOW_API_KEY_FILE",
+                "MEDIFLOW_CLIENT",
             ][..],
         ),
         ("get", &["--url", "--api-key-file", "--table"][..]),
@@ -34,9 +36,39 @@ fn every_subcommand_documents_its_flags_with_examples() {
                 "--table",
             ][..],
         ),
+        (
+            "review",
+            &[
+                "--status",
+                "--reason",
+                "--if-match",
+                "--url",
+                "--api-key-file",
+                "--table",
+            ][..],
+        ),
+        (
+            "audit",
+            &[
+                "--from",
+                "--to",
+                "--client",
+                "--record",
+                "--limit",
+                "--url",
+                "--api-key-file",
+                "--table",
+            ][..],
+        ),
+        ("history", &["--url", "--api-key-file", "--table"][..]),
+        (
+            "keys new",
+            &["--client", "--roles", "--sites", "shown once"][..],
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_mediflow"))
-            .args([subcommand, "--help"])
+            .args(subcommand.split(' '))
+            .arg("--help")
             .output()
             .expect("run mediflow");
         assert!(out.status.success(), "{subcommand} --help");

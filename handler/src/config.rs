@@ -39,7 +39,8 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     /// `MEDIFLOW_STORE=embedded` (default): a journal and a redb file in `MEDIFLOW_DATA_DIR`
-    /// (default `./mediflow-data`).
+    /// (default `./mediflow-data`, only for standalone on a loopback address: anywhere else the
+    /// folder must be named, a persistent volume, never a scratch folder by accident).
     Embedded { data_dir: PathBuf },
     /// `MEDIFLOW_STORE=cosmos`: Azure Cosmos DB for NoSQL.
     Cosmos(CosmosConfig),
@@ -100,6 +101,9 @@ pub struct CosmosConfig {
     pub database: String,
     /// `COSMOS_CONTAINER` (default `records`), partition key `/id`.
     pub container: String,
+    /// `COSMOS_AUDIT_CONTAINER` (default `audit`), partition key `/chain`: the audit trail's
+    /// events, one document each, only ever created and read (never replaced or deleted).
+    pub audit_container: String,
     pub credential: CosmosCredential,
 }
 
@@ -133,6 +137,9 @@ impl CosmosConfig {
             container: env
                 .var("COSMOS_CONTAINER")
                 .unwrap_or_else(|| "records".into()),
+            audit_container: env
+                .var("COSMOS_AUDIT_CONTAINER")
+                .unwrap_or_else(|| "audit".into()),
             credential,
         })
     }
@@ -286,9 +293,17 @@ impl Config {
         };
         let store = match env.var("MEDIFLOW_STORE").as_deref() {
             None | Some("embedded") => StoreConfig::Embedded {
-                data_dir: env
-                    .var("MEDIFLOW_DATA_DIR")
-                    .map_or_else(|| PathBuf::from("mediflow-data"), PathBuf::from),
+                data_dir: match env.var("MEDIFLOW_DATA_DIR") {
+                    Some(dir) => PathBuf::from(dir),
+                    None if matches!(mode, Mode::Standalone { addr } if addr.ip().is_loopback()) => {
+                        PathBuf::from("mediflow-data")
+                    }
+                    None => {
+                        return Err(ConfigError(
+                            "MEDIFLOW_DATA_DIR is required for the embedded store outside loopback development: name a persistent volume (or use MEDIFLOW_STORE=cosmos)".to_owned(),
+                        ));
+                    }
+                },
             },
             Some("cosmos") => StoreConfig::Cosmos(CosmosConfig::from_source(env)?),
             Some(other) => {
@@ -472,9 +487,53 @@ mod tests {
 
     #[test]
     fn the_functions_host_port_selects_custom_handler_mode() {
-        let config =
-            Config::from_source(&env(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "41234")])).expect("valid");
+        let config = Config::from_source(&env(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "41234"),
+            ("MEDIFLOW_DATA_DIR", "/data"),
+        ]))
+        .expect("valid");
         assert_eq!(config.mode, Mode::CustomHandler { port: 41234 });
+    }
+
+    #[test]
+    fn the_embedded_store_needs_a_named_folder_outside_loopback_development() {
+        // (what the case proves, environment, accepted)
+        for (proves, vars, ok) in [
+            ("the README's cargo run", &[][..], true),
+            (
+                "every interface without a folder",
+                &[("MEDIFLOW_ADDR", "0.0.0.0:8080")][..],
+                false,
+            ),
+            (
+                "every interface with a volume",
+                &[
+                    ("MEDIFLOW_ADDR", "0.0.0.0:8080"),
+                    ("MEDIFLOW_DATA_DIR", "/data"),
+                ][..],
+                true,
+            ),
+            (
+                "the Functions host without a folder",
+                &[("FUNCTIONS_CUSTOMHANDLER_PORT", "4000")][..],
+                false,
+            ),
+            (
+                "Cosmos needs no folder",
+                &[
+                    ("MEDIFLOW_ADDR", "0.0.0.0:8080"),
+                    ("MEDIFLOW_STORE", "cosmos"),
+                    ("COSMOS_ENDPOINT", "https://acct.documents.azure.com:443/"),
+                ][..],
+                true,
+            ),
+        ] {
+            let decided = Config::from_source(&env(vars));
+            assert_eq!(decided.is_ok(), ok, "{proves}: {decided:?}");
+            if let Err(err) = decided {
+                assert!(err.0.contains("MEDIFLOW_DATA_DIR"), "{proves}: {err}");
+            }
+        }
     }
 
     #[test]
@@ -520,6 +579,7 @@ mod tests {
         let config = Config::from_source(&env(&[
             ("FUNCTIONS_CUSTOMHANDLER_PORT", "41234"),
             ("MEDIFLOW_QUEUE", "UseDevelopmentStorage=true"),
+            ("MEDIFLOW_DATA_DIR", "/data"),
         ]))
         .expect("valid in every build: the handler does not read it");
         assert_eq!(config.queue, None);

@@ -3,7 +3,7 @@
 //! their errors), `store` (persistence), `api` (HTTP and the one mapping of errors to statuses),
 //! `functions` (the Functions host protocol, through the same router), `queue` (batch queue and
 //! standalone trigger), `definitions` (function.json and host.json, typed), `server` (wiring),
-//! `config`.
+//! `config`, `commands` (the `handler` command line).
 //!
 //! Dependencies point one way: transports (`api`, `functions`, `queue`) → `service` → `store` →
 //! `domain`; `config`, `definitions`, `metrics` and `secret` are leaves. `scripts/module-graph.sh`
@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod commands;
 pub mod config;
 pub mod credential;
 pub mod definitions;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -70,6 +71,17 @@ pub struct Metrics {
     pub queue_messages: Family<OutcomeLabels, Counter>,
     /// Requests refused by admission control, by the budget that refused them.
     pub shed: Family<ReasonLabels, Counter>,
+    /// Read-side audit events written from the buffer (creates and reviews are written with their
+    /// data and counted by the store's operation metrics).
+    pub audit_events_written: Counter,
+    /// Read-side audit events waiting in the buffer (at most `AuditLog::CAPACITY`).
+    pub audit_buffer_events: Gauge,
+    /// Attempts to write buffered events that failed (they are retried, never dropped).
+    pub audit_write_failures: Counter,
+    /// The service's own check of the audit chains: 1 intact so far, 0 broken, -1 not yet checked.
+    pub audit_chain_intact: Gauge,
+    /// Events the service's chain check has verified.
+    pub audit_chain_verified_events: Gauge,
     /// Requests refused because their client was over its request rate.
     pub client_limited: Family<ClientLabels, Counter>,
     /// The client ids [`Metrics::client_limited`] reports by name.
@@ -137,6 +149,37 @@ impl Default for Metrics {
             "HTTP requests refused because their client was over its request rate",
             client_limited.clone(),
         );
+        let audit_events_written = Counter::default();
+        let audit_buffer_events = Gauge::default();
+        let audit_write_failures = Counter::default();
+        let audit_chain_intact = Gauge::default();
+        audit_chain_intact.set(-1);
+        let audit_chain_verified_events = Gauge::default();
+        registry.register(
+            "audit_events_written",
+            "Buffered audit events (reads, listings, refusals) written to the store",
+            audit_events_written.clone(),
+        );
+        registry.register(
+            "audit_buffer_events",
+            "Audit events waiting in the buffer",
+            audit_buffer_events.clone(),
+        );
+        registry.register(
+            "audit_write_failures",
+            "Failed attempts to write buffered audit events (retried, never dropped)",
+            audit_write_failures.clone(),
+        );
+        registry.register(
+            "audit_chain_intact",
+            "1 when every audit event checked so far links to its chain, 0 when one does not, -1 before the first check",
+            audit_chain_intact.clone(),
+        );
+        registry.register(
+            "audit_chain_verified_events",
+            "Audit events the service's own chain check has verified",
+            audit_chain_verified_events.clone(),
+        );
         Self {
             registry,
             requests,
@@ -147,6 +190,11 @@ impl Default for Metrics {
             shed,
             client_limited,
             client_labels: std::sync::Mutex::default(),
+            audit_events_written,
+            audit_buffer_events,
+            audit_write_failures,
+            audit_chain_intact,
+            audit_chain_verified_events,
         }
     }
 }

@@ -75,6 +75,10 @@ pub struct Application {
 
 impl Application {
     /// Validates the configuration, loads keys and definitions, and binds the listeners.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the wiring in start-up order; each step is one call"
+    )]
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let definitions = Definitions::embedded_with_overrides(&config)?;
         let (addr, host) = match config.mode {
@@ -138,14 +142,20 @@ impl Application {
             (None, _) => BatchSink::InProcess,
         };
         let store = StoreHandle::default();
+        let metrics = Arc::new(Metrics::default());
         let state = AppState {
             admission: api::admission::Admission::new(limits),
-            audit: crate::service::audit::AuditLog::start(store.clone()),
+            audit: crate::service::audit::AuditLog::start(store.clone(), Arc::clone(&metrics)),
             store,
             clients,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             batches,
         };
+        // Its checks begin once the store is open; the runtime ends it with the process.
+        drop(crate::service::audit::watch_chain(
+            state.store.clone(),
+            Arc::clone(&state.metrics),
+        ));
         let mut router = api::router(state.clone(), &definitions, host)?;
         if host == Host::CustomHandler {
             // Invocations that carry an HTTP request run through the router of every HTTP function.

@@ -21,9 +21,21 @@ ingress = {
 
 # Object ids of the people who administer the cluster, import the certificate, send test batches.
 aks_admin_principal_ids     = []
-api_key_reader_ids          = []
+client_key_reader_ids       = []
 key_vault_allowed_ip_ranges = []
 queue_submitters            = []
 queue_submitter_network     = { ip_ranges = [] }
 
-api_key_version = 1
+# Who the API clients are (roles submit/read/review/audit, sites or "*"). Raise a client's
+# key_version to rotate its key (the previous one stays valid until the next rotation).
+# pipeline-smoke is the pipeline's smoke test (site SYNTHETIC only).
+clients = {
+  "pipeline-smoke"   = { roles = ["submit", "read"], sites = ["SYNTHETIC"] }
+  "site001-uploader" = { roles = ["submit"], sites = ["SITE001"] }
+  "monitor-eu"       = { roles = ["read", "review"], sites = ["*"] }
+}
+
+# Source ranges: empty = open. Set them once the clients' and administrators' ranges are known.
+aks_api_authorized_ip_ranges = []
+
+audit_export = { retention_days = 30 }

@@ -21,10 +21,23 @@ ingress = {
 }
 
 aks_admin_principal_ids     = []
-api_key_reader_ids          = []
+client_key_reader_ids       = []
 key_vault_allowed_ip_ranges = []
 queue_submitters            = []
 queue_submitter_network     = { ip_ranges = [] }
 
-# Raise by one to rotate the API key (the previous key stays valid until the next rotation).
-api_key_version = 1
+# Who the API clients are (roles submit/read/review/audit, sites or "*"). Raise a client's
+# key_version to rotate its key (the previous one stays valid until the next rotation).
+# pipeline-smoke is the pipeline's smoke test (site SYNTHETIC only).
+clients = {
+  "pipeline-smoke"   = { roles = ["submit", "read"], sites = ["SYNTHETIC"] }
+  "site001-uploader" = { roles = ["submit"], sites = ["SITE001"] }
+  "monitor-eu"       = { roles = ["read", "review"], sites = ["*"] }
+}
+
+# Source ranges: empty = open. Production should list the sites' and administrators' ranges
+# (ingress.allowed_source_ranges) and the administrators' and self-hosted agents' ranges (API).
+aks_api_authorized_ip_ranges = []
+
+# Exported audit copies stay immutable for 7 years.
+audit_export = { retention_days = 2557 }

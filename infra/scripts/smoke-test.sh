@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke test of a deployed environment through its public HTTPS endpoint, as a client sees it:
-# TLS with the certificate from the TLS Key Vault, the API key from Key Vault, then
+# TLS with the certificate from the TLS Key Vault, the pipeline-smoke client's key from Key Vault, then
 #   POST /records + GET /records/{id}     (a synthetic record)
 #   POST /batches + GET /batches/{id}     (a synthetic batch, until the queue trigger has stored it)
 #   GET /metrics, /health, /ready         (must NOT be reachable through the ingress: 404)
@@ -35,7 +35,11 @@ done
 
 az keyvault certificate download --vault-name "$(out tls_key_vault_name)" --name "$(out tls_certificate_name)" \
   --encoding PEM --file "$work/tls.pem" --only-show-errors
-api_key="$(az keyvault secret show --vault-name "$(out key_vault_name)" --name "$(out api_keys_secret_name)" \
+# The smoke test is an ordinary client, "pipeline-smoke" in the environment's clients map (roles
+# submit + read, site SYNTHETIC); line 1 of its secret is its current key.
+smoke_secret="$(jq -r '.client_secret_names.value["pipeline-smoke"] // empty' "$outputs")"
+[[ -n "$smoke_secret" ]] || { echo "no client \"pipeline-smoke\" in infra/env/$environment.hcl (clients)" >&2; exit 1; }
+api_key="$(az keyvault secret show --vault-name "$(out key_vault_name)" --name "$smoke_secret" \
   --query value -o tsv | head -n 1 | tr -d '\r')"
 echo "##vso[task.setvariable variable=smokeApiKey;issecret=true]$api_key"
 

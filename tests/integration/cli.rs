@@ -147,16 +147,21 @@ async fn fifty_thousand_rows_with_bad_ones_are_counted_and_returned_exactly() {
         "plain progress lines off a terminal:\n{stderr}"
     );
     let rejected = rejected_lines(&file);
-    let got: Vec<(u64, String)> = rejected
+    let got: Vec<(u64, u64, String)> = rejected
         .iter()
         .map(|r| {
             (
                 r["line"].as_u64().expect("line"),
+                r["data_row"].as_u64().expect("data_row"),
                 r["errors"][0]["loc"][1].as_str().expect("field").to_owned(),
             )
         })
         .collect();
-    let expected: Vec<(u64, String)> = bad.iter().map(|(l, f)| (*l, (*f).to_owned())).collect();
+    // One line per row after the header: data row n is line n + 1.
+    let expected: Vec<(u64, u64, String)> = bad
+        .iter()
+        .map(|(l, f)| (*l, *l - 1, (*f).to_owned()))
+        .collect();
     assert_eq!(
         got, expected,
         "each bad row once, in file order, with the API's field error"
@@ -172,6 +177,50 @@ async fn fifty_thousand_rows_with_bad_ones_are_counted_and_returned_exactly() {
         50_000
             - bad.iter().filter(|(_, f)| *f != "site_id").count()
             - bad.iter().filter(|(_, f)| *f == "site_id").count()
+    );
+}
+
+#[tokio::test]
+async fn rejected_rows_name_the_line_an_editor_shows_and_the_data_row() {
+    let app = App::standalone().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A Windows export: CRLF line ends, a blank line, a note with a quoted line break.
+    let lines = [
+        HEADER,                                                 // line 1
+        "LINES01,II,2025-03-15,pending,4,ok",                   // 2, data row 1
+        "LINES01,II,2025-03-15,pending,0,zero patients",        // 3, data row 2: rejected
+        "",                                                     // 4
+        "LINES01,II,2025-03-15,pending,4,\"two\r\nline note\"", // 5-6, data row 3
+        "LINES01,V,2025-03-15,pending,4,bad phase",             // 7, data row 4: rejected
+    ];
+    let file = dir.path().join("windows.csv");
+    std::fs::write(&file, lines.join("\r\n") + "\r\n").expect("write");
+    let (code, stdout, stderr) = run(&[
+        "submit",
+        "--url",
+        &app.url(""),
+        file.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    let got: Vec<(u64, u64, String)> = rejected_lines(&file)
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().expect("line"),
+                r["data_row"].as_u64().expect("data_row"),
+                r["row"]["notes"]
+                    .as_str()
+                    .expect("the row as read")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (3, 2, "zero patients".to_owned()),
+            (7, 4, "bad phase".to_owned())
+        ]
     );
 }
 
@@ -239,20 +288,23 @@ async fn an_interrupted_submission_resumes_without_duplicates() {
     assert_eq!(listed(&app, site).len(), records.len());
 }
 
-#[tokio::test]
-async fn malformed_input_is_refused_naming_the_line_and_nothing_is_sent() {
-    let app = App::standalone().await;
-    let dir = tempfile::tempdir().expect("temp dir");
+/// Malformed files, each with the one-line reason it must be refused with: (name, content, reason).
+fn malformed_files() -> Vec<(&'static str, String, &'static str)> {
     let good = "MALF01,II,2025-03-15,pending,4,ok";
     let huge = format!(
         "{{\"site_id\":\"MALF01\",\"notes\":\"{}\"}}",
         "n".repeat(60_000)
     );
-    let cases: Vec<(&str, String, &str)> = vec![
+    vec![
         (
             "quoting.csv",
             format!("{HEADER}\n{good}\n\"MALF01,II,2025-03-15,pending,4,ok\n{good}\n"),
             "quoting.csv:3: expected 6 fields",
+        ),
+        (
+            "crlf.csv",
+            format!("{HEADER}\r\n{good}\r\n\r\n{good},extra\r\n"),
+            "crlf.csv:4: expected 6 fields",
         ),
         (
             "fields.csv",
@@ -304,7 +356,14 @@ async fn malformed_input_is_refused_naming_the_line_and_nothing_is_sent() {
             format!("{HEADER}\n{good}\n"),
             "records.txt: cannot tell the format from the extension",
         ),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn malformed_input_is_refused_naming_the_line_and_nothing_is_sent() {
+    let app = App::standalone().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = malformed_files();
     for (name, content, expected) in &cases {
         let path = dir.path().join(name);
         std::fs::write(&path, content).expect("write");
@@ -495,4 +554,69 @@ async fn the_queue_path_sends_to_the_storage_queue_and_follows_results_over_http
     ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("Entra ID needs https://"), "{stderr}");
+}
+
+#[tokio::test]
+async fn signed_queue_messages_carry_an_envelope_the_service_can_verify() {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+
+    let azurite = Azurite::start().await;
+    let queue = azurite.queue("signed-batches");
+    queue.create().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (file, _) = csv_file(dir.path(), "SIGNED1", 2_000);
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, "  site-key-42\n").expect("write key");
+    let mut queue_url = url::Url::parse(&azurite.sas_url()).expect("url");
+    let path = format!("{}/signed-batches", queue_url.path().trim_end_matches('/'));
+    queue_url.set_path(&path);
+    let submit = |extra: &[&str]| {
+        let mut args = vec!["submit", "--queue-url", queue_url.as_str()];
+        args.extend_from_slice(extra);
+        args.push(file.to_str().expect("utf-8"));
+        run(&args)
+    };
+
+    let (code, _, stderr) = submit(&["--client", "site001-uploader"]);
+    assert_eq!(code, 1, "--client without a key");
+    assert!(stderr.contains("--api-key-file"), "{stderr}");
+    assert_eq!(queue.count().await, 0, "nothing sent");
+
+    let key_arg = key_file.to_str().expect("utf-8");
+    let (code, stdout, stderr) =
+        submit(&["--client", "site001-uploader", "--api-key-file", key_arg]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let texts = queue.peek().await;
+    assert!(texts.len() > 1, "several messages: {}", texts.len());
+    let mac_key = Sha256::digest(b"site-key-42");
+    let mut records = 0;
+    for text in &texts {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .expect("base64, as the queue trigger expects");
+        assert!(
+            decoded.len() <= handler::domain::BatchMessage::MAX_JSON_BYTES,
+            "the whole envelope is under the limit: {}",
+            decoded.len()
+        );
+        let envelope: Value = serde_json::from_slice(&decoded).expect("an envelope");
+        assert_eq!(envelope["client"], "site001-uploader");
+        let payload = envelope["payload"]
+            .as_str()
+            .expect("the payload as a string");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&mac_key).expect("key");
+        mac.update(payload.as_bytes());
+        let expected = handler::domain::audit::hex(&mac.finalize().into_bytes());
+        assert_eq!(
+            envelope["hmac_sha256"],
+            expected.as_str(),
+            "verifiable with the key's SHA-256 only"
+        );
+        let message = handler::domain::BatchMessage::from_slice(payload.as_bytes())
+            .expect("the payload is a batch message");
+        records += message.records.len();
+    }
+    assert_eq!(records, 2_000, "every row once");
 }

@@ -634,3 +634,35 @@ async fn records_are_listed_by_site_a_page_at_a_time(backend: Backend) {
         );
     }
 }
+
+#[tokio::test]
+async fn probes_on_the_operations_port_answer_while_the_data_port_is_flooded() {
+    let app = App::start(AppOptions::default().env("MEDIFLOW_METRICS_ADDR", "127.0.0.1:0")).await;
+    // Hold every connection slot of the data port with connections that never send a request.
+    let mut held = Vec::new();
+    for _ in 0..handler::server::MAX_CONNECTIONS + 16 {
+        held.push(
+            tokio::net::TcpStream::connect(app.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .expect("client");
+    let flooded = client.get(app.url("/health")).send().await;
+    assert!(
+        flooded.is_err(),
+        "the data port is full (what the test sets up): {flooded:?}"
+    );
+    for path in ["/health", "/ready", "/metrics"] {
+        let response = client
+            .get(format!("http://{}{path}", app.metrics_addr))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path} on the operations port: {e}"));
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    drop(held);
+}

@@ -13,11 +13,13 @@ mod support;
 
 mod auth;
 mod cli;
+mod command_line;
 mod cosmos;
 mod durability;
 mod functions_host;
 mod http_api;
 mod idempotency;
+mod journal_damage;
 mod pressure;
 mod properties;
 mod queue_trigger;

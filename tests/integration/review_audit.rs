@@ -397,3 +397,97 @@ async fn audit_verify_passes_then_names_the_event_whose_stored_byte_was_changed(
         broken.stderr
     );
 }
+
+/// The value of an unlabelled metric in a Prometheus text page.
+fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn read_events_are_written_within_a_second_and_counted() {
+    let app = App::standalone().await;
+    let client = reqwest::Client::new();
+    let record = create(&client, &app, "pending").await;
+    let id = record["id"].as_str().expect("id").to_owned();
+    for _ in 0..5 {
+        etag_of(&client, &app, &id).await;
+    }
+    let started = std::time::Instant::now();
+    crate::support::wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || async {
+            let page = app.metrics_text().await;
+            metric(&page, "mediflow_audit_events_written_total").is_some_and(|n| n >= 5.0)
+        },
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "buffered read events are durable within 1 s: {:?}",
+        started.elapsed()
+    );
+    let page = app.metrics_text().await;
+    assert_eq!(
+        metric(&page, "mediflow_audit_buffer_events"),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "mediflow_audit_write_failures_total"),
+        Some(0.0)
+    );
+    let history = app.get_json(&format!("/records/{id}/history")).await;
+    let reads = history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["action"] == "read")
+        .count();
+    assert_eq!(reads, 5, "one event per GET");
+}
+
+#[tokio::test]
+async fn every_response_with_record_data_says_no_store() {
+    let app = App::standalone().await;
+    let client = reqwest::Client::new();
+    let created = client
+        .post(app.url("/records"))
+        .json(&valid_record())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(
+        created.headers()["cache-control"],
+        "no-store",
+        "POST /records"
+    );
+    let record: Value = created.json().await.expect("record");
+    let batch_id = uuid::Uuid::new_v4().to_string();
+    let submitted = client
+        .post(app.url("/batches"))
+        .json(&json!({"batch_id": batch_id, "records": [valid_record()]}))
+        .send()
+        .await
+        .expect("POST batch");
+    assert_eq!(
+        submitted.headers()["cache-control"],
+        "no-store",
+        "POST /batches"
+    );
+    let site = record["site_id"].as_str().expect("site");
+    let id = record["id"].as_str().expect("id");
+    for path in [
+        format!("/records/{id}"),
+        format!("/records?site_id={site}"),
+        format!("/batches/{batch_id}"),
+        format!("/records/{id}/history"),
+        "/audit".to_owned(),
+    ] {
+        let response = client.get(app.url(&path)).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+    }
+}

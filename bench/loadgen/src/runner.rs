@@ -326,7 +326,12 @@ fn max_u64(values: &[u64]) -> u64 {
 /// Runs the benchmark and prints the report (also to `--out FILE`).
 pub fn run(args: &Args) -> Result<(), String> {
     let settings = Settings::from_args(args)?;
-    let bins = Binaries::locate()?;
+    let mut bins = Binaries::locate()?;
+    // `--handler PATH`: measure another build of the service (a before/after comparison runs the
+    // benchmark once per build, each against the floors of its own run).
+    if let Some(path) = args.string("handler") {
+        bins.handler = PathBuf::from(path);
+    }
     let keys = tempfile::NamedTempFile::new().map_err(|e| format!("key file: {e}"))?;
     std::fs::write(keys.path(), format!("{API_KEY}\n")).map_err(|e| format!("key file: {e}"))?;
     let (server_cpu, load_cpu) = if settings.pin {

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::records::NO_STORE;
 use super::{AppState, Context};
 use crate::domain::BatchReport;
 use crate::queue::QueueOutput;
@@ -61,7 +62,12 @@ pub async fn submit(
 
 /// The 202 answer: the report and `Location: /batches/{batch_id}`.
 fn accepted_response(report: &BatchReport) -> Response {
-    let mut response = (StatusCode::ACCEPTED, Json(report)).into_response();
+    let mut response = (
+        StatusCode::ACCEPTED,
+        [(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE))],
+        Json(report),
+    )
+        .into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/batches/{}", report.batch_id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -84,9 +90,12 @@ pub async fn get(
     State(state): State<AppState>,
     context: Context,
     Path(batch_id): Path<String>,
-) -> Result<Json<BatchReport>, ApiError> {
+) -> Result<Response, ApiError> {
     let store = state.store.get()?;
-    Ok(Json(
-        batches::get(store.as_ref(), context.call(&state.audit), &batch_id).await?,
-    ))
+    let report = batches::get(store.as_ref(), context.call(&state.audit), &batch_id).await?;
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE))],
+        Json(report),
+    )
+        .into_response())
 }

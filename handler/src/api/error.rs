@@ -128,7 +128,7 @@ impl ApiError {
             Self::BodyUnreadable => StatusCode::BAD_REQUEST,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotPending(_) | Self::IdempotencyConflict | Self::BatchConflict => {
+            Self::IdempotencyConflict | Self::BatchConflict | Self::NotPending(_) => {
                 StatusCode::CONFLICT
             }
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -235,10 +235,14 @@ pub fn router(
         .with_state(state))
 }
 
-/// The router of the separate metrics listener (`MEDIFLOW_METRICS_ADDR`).
+/// The router of the separate operations listener (`MEDIFLOW_METRICS_ADDR`): `/metrics` and the
+/// probes `/health` and `/ready`, so that a flood of connections on the data port (which fills
+/// its connection limit) cannot fail liveness.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(health::metrics))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
         .fallback(|| async { ApiError::RouteNotFound })
         .with_state(state)
 }

@@ -50,7 +50,12 @@ pub async fn create(
 /// The 201 answer: the record, its `Location`, and `Idempotent-Replayed` on a replay.
 pub fn created_response(created: &records::Created) -> Response {
     let location = format!("/records/{}", created.record.id);
-    let mut response = (StatusCode::CREATED, Json(&created.record)).into_response();
+    let mut response = (
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE))],
+        Json(&created.record),
+    )
+        .into_response();
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }

@@ -94,7 +94,7 @@ impl AuditDraft {
     pub fn created(&self, id: RecordId) -> Self {
         let mut event = self.clone();
         event.action = AuditAction::Create;
-        event.outcome = "created".to_owned();
+        "created".clone_into(&mut event.outcome);
         event.record_ids = vec![id];
         event
     }
@@ -417,6 +417,8 @@ mod tests {
             .collect()
     }
 
+    type Tamper = Box<dyn Fn(&mut Vec<AuditEvent>)>;
+
     #[test]
     fn an_intact_chain_verifies_and_every_kind_of_tampering_names_its_event() {
         let events = chain_of(5);
@@ -426,7 +428,7 @@ mod tests {
         }
         assert_eq!(check.events, 5);
         // (what is done to the chain, the event that must be named)
-        let cases: Vec<(&str, Box<dyn Fn(&mut Vec<AuditEvent>)>, u64)> = vec![
+        let cases: Vec<(&str, Tamper, u64)> = vec![
             (
                 "a changed client",
                 Box::new(|e| e[2].draft.client = "someone-else".into()),
@@ -473,7 +475,7 @@ mod tests {
         assert_eq!(format_utc(951_782_400, 0), "2000-02-29T00:00:00.000000Z");
         let later = "9999-12-31T23:59:59.999999Z";
         assert_eq!(event_time(later), later, "a clock behind the last event");
-        assert!(event_time("") > "2026-01-01".to_owned());
+        assert!(event_time("").as_str() > "2026-01-01");
     }
 
     #[test]

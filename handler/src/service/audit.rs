@@ -20,6 +20,7 @@ use super::{ServiceError, StoreHandle};
 use crate::domain::audit::{AuditCursor, AuditQuery, BrokenChain, ChainCheck, time_bound};
 use crate::domain::identity::{Denied, Role};
 use crate::domain::{AuditAction, AuditDraft, AuditEvent, FieldError, Principal, RecordId};
+use crate::metrics::Metrics;
 use crate::store::RecordStore;
 
 /// What a use case knows of its call: who, which request, where events go.
@@ -45,7 +46,7 @@ impl Call<'_> {
     pub fn require(&self, role: Role, action: AuditAction) -> Result<(), ServiceError> {
         self.caller
             .require(role)
-            .or_else(|denied| Err(self.refuse(denied, action, Vec::new())))
+            .map_err(|denied| self.refuse(denied, action, Vec::new()))
     }
 
     /// The 403 for `denied`, with its refusal event buffered (a full buffer turns it into a 503).
@@ -64,6 +65,7 @@ impl Call<'_> {
 pub struct AuditLog {
     queue: mpsc::Sender<AuditDraft>,
     written: Arc<AtomicU64>,
+    gauge: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl AuditLog {
@@ -76,10 +78,11 @@ impl AuditLog {
     pub const MAX_DELAY: Duration = Duration::from_secs(1);
 
     /// Starts the writer task over `store` (it waits until the store is open).
-    pub fn start(store: StoreHandle) -> Self {
+    pub fn start(store: StoreHandle, metrics: Arc<Metrics>) -> Self {
         let (queue, mut waiting) = mpsc::channel::<AuditDraft>(Self::CAPACITY);
         let written = Arc::new(AtomicU64::new(0));
         let count = Arc::clone(&written);
+        let gauge = metrics.audit_buffer_events.clone();
         tokio::spawn(async move {
             let mut group = Vec::with_capacity(Self::GROUP);
             while waiting.recv_many(&mut group, Self::GROUP).await > 0 {
@@ -95,6 +98,7 @@ impl AuditLog {
                     match attempt {
                         Ok(()) => break,
                         Err(reason) => {
+                            metrics.audit_write_failures.inc();
                             // Never dropped: the buffer fills while this waits, and requests get 503.
                             tracing::warn!(%reason, events = group.len(), "audit events not written yet; retrying");
                             tokio::time::sleep(pause).await;
@@ -103,10 +107,18 @@ impl AuditLog {
                     }
                 }
                 count.fetch_add(group.len() as u64, Ordering::Relaxed);
+                metrics.audit_events_written.inc_by(group.len() as u64);
                 group.clear();
+                metrics
+                    .audit_buffer_events
+                    .set(i64::try_from(waiting.len()).unwrap_or(i64::MAX));
             }
         });
-        Self { queue, written }
+        Self {
+            queue,
+            written,
+            gauge: Some(gauge),
+        }
     }
 
     /// A log that drops what it is given: for tests of other things than auditing (the store
@@ -118,6 +130,7 @@ impl AuditLog {
         Self {
             queue,
             written: Arc::default(),
+            gauge: None,
         }
     }
 
@@ -127,7 +140,11 @@ impl AuditLog {
             .try_send(draft)
             .map_err(|_| ServiceError::AuditBacklog {
                 retry_after: Duration::from_secs(1),
-            })
+            })?;
+        if let Some(gauge) = &self.gauge {
+            gauge.set(i64::try_from(self.waiting()).unwrap_or(i64::MAX));
+        }
+        Ok(())
     }
 
     /// Buffered events written so far (a metric).
@@ -277,6 +294,78 @@ pub async fn verify(
         events: check.events,
         chains: check.chains(),
     }))
+}
+
+/// How often the service checks the audit chains it has not checked yet.
+pub const CHAIN_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Every this many checks the walk starts again from the first event (a Cosmos chain that sorts
+/// before the last checked one may have grown meanwhile; the embedded store's one chain never does).
+const FULL_CHECK_EVERY: u32 = 60;
+
+/// The service's own watch over the trail: every [`CHAIN_CHECK_INTERVAL`] it verifies the events
+/// written since its last check, and publishes `mediflow_audit_chain_intact` and
+/// `mediflow_audit_chain_verified_events` (an alert fires on a broken chain). A break is logged
+/// once with the event it names; `handler audit verify` gives the same answer on demand.
+pub fn watch_chain(store: StoreHandle, metrics: Arc<Metrics>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut check = ChainCheck::default();
+        let mut after: Option<AuditCursor> = None;
+        let mut passes = 0_u32;
+        let mut reported = false;
+        loop {
+            tokio::time::sleep(CHAIN_CHECK_INTERVAL).await;
+            let Ok(store) = store.get() else { continue };
+            passes += 1;
+            if passes.is_multiple_of(FULL_CHECK_EVERY) {
+                check = ChainCheck::default();
+                after = None;
+            }
+            match check_more(store.as_ref(), &mut check, &mut after).await {
+                Ok(Ok(())) => {
+                    metrics.audit_chain_intact.set(1);
+                    metrics
+                        .audit_chain_verified_events
+                        .set(i64::try_from(check.events).unwrap_or(i64::MAX));
+                }
+                Ok(Err(broken)) => {
+                    metrics.audit_chain_intact.set(0);
+                    if !reported {
+                        tracing::error!(chain = %broken.chain, seq = broken.seq, problem = %broken.problem,
+                            "the audit trail is broken: run `handler audit verify`");
+                        reported = true;
+                    }
+                    // Keep reporting the break; start over at the next full check.
+                    after = None;
+                    check = ChainCheck::default();
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "the audit chain check could not read the trail");
+                }
+            }
+        }
+    })
+}
+
+/// Verifies the events after `after`, in pages, moving `after` on.
+async fn check_more(
+    store: &dyn RecordStore,
+    check: &mut ChainCheck,
+    after: &mut Option<AuditCursor>,
+) -> Result<Result<(), BrokenChain>, ServiceError> {
+    loop {
+        let page = store.audit_chain(after.as_ref(), 1000).await?;
+        let Some(last) = page.last() else {
+            return Ok(Ok(()));
+        };
+        let next = AuditCursor::of(last);
+        for event in &page {
+            if let Err(broken) = check.check(event) {
+                return Ok(Err(broken));
+            }
+        }
+        *after = Some(next);
+    }
 }
 
 fn encode_cursor(cursor: &AuditCursor) -> String {

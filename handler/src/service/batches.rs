@@ -28,7 +28,7 @@ use crate::domain::{
     BatchId, BatchMessage, BatchReport, BatchState, FieldError, Record, RecordId, RejectedRecord,
 };
 use crate::metrics::Metrics;
-use crate::store::{Inserted, RecordStore, StoreHealth};
+use crate::store::{Inserted, RecordStore, StoreError, StoreHealth};
 
 /// What became of a queue message (the `outcome` label of `mediflow_queue_messages_total`), in
 /// either host.
@@ -306,20 +306,45 @@ pub async fn mark_failed(
 }
 
 /// [`mark_failed`] with the failed report already built (it holds no record: small to keep).
+///
+/// The decision is made on the report as read, and the write happens only if that report is
+/// still the stored one (`insert_batch` when there is none, `put_batch_if` otherwise): a batch
+/// completed between the read and the write is never overwritten. If another write wins, the
+/// report is read again and the decision made again, at most [`MARK_ATTEMPTS`] times.
 async fn mark_report_failed(
     store: &dyn RecordStore,
     failed: BatchReport,
 ) -> Result<(), ServiceError> {
-    match store.get_batch(failed.stored_id()).await? {
-        Some(stored)
-            if stored.status == BatchState::Completed
-                || stored.content_sha256 != failed.content_sha256 =>
-        {
-            Ok(())
+    for _ in 0..MARK_ATTEMPTS {
+        match store.get_batch(failed.stored_id()).await? {
+            Some(stored)
+                if stored.status == BatchState::Completed
+                    || stored.content_sha256 != failed.content_sha256 =>
+            {
+                return Ok(());
+            }
+            Some(stored) => {
+                if store.put_batch_if(failed.clone(), &stored).await? {
+                    return Ok(());
+                }
+            }
+            None => {
+                if store.insert_batch(failed.clone()).await? == failed {
+                    return Ok(());
+                }
+            }
         }
-        _ => Ok(store.put_batch(failed).await?),
     }
+    Err(StoreError::unavailable(format!(
+        "the report of batch {} kept changing while it was being marked failed",
+        failed.batch_id
+    ))
+    .into())
 }
+
+/// Reads and compare-and-puts [`mark_report_failed`] tries before it gives up (each retry means
+/// another writer changed the report in between: a handful of tries is plenty).
+const MARK_ATTEMPTS: usize = 5;
 
 /// Batches to mark `failed` that could not be marked because the store was down: each is marked
 /// by a task of its own as soon as the store answers again (retried every 250 ms doubling to

@@ -28,7 +28,7 @@ impl TestCall {
         let handle = StoreHandle::ready(std::sync::Arc::new(store.clone()));
         Self {
             caller,
-            audit: super::audit::AuditLog::start(handle),
+            audit: super::audit::AuditLog::start(handle, std::sync::Arc::default()),
         }
     }
 

@@ -9,8 +9,10 @@
 //! to redb in the background, without `fdatasync` (`Durability::None`: the journal has them) except
 //! once per [`DURABLE_EVERY_BYTES`] and before the journal is emptied. On open, the journal is
 //! replayed into redb (a torn tail, from a write that was never acknowledged, is cut) and
-//! emptied. Reads: the pending map, then redb's MVCC read transactions; they never wait for the
-//! writer.
+//! emptied. A journal with valid entries after a bad one is damage, not a torn tail: the open
+//! fails with [`StoreError::Corrupt`] naming the offset, the file is left as found, and the
+//! operator runs `handler store check` / `handler store salvage` (`crate::commands::store`).
+//! Reads: the pending map, then redb's MVCC read transactions; they never wait for the writer.
 //!
 //! Bounds: the queue holds [`QUEUE_CAPACITY`] writes (beyond it: `Unavailable`, 503 +
 //! Retry-After); the pending map holds [`MAX_PENDING_BYTES`] (beyond it the writer waits for the
@@ -18,7 +20,7 @@
 //! from then on writes fail fast and [`RecordStore::health`] reports it.
 //! See docs/adr/0002-embedded-store.md and docs/adr/0006-durable-write-path.md.
 
-mod journal;
+pub(crate) mod journal;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,7 +33,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
-use self::journal::{Journal, Put, Table};
+use self::journal::{Journal, OpenError, Put, Table};
 use super::embedded_site_index::{self as site_index, IndexKey};
 use super::{Inserted, RecordStore, Replaced, StoreError, StoreHealth};
 use crate::domain::audit::{AuditCursor, AuditQuery, GENESIS_HASH, event_time};
@@ -47,6 +49,12 @@ const AUDIT_BY_RECORD: TableDefinition<(u128, u128), ()> = TableDefinition::new(
 
 /// The name of the embedded store's one audit chain.
 pub const CHAIN: &str = "embedded";
+
+/// The redb file in the data folder; whoever has it open holds the store (redb locks it).
+pub const DATABASE_FILE: &str = "mediflow.redb";
+
+/// The journal in the data folder.
+pub const JOURNAL_FILE: &str = "mediflow.journal";
 
 /// redb's page cache. Its default (1 GiB) would outgrow a pod's memory limit as data grows; reads
 /// beyond the cache go to the OS page cache, which the kernel can reclaim.
@@ -90,6 +98,9 @@ enum Write {
     Audit(Vec<AuditDraft>, Reply<()>),
     InsertBatch(u128, Bytes, Reply<Resolved>),
     PutBatch(u128, Bytes, Reply<()>),
+    /// A batch report to put only if the stored one is still `expected` (compared decoded, so the
+    /// byte layout of an older write cannot make it fail forever).
+    PutBatchIf(u128, Bytes, Box<BatchReport>, Reply<bool>),
     /// Test fault injection: the writer thread panics.
     #[cfg(test)]
     Crash,
@@ -148,6 +159,7 @@ enum Answer {
     Audit(Reply<()>),
     InsertBatch(Reply<Resolved>, Resolved),
     PutBatch(Reply<()>),
+    PutBatchIf(Reply<bool>, bool),
     /// This write alone could not be decided (its lookup failed); the rest of its group goes on.
     Refused(Refusal, String),
 }
@@ -156,6 +168,7 @@ enum Answer {
 enum Refusal {
     Insert(Reply<Vec<Resolved>>),
     One(Reply<Resolved>),
+    Flag(Reply<bool>),
 }
 
 impl Answer {
@@ -167,6 +180,7 @@ impl Answer {
                 drop(reply.send(Ok(outcome)));
             }
             Self::PutBatch(reply) | Self::Audit(reply) => drop(reply.send(Ok(()))),
+            Self::PutBatchIf(reply, stored) => drop(reply.send(Ok(stored))),
             Self::Refused(refusal, reason) => refusal.send(&reason),
         }
     }
@@ -176,9 +190,10 @@ impl Answer {
         match self {
             Self::Insert(reply, _) => drop(reply.send(Err(failed()))),
             Self::InsertBatch(reply, _) | Self::Replace(reply, _) => {
-                drop(reply.send(Err(failed())))
+                drop(reply.send(Err(failed())));
             }
             Self::PutBatch(reply) | Self::Audit(reply) => drop(reply.send(Err(failed()))),
+            Self::PutBatchIf(reply, _) => drop(reply.send(Err(failed()))),
             Self::Refused(refusal, _) => refusal.send(reason),
         }
     }
@@ -190,6 +205,7 @@ impl Refusal {
         match self {
             Self::Insert(reply) => drop(reply.send(Err(failed))),
             Self::One(reply) => drop(reply.send(Err(failed))),
+            Self::Flag(reply) => drop(reply.send(Err(failed))),
         }
     }
 }
@@ -360,7 +376,7 @@ impl EmbeddedStore {
         })?;
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create(dir.join("mediflow.redb"))
+            .create(dir.join(DATABASE_FILE))
             .map_err(|e| StoreError::unavailable(format!("cannot open the embedded store: {e}")))?;
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(RECORDS).map_err(unavailable)?;
@@ -372,8 +388,13 @@ impl EmbeddedStore {
 
         let journal_error =
             |e: std::io::Error| StoreError::unavailable(format!("cannot replay the journal: {e}"));
+        // Damage is not a passing failure: it is reported as corruption (never retried) and the
+        // journal is left as found, for `handler store check` and `handler store salvage`.
         let (mut journal, replay) =
-            Journal::open(&dir.join("mediflow.journal")).map_err(journal_error)?;
+            Journal::open(&dir.join(JOURNAL_FILE)).map_err(|e| match e {
+                OpenError::Io(e) => journal_error(e),
+                OpenError::Damaged(damage) => StoreError::Corrupt(damage.to_string()),
+            })?;
         if replay.torn_bytes > 0 {
             tracing::warn!(
                 torn_bytes = replay.torn_bytes,
@@ -524,13 +545,15 @@ fn first_at_or_after(
     let (mut low, mut high) = (1_u128, last.value() + 1);
     while low < high {
         let middle = low + (high - low) / 2;
-        let bytes = audit
-            .get(middle)
-            .map_err(unavailable)?
-            .ok_or_else(|| StoreError::Corrupt(format!("audit event {middle} is missing")))?;
+        // The first event at or after `middle` (a salvaged journal can leave a seq missing).
+        let Some(entry) = audit.range(middle..high).map_err(unavailable)?.next() else {
+            high = middle;
+            continue;
+        };
+        let (key, bytes) = entry.map_err(unavailable)?;
         let event: AuditEvent = decode(bytes.value())?;
         if event.time.as_str() < from {
-            low = middle + 1;
+            low = key.value() + 1;
         } else {
             high = middle;
         }
@@ -754,6 +777,10 @@ struct Resolution {
 /// failed lookup fails only the write it was for. The audit events of the writes that go ahead
 /// are stamped onto the chain at the end and journaled first, in the same append as the data
 /// they describe (so a record is never durable without its create event).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per kind of write; each arm is the rule for that write"
+)]
 fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resolution {
     let mut puts: Vec<Put> = Vec::new();
     let mut events: Vec<AuditDraft> = Vec::new();
@@ -861,6 +888,21 @@ fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resoluti
                 put(&mut puts, &mut in_group, Table::Batches, key, value, None);
                 answers.push(Answer::PutBatch(reply));
             }
+            Write::PutBatchIf(key, value, expected, reply) => {
+                let unchanged = stored(Table::Batches, key, &puts, &in_group).map(|current| {
+                    current.is_some_and(|bytes| {
+                        decode::<BatchReport>(&bytes).is_ok_and(|current| current == *expected)
+                    })
+                });
+                match unchanged {
+                    Ok(true) => {
+                        put(&mut puts, &mut in_group, Table::Batches, key, value, None);
+                        answers.push(Answer::PutBatchIf(reply, true));
+                    }
+                    Ok(false) => answers.push(Answer::PutBatchIf(reply, false)),
+                    Err(reason) => answers.push(Answer::Refused(Refusal::Flag(reply), reason)),
+                }
+            }
             #[cfg(test)]
             Write::Crash => panic!("injected writer crash"),
             #[cfg(test)]
@@ -911,6 +953,7 @@ fn undecided(write: Write) -> Option<Answer> {
         Write::Replace(_, reply) => Some(Answer::Replace(reply, Resolved::Missing)),
         Write::Audit(_, reply) => Some(Answer::Audit(reply)),
         Write::PutBatch(_, _, reply) => Some(Answer::PutBatch(reply)),
+        Write::PutBatchIf(_, _, _, reply) => Some(Answer::PutBatchIf(reply, false)),
         #[cfg(test)]
         Write::Crash | Write::Block(_) => None,
     }
@@ -1141,6 +1184,20 @@ impl RecordStore for EmbeddedStore {
         let key = report.stored_id().as_uuid().as_u128();
         let value = encode(&report)?;
         self.submit(|done| Write::PutBatch(key, value, done)).await
+    }
+
+    /// Decided by the writer thread, the one place every write passes in order: no other write
+    /// can come between the comparison and the put.
+    async fn put_batch_if(
+        &self,
+        report: BatchReport,
+        expected: &BatchReport,
+    ) -> Result<bool, StoreError> {
+        let key = report.batch_id.as_uuid().as_u128();
+        let value = encode(&report)?;
+        let expected = Box::new(expected.clone());
+        self.submit(|done| Write::PutBatchIf(key, value, expected, done))
+            .await
     }
 
     async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError> {

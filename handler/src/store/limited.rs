@@ -117,6 +117,15 @@ impl RecordStore for LimitedStore {
         self.limited(self.inner.put_batch(report)).await
     }
 
+    async fn put_batch_if(
+        &self,
+        report: BatchReport,
+        expected: &BatchReport,
+    ) -> Result<bool, StoreError> {
+        self.limited(self.inner.put_batch_if(report, expected))
+            .await
+    }
+
     async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError> {
         self.limited(self.inner.get_batch(id)).await
     }
@@ -187,6 +196,9 @@ mod tests {
         }
         async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError> {
             Ok(report)
+        }
+        async fn put_batch_if(&self, _: BatchReport, _: &BatchReport) -> Result<bool, StoreError> {
+            std::future::pending().await
         }
         async fn put_batch(&self, _: BatchReport) -> Result<(), StoreError> {
             Ok(())

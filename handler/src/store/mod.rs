@@ -136,6 +136,15 @@ pub trait RecordStore: Send + Sync + 'static {
     /// Stores a batch report, replacing any earlier one for the batch.
     async fn put_batch(&self, report: BatchReport) -> Result<(), StoreError>;
 
+    /// Stores `report` only if the stored report for its batch is still exactly `expected` (a
+    /// compare-and-put: nothing else wrote it since `expected` was read). Returns whether it was
+    /// stored; `false` when the stored report changed or is gone, and then nothing is written.
+    async fn put_batch_if(
+        &self,
+        report: BatchReport,
+        expected: &BatchReport,
+    ) -> Result<bool, StoreError>;
+
     /// Reads a batch report.
     async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError>;
 

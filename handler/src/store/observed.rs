@@ -112,6 +112,15 @@ impl RecordStore for ObservedStore {
         self.timed("put_batch", self.inner.put_batch(report)).await
     }
 
+    async fn put_batch_if(
+        &self,
+        report: BatchReport,
+        expected: &BatchReport,
+    ) -> Result<bool, StoreError> {
+        self.timed("put_batch_if", self.inner.put_batch_if(report, expected))
+            .await
+    }
+
     async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError> {
         self.timed("get_batch", self.inner.get_batch(id)).await
     }

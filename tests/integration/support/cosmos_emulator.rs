@@ -222,8 +222,8 @@ impl CosmosEmulator {
         self.control("/fault/up", Some(json!({}))).await;
     }
 
-    /// A new, uniquely named database and container (partition key `/id`, the production
-    /// indexing policy) in this emulator.
+    /// A new, uniquely named database with its containers in this emulator: the data container
+    /// (partition key `/id`, the production indexing policy) and the audit container (`/chain`).
     #[cfg(feature = "emulator")]
     pub async fn fresh_container(&self) -> CosmosContainer {
         use azure_data_cosmos::models::{ContainerProperties, IndexingPolicy};
@@ -233,6 +233,7 @@ impl CosmosEmulator {
             endpoint: self.endpoint(),
             database: format!("mediflow-test-{}", &unique[..12]),
             container: "records".into(),
+            audit_container: "audit".into(),
         };
         let client = handler::store::cosmos::client(&container.config())
             .await
@@ -255,6 +256,18 @@ impl CosmosEmulator {
             .create_container(properties, None)
             .await
             .unwrap_or_else(|e| panic!("create container: {e}"));
+        client
+            .database_client(container.database.as_str())
+            .create_container(
+                ContainerProperties::new(container.audit_container.clone(), "/chain".into())
+                    .with_indexing_policy(
+                        serde_json::from_value(audit_indexing_policy())
+                            .expect("a valid Cosmos indexing policy"),
+                    ),
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create the audit container: {e}"));
         container
     }
 
@@ -275,12 +288,37 @@ impl Drop for CosmosEmulator {
     }
 }
 
+/// The audit container's indexing policy: every path, plus the two composite indexes its ordered
+/// queries need (the emulator, like Cosmos, refuses an ORDER BY on several fields without one):
+/// `(time, chain, seq)` for `audit_page`, `(chain, seq)` for `audit_chain`. Terraform's audit
+/// container must carry the same two.
+fn audit_indexing_policy() -> Value {
+    let ascending = |paths: &[&str]| -> Vec<Value> {
+        paths
+            .iter()
+            .map(|path| json!({ "path": path, "order": "ascending" }))
+            .collect()
+    };
+    json!({
+        "indexingMode": "consistent",
+        "automatic": true,
+        "includedPaths": [{ "path": "/*" }],
+        "excludedPaths": [{ "path": "/\"_etag\"/?" }],
+        "compositeIndexes": [
+            ascending(&["/time", "/chain", "/seq"]),
+            ascending(&["/chain", "/seq"]),
+        ],
+    })
+}
+
 /// One test's database and container.
 #[derive(Debug, Clone)]
 pub struct CosmosContainer {
     pub endpoint: String,
     pub database: String,
     pub container: String,
+    /// The audit trail's container (partition key `/chain`).
+    pub audit_container: String,
 }
 
 impl CosmosContainer {
@@ -291,6 +329,7 @@ impl CosmosContainer {
             ("COSMOS_ENDPOINT", self.endpoint.as_str()),
             ("COSMOS_DATABASE", self.database.as_str()),
             ("COSMOS_CONTAINER", self.container.as_str()),
+            ("COSMOS_AUDIT_CONTAINER", self.audit_container.as_str()),
             ("COSMOS_CREDENTIAL", "key"),
             ("COSMOS_KEY", EMULATOR_KEY),
             // The store turns HTTP/2 off for key auth itself; this keeps any other SDK use honest.

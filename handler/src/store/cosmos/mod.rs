@@ -1,11 +1,28 @@
 //! Azure Cosmos DB for NoSQL backend (`MEDIFLOW_STORE=cosmos`); docs/adr/0003-cosmos-data-model.md
-//! explains the choices.
+//! explains the choices, docs/adr/0010 the audit trail.
 //!
-//! One container, partition key `/id`. A record is one document (its fields, its `id`, and
+//! Two containers. The audit trail has its own (see [`audit`]: one hash chain per process, items
+//! only ever created). The data container has partition key `/id`. A record is one document (its fields, its `id`, and
 //! `kind: "record"`); a batch report is one document with id `batch-<batch uuid>` and
 //! `kind: "batch"`. Every read by id is a point read (`id` = partition key, about 1 RU); the
 //! one query is listing a site's records (docs/adr/0007-listing-by-site.md). Writes are single documents, so each one is atomic: a record is stored whole or
 //! not at all.
+//!
+//! **Event first.** A record and its event live in different containers, so no transaction holds
+//! both; the event is made durable *before* the change it describes, and the change is
+//! acknowledged only after both:
+//! * insert: a point read (1 RU) first; an existing record is answered `Existing` with no event.
+//!   Otherwise the create event, then the create. If the create then fails, a compensating event
+//!   (same record, outcome `not_stored`) is appended, best effort, and the error returned. If it
+//!   conflicts (another writer created the id between the read and the create: a race of two
+//!   submissions of the same record), the record exists with its own create event and this call
+//!   leaves one more create event for it: a duplicate claim of a create that did happen, harmless.
+//! * replace (a review): read the record with its `_etag`, compare with `expected`, append the
+//!   review event, then replace with If-Match on that `_etag`. A 412 (changed since the read)
+//!   answers `Changed` after a compensating event (outcome `not_applied`).
+//!
+//! So a stored record or review always has its event; an event may describe an attempt that a
+//! later event of the same record marks as not applied (or, after a timeout, describe nothing).
 //!
 //! Failures are mapped here, on the typed status: 404 is "absent", 409 is "already stored" (read
 //! it back: that is how idempotent POSTs and batch redeliveries converge), 429 after the SDK's own
@@ -21,10 +38,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use azure_core::http::Etag;
 use azure_data_cosmos::options::{
     BinaryEncodingOptions, ConnectionPoolOptionsBuilder, EndToEndOperationLatencyPolicy,
     OperationOptions, OperationOptionsBuilder, ThrottlingRetryOptionsBuilder,
 };
+use azure_data_cosmos::options::{ItemWriteOptions, Precondition};
 use azure_data_cosmos::{
     AccountEndpoint, AccountReference, ContainerClient, CosmosClient, CosmosError, CosmosRuntime,
     CosmosStatus, FeedScope, Query, RoutingStrategy,
@@ -39,6 +58,10 @@ use crate::credential::token_credential;
 use crate::domain::audit::{AuditCursor, AuditQuery};
 use crate::domain::{AuditDraft, AuditEvent};
 use crate::domain::{BatchId, BatchReport, ListQuery, Record, RecordId};
+
+pub mod audit;
+
+use self::audit::ChainWriter;
 
 /// The longest one store operation may take, every SDK retry included (the SDK's end-to-end
 /// latency policy). A dead or black-holed endpoint answers 503 after this, never hangs a request.
@@ -100,10 +123,12 @@ fn batch_document_id(id: BatchId) -> String {
     format!("batch-{id}")
 }
 
-/// The Cosmos DB backend. Cheap to clone.
+/// The Cosmos DB backend. Cheap to clone (the clones share one audit chain).
 #[derive(Clone)]
 pub struct CosmosStore {
     container: ContainerClient,
+    audit: ContainerClient,
+    chain: ChainWriter,
 }
 
 impl std::fmt::Debug for CosmosStore {
@@ -194,28 +219,43 @@ impl CosmosStore {
     pub async fn connect(config: &CosmosConfig) -> Result<Self, StoreError> {
         let connecting = async {
             let client = client(config).await?;
-            client
-                .database_client(config.database.as_str())
-                .container_client(config.container.as_str(), None)
-                .await
-                .map_err(|e| {
-                    StoreError::unavailable(format!(
-                        "cannot open container {}/{}: {}",
-                        config.database,
-                        config.container,
-                        map_error(&e)
-                    ))
-                })
+            let database = client.database_client(config.database.as_str());
+            let open = |name: &str| {
+                let database = &database;
+                let name = name.to_owned();
+                async move {
+                    database
+                        .container_client(name.as_str(), None)
+                        .await
+                        .map_err(|e| {
+                            StoreError::unavailable(format!(
+                                "cannot open container {}/{name}: {}",
+                                config.database,
+                                map_error(&e)
+                            ))
+                        })
+                }
+            };
+            Ok::<_, StoreError>((
+                open(&config.container).await?,
+                open(&config.audit_container).await?,
+            ))
         };
-        let container = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        let (container, audit) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| {
                 StoreError::unavailable(format!(
                     "Cosmos DB did not answer within {CONNECT_TIMEOUT:?}"
                 ))
             })??;
-        tracing::info!(database = %config.database, container = %config.container, "Cosmos DB container open");
-        Ok(Self { container })
+        tracing::info!(database = %config.database, container = %config.container,
+            audit_container = %config.audit_container, "Cosmos DB containers open");
+        let chain = ChainWriter::spawn(audit.clone());
+        Ok(Self {
+            container,
+            audit,
+            chain,
+        })
     }
 
     /// Runs one SDK call under the backstop timer; the SDK's own outcome is for the caller to judge.
@@ -239,6 +279,98 @@ impl CosmosStore {
             }),
             Err(err) if is_missing_document(err.status()) => Ok(None),
             Err(err) => Err(map_error(&err)),
+        }
+    }
+
+    /// Point read with the document's `_etag`. `None` when the document does not exist.
+    async fn read_tagged<T: DeserializeOwned>(
+        &self,
+        id: &str,
+    ) -> Result<Option<(T, Etag)>, StoreError> {
+        match self
+            .bounded(self.container.read_item(id.to_owned(), id, None))
+            .await?
+        {
+            Ok(response) => {
+                let etag = response.headers().etag().cloned().ok_or_else(|| {
+                    StoreError::Corrupt(format!("stored document {id} came without an ETag"))
+                })?;
+                let model = response.into_model::<T>().map_err(|e| {
+                    StoreError::Corrupt(format!("stored document {id} is unreadable: {e}"))
+                })?;
+                Ok(Some((model, etag)))
+            }
+            Err(err) if is_missing_document(err.status()) => Ok(None),
+            Err(err) => Err(map_error(&err)),
+        }
+    }
+
+    /// Replaces a document if its `_etag` is still `etag`; `false` when it changed (412) or is
+    /// gone (404).
+    async fn replace_if(
+        &self,
+        id: &str,
+        document: &impl Serialize,
+        etag: Etag,
+    ) -> Result<bool, StoreError> {
+        let options = ItemWriteOptions::default().with_precondition(Precondition::if_match(etag));
+        match self
+            .bounded(
+                self.container
+                    .replace_item(id.to_owned(), id, document, Some(options)),
+            )
+            .await?
+        {
+            Ok(_) => Ok(true),
+            Err(err) if err.status().is_precondition_failed() => Ok(false),
+            Err(err) if is_missing_document(err.status()) => Ok(false),
+            Err(err) => Err(map_error(&err)),
+        }
+    }
+
+    /// Appends an event that says an earlier one did not take effect. Best effort: the caller is
+    /// already answering an error or a refusal, which this must not hide.
+    async fn compensate(&self, mut event: AuditDraft, outcome: &str) {
+        outcome.clone_into(&mut event.outcome);
+        if let Err(err) = self.chain.append(vec![event]).await {
+            tracing::warn!(error = %err, outcome,
+                "cannot append the compensating audit event (the earlier event stands alone)");
+        }
+    }
+
+    /// Creates the records that `insert` found absent, their create events already durable.
+    async fn create_record(
+        &self,
+        record: Record,
+        audit: &AuditDraft,
+    ) -> Result<Inserted, StoreError> {
+        let id = record.id.to_string();
+        let document = RecordDocument {
+            record: &record,
+            kind: Kind::Record,
+        };
+        match self.create(&id, &document).await {
+            Ok(true) => Ok(Inserted::Created),
+            // A race with another submission of the same id (see the module docs).
+            Ok(false) => Ok(Inserted::Existing(self.read_conflicting(&id).await?)),
+            Err(err) => {
+                self.compensate(audit.created(record.id), "not_stored")
+                    .await;
+                Err(err)
+            }
+        }
+    }
+
+    /// An insert's outcome once its point read is done (and its event durable, when absent).
+    async fn decide(
+        &self,
+        record: Record,
+        stored: Option<Record>,
+        audit: &AuditDraft,
+    ) -> Result<Inserted, StoreError> {
+        match stored {
+            Some(existing) => Ok(Inserted::Existing(existing)),
+            None => self.create_record(record, audit).await,
         }
     }
 
@@ -355,68 +487,111 @@ fn map_error(err: &CosmosError) -> StoreError {
 
 #[async_trait]
 impl RecordStore for CosmosStore {
-    async fn insert(&self, record: Record, _audit: &AuditDraft) -> Result<Inserted, StoreError> {
-        let id = record.id.to_string();
-        if self
-            .create(
-                &id,
-                &RecordDocument {
-                    record: &record,
-                    kind: Kind::Record,
-                },
-            )
-            .await?
-        {
-            return Ok(Inserted::Created);
+    /// Point read, then (if absent) the create event, then the create: see the module docs.
+    async fn insert(&self, record: Record, audit: &AuditDraft) -> Result<Inserted, StoreError> {
+        if let Some(existing) = self.read(&record.id.to_string()).await? {
+            return Ok(Inserted::Existing(existing));
         }
-        Ok(Inserted::Existing(self.read_conflicting(&id).await?))
+        self.chain.append(vec![audit.created(record.id)]).await?;
+        self.create_record(record, audit).await
     }
 
-    /// Creates concurrently (at most [`INSERT_CONCURRENCY`] in flight), outcomes in input order.
-    /// The first failure ends the call; records created before it stay, which is harmless: every
-    /// insert is insert-if-absent under a deterministic id, so the retry completes the rest.
+    /// [`RecordStore::insert`] per record, [`audit::MAX_BATCH_EVENTS`] records at a time: their
+    /// point reads and creates concurrently (at most [`INSERT_CONCURRENCY`] in flight), the create
+    /// events of the absent ones in one transactional batch between the two. Outcomes are in
+    /// input order. The first failure ends the call; records created before it stay (each with
+    /// its event), which is harmless: every insert is insert-if-absent under a deterministic id,
+    /// so the retry completes the rest.
     async fn insert_many(
         &self,
         records: Vec<Record>,
         audit: &AuditDraft,
     ) -> Result<Vec<Inserted>, StoreError> {
-        stream::iter(records.into_iter().map(|record| self.insert(record, audit)))
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let chunk: Vec<Record> = records.by_ref().take(audit::MAX_BATCH_EVENTS).collect();
+            let ids: Vec<RecordId> = chunk.iter().map(|record| record.id).collect();
+            let stored: Vec<Option<Record>> = stream::iter(ids.into_iter().map(|id| self.get(id)))
+                .buffered(INSERT_CONCURRENCY)
+                .try_collect()
+                .await?;
+            let events: Vec<AuditDraft> = chunk
+                .iter()
+                .zip(&stored)
+                .filter(|(_, stored)| stored.is_none())
+                .map(|(record, _)| audit.created(record.id))
+                .collect();
+            self.chain.append(events).await?;
+            let decided: Vec<Inserted> = stream::iter(
+                chunk
+                    .into_iter()
+                    .zip(stored)
+                    .map(|(record, stored)| self.decide(record, stored, audit)),
+            )
             .buffered(INSERT_CONCURRENCY)
             .try_collect()
-            .await
+            .await?;
+            outcomes.extend(decided);
+        }
+        Ok(outcomes)
     }
 
     async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
         self.read(&id.to_string()).await
     }
 
-    // TODO(cosmos-audit): the audit container (in progress on branch cosmos-audit).
-    async fn replace(&self, _: &Record, _: Record, _: AuditDraft) -> Result<Replaced, StoreError> {
-        Err(StoreError::unavailable(
-            "reviews are not built on Cosmos yet",
-        ))
+    /// Read with `_etag`, compare, the review event, then If-Match replace: see the module docs.
+    async fn replace(
+        &self,
+        expected: &Record,
+        new: Record,
+        event: AuditDraft,
+    ) -> Result<Replaced, StoreError> {
+        let id = new.id.to_string();
+        let Some((current, etag)) = self.read_tagged::<Record>(&id).await? else {
+            return Ok(Replaced::Changed(None));
+        };
+        if current != *expected {
+            return Ok(Replaced::Changed(Some(current)));
+        }
+        self.chain.append(vec![event.clone()]).await?;
+        let document = RecordDocument {
+            record: &new,
+            kind: Kind::Record,
+        };
+        match self.replace_if(&id, &document, etag).await {
+            Ok(true) => Ok(Replaced::Done),
+            Ok(false) => {
+                self.compensate(event, "not_applied").await;
+                Ok(Replaced::Changed(self.read(&id).await?))
+            }
+            Err(err) => {
+                self.compensate(event, "not_applied").await;
+                Err(err)
+            }
+        }
     }
 
-    async fn append_audit(&self, _: Vec<AuditDraft>) -> Result<(), StoreError> {
-        Err(StoreError::unavailable(
-            "the audit trail is not built on Cosmos yet",
-        ))
+    async fn append_audit(&self, events: Vec<AuditDraft>) -> Result<(), StoreError> {
+        self.chain.append(events).await
     }
 
-    async fn audit_page(&self, _: &AuditQuery, _: usize) -> Result<Vec<AuditEvent>, StoreError> {
-        Err(StoreError::unavailable(
-            "the audit trail is not built on Cosmos yet",
-        ))
+    /// One cross-partition query with every filter in SQL (the emulator serves all of them).
+    async fn audit_page(
+        &self,
+        query: &AuditQuery,
+        max: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        audit::page(&self.audit, query, max).await
     }
 
     async fn audit_chain(
         &self,
-        _: Option<&AuditCursor>,
-        _: usize,
+        after: Option<&AuditCursor>,
+        max: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        Err(StoreError::unavailable(
-            "the audit trail is not built on Cosmos yet",
-        ))
+        audit::chain(&self.audit, after, max).await
     }
 
     async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError> {
@@ -450,6 +625,27 @@ impl RecordStore for CosmosStore {
         {
             Ok(_) => Ok(()),
             Err(err) => Err(map_error(&err)),
+        }
+    }
+
+    /// Read with `_etag`, compare, replace with If-Match on it: a report written between the read
+    /// and the replace makes it 412, and nothing is written.
+    async fn put_batch_if(
+        &self,
+        report: BatchReport,
+        expected: &BatchReport,
+    ) -> Result<bool, StoreError> {
+        let id = batch_document_id(report.batch_id);
+        match self.read_tagged::<BatchReport>(&id).await? {
+            Some((stored, etag)) if stored == *expected => {
+                let document = BatchDocument {
+                    id: id.clone(),
+                    kind: Kind::Batch,
+                    report: &report,
+                };
+                self.replace_if(&id, &document, etag).await
+            }
+            _ => Ok(false),
         }
     }
 
