@@ -75,10 +75,6 @@ pub struct Application {
 
 impl Application {
     /// Validates the configuration, loads keys and definitions, and binds the listeners.
-    #[expect(
-        clippy::too_many_lines,
-        reason = "the wiring in start-up order; each step is one call"
-    )]
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let definitions = Definitions::embedded_with_overrides(&config)?;
         let (addr, host) = match config.mode {

@@ -278,6 +278,17 @@ async fn auth_readiness(app: &App) -> Value {
     app.get_json("/ready").await["auth"].clone()
 }
 
+/// (method, path, key, body, expected status, words the 403 must hold, what the case proves)
+type RouteCase<'a> = (
+    reqwest::Method,
+    &'a str,
+    &'a str,
+    Option<&'a Value>,
+    StatusCode,
+    &'a str,
+    &'a str,
+);
+
 #[tokio::test]
 #[expect(clippy::too_many_lines, reason = "one row per case")]
 async fn each_key_of_a_client_table_calls_as_its_client_with_its_roles_and_sites() {
@@ -298,8 +309,7 @@ async fn each_key_of_a_client_table_calls_as_its_client_with_its_roles_and_sites
     elsewhere["site_id"] = json!("SITE002");
     let pending = valid_record();
     let qa_digest = digest_of("k-qa");
-    // (method, path, key, body, expected status, words the 403 must hold, what the case proves)
-    let cases: Vec<(Method, &str, &str, Option<&Value>, StatusCode, &str, &str)> = vec![
+    let cases: Vec<RouteCase> = vec![
         (
             Method::POST,
             "/records",
