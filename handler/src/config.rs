@@ -376,22 +376,29 @@ impl Config {
 
 /// `MEDIFLOW_CLIENT_RATE_PER_SECOND` and `MEDIFLOW_CLIENT_RATE_BURST`.
 fn client_rate(env: &impl Source) -> Result<Option<crate::auth::Rate>, ConfigError> {
-    let number = |name: &str, default: u32| {
-        env.var(name).map_or(Ok(default), |raw| {
-            raw.parse::<u32>().map_err(|_| {
-                ConfigError(format!(
-                    "{name} is not a whole number from 0 to 4294967295: {raw}"
-                ))
-            })
-        })
-    };
-    let per_second = number(
+    let per_second = whole_number(
         "MEDIFLOW_CLIENT_RATE_PER_SECOND",
+        env.var("MEDIFLOW_CLIENT_RATE_PER_SECOND"),
         DEFAULT_CLIENT_RATE_PER_SECOND,
     )?;
-    let burst = number("MEDIFLOW_CLIENT_RATE_BURST", DEFAULT_CLIENT_RATE_BURST)?;
+    let burst = whole_number(
+        "MEDIFLOW_CLIENT_RATE_BURST",
+        env.var("MEDIFLOW_CLIENT_RATE_BURST"),
+        DEFAULT_CLIENT_RATE_BURST,
+    )?;
     crate::auth::Rate::limit(per_second, burst)
         .map_err(|rule| ConfigError(format!("MEDIFLOW_CLIENT_RATE_BURST: {rule}")))
+}
+
+/// The value `raw` of variable `name` as a whole number (0 included), or `default` when unset.
+fn whole_number(name: &str, raw: Option<String>, default: u32) -> Result<u32, ConfigError> {
+    raw.map_or(Ok(default), |raw| {
+        raw.parse::<u32>().map_err(|_| {
+            ConfigError(format!(
+                "{name} is not a whole number from 0 to 4294967295: {raw}"
+            ))
+        })
+    })
 }
 
 /// An optional positive integer variable.

@@ -203,10 +203,11 @@ impl Clients {
         queue::attribute(&self.table(), message)
     }
 
-    /// What the server signs the batches a named client submits over HTTP with: the client's last
-    /// digest (the newest during a rotation, so a message queued then outlives the old key's
-    /// removal). `None` for the legacy and anonymous callers, whose messages stay plain (as today)
-    /// and for a client no longer in the table.
+    /// What the server signs the batches a named client submits over HTTP with: the client's first
+    /// digest, which is the current key's during a rotation (Terraform writes the current key
+    /// first, the previous one second; docs/operations-contract.md), so a message queued then
+    /// outlives the previous key's removal. `None` for the legacy and anonymous callers, whose
+    /// messages stay plain (as today), and for a client no longer in the table.
     pub fn signing_key(&self, principal: &Principal) -> Option<SigningKey> {
         if principal.standing != Standing::Named {
             return None;
@@ -218,7 +219,7 @@ impl Clients {
             .find(|e| e.principal.client == principal.client)?;
         Some(SigningKey {
             client: principal.client.clone(),
-            digest: *entry.digests.last()?,
+            digest: *entry.digests.first()?,
         })
     }
 
@@ -570,9 +571,10 @@ mod tests {
     }
 
     #[test]
-    fn the_server_signs_for_named_clients_with_their_newest_digest() {
+    fn the_server_signs_for_named_clients_with_their_current_digest() {
+        // Current first, previous second: how Terraform writes a rotation's overlap.
         let clients =
-            Clients::from_content(&client_table(&["k-mon-old", "k-mon-new"]), None).expect("table");
+            Clients::from_content(&client_table(&["k-mon-new", "k-mon-old"]), None).expect("table");
         let monitor = clients
             .authenticate(Some(b"k-mon-old"))
             .expect("known")
