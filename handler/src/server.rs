@@ -222,6 +222,7 @@ impl Application {
                 settings,
                 self.state.store.clone(),
                 Arc::clone(&self.state.metrics),
+                self.state.clients.clone(),
                 stop_rx.clone(),
             ))
         });
@@ -332,7 +333,8 @@ pub async fn mark_poisoned_failed(config: &Config) -> Result<usize, StartError> 
     let store = handle
         .get()
         .map_err(|e| StartError::StoreFailed(e.to_string()))?;
-    crate::queue::mark_poisoned_failed(&queue, store.as_ref())
+    let (clients, _) = load_clients(config)?;
+    crate::queue::mark_poisoned_failed(&queue, store.as_ref(), &clients)
         .await
         .map_err(|e| StartError::Queue(e.to_string()))
 }

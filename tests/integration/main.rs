@@ -19,6 +19,7 @@ mod durability;
 mod functions_host;
 mod http_api;
 mod idempotency;
+mod identities;
 mod journal_damage;
 mod pressure;
 mod properties;

@@ -107,7 +107,9 @@ struct Binaries {
 }
 
 impl Binaries {
-    fn locate() -> Result<Self, String> {
+    /// `handler`: `--handler PATH`, another build of the service to measure (a before/after
+    /// comparison runs the benchmark once per build, each against the floors of its own run).
+    fn locate(handler: Option<&str>) -> Result<Self, String> {
         let loadgen = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
         let dir = loadgen.parent().ok_or("no binary directory")?.to_owned();
         let found = |name: &str| {
@@ -123,7 +125,7 @@ impl Binaries {
         };
         Ok(Self {
             floor: found("floor")?,
-            handler: found("handler")?,
+            handler: handler.map_or_else(|| found("handler"), |path| Ok(PathBuf::from(path)))?,
             loadgen,
         })
     }
@@ -326,12 +328,7 @@ fn max_u64(values: &[u64]) -> u64 {
 /// Runs the benchmark and prints the report (also to `--out FILE`).
 pub fn run(args: &Args) -> Result<(), String> {
     let settings = Settings::from_args(args)?;
-    let mut bins = Binaries::locate()?;
-    // `--handler PATH`: measure another build of the service (a before/after comparison runs the
-    // benchmark once per build, each against the floors of its own run).
-    if let Some(path) = args.string("handler") {
-        bins.handler = PathBuf::from(path);
-    }
+    let bins = Binaries::locate(args.string("handler"))?;
     let keys = tempfile::NamedTempFile::new().map_err(|e| format!("key file: {e}"))?;
     std::fs::write(keys.path(), format!("{API_KEY}\n")).map_err(|e| format!("key file: {e}"))?;
     let (server_cpu, load_cpu) = if settings.pin {

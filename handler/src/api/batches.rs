@@ -50,6 +50,7 @@ pub async fn submit(
                 .dispatch(
                     store.as_ref(),
                     &state.metrics,
+                    &state.clients,
                     &message,
                     queued,
                     output.as_ref(),

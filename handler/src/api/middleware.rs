@@ -22,6 +22,9 @@ use super::error::{ApiError, InternalErrorReason};
 use crate::metrics::{UNMATCHED_ROUTE, method_label};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The client named in the audit event of a request refused for want of a valid key.
+pub const UNAUTHENTICATED: &str = "unauthenticated";
+
 pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// Longest a request may take end to end (store retries are bounded well below this).
@@ -126,6 +129,25 @@ pub async fn authenticate(
 ) -> Response {
     let presented = request.headers().get(&API_KEY).map(HeaderValue::as_bytes);
     let Some(caller) = state.clients.authenticate(presented) else {
+        // A refusal is audited like any other (who is unknown: the client field says so).
+        let request_id = request
+            .extensions()
+            .get::<super::RequestId>()
+            .map(|super::RequestId(id)| id.to_string());
+        let mut refused = crate::domain::AuditDraft::new(
+            UNAUTHENTICATED,
+            crate::domain::AuditAction::Refused,
+            "401",
+        )
+        .request(request_id.as_deref());
+        refused.reason = Some(if presented.is_some() {
+            "unknown API key".to_owned()
+        } else {
+            "no API key".to_owned()
+        });
+        if let Err(err) = state.audit.record(refused) {
+            return ApiError::from(err).into_response();
+        }
         return ApiError::Unauthorized.into_response();
     };
     if let Err(retry_after) = caller.admit() {

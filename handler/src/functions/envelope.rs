@@ -249,7 +249,8 @@ mod tests {
             let invocation = Invocation::from_slice(body.as_bytes()).expect("envelope");
             let text = invocation.queue_message_text("batch").expect("message");
             let decoded =
-                crate::service::batches::decode_message(&text, true).expect("a batch message");
+                crate::service::batches::decode_message(&text, true, &crate::auth::Clients::off())
+                    .expect("a batch message");
             assert_eq!(decoded.to_value(), message, "{data}");
         }
     }

@@ -295,7 +295,7 @@ async fn ingest_invocation(state: &Invocations, body: &[u8], function: &QueueFun
     let decoded = invocation
         .queue_message_text(&function.binding)
         .map_err(|e| e.to_string())
-        .and_then(|text| batches::decode_message(&text, true));
+        .and_then(|text| batches::decode_message(&text, true, &app.clients));
     let message = match decoded {
         Ok(message) => message,
         Err(reason) => {

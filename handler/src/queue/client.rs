@@ -24,7 +24,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::config::{AzureIdentity, QueueConfig};
 use crate::credential::{http_transport, token_credential_with};
-use crate::domain::BatchMessage;
 
 /// One message received from the queue, leased to us until `pop_receipt` is used or expires.
 /// `Debug` omits the text (patient data) and the pop receipt.
@@ -212,8 +211,7 @@ impl BatchQueue {
     }
 
     /// Puts a batch message on the queue (POST /batches).
-    pub async fn send(&self, message: &BatchMessage) -> Result<(), QueueError> {
-        let json = message.to_json();
+    pub async fn send(&self, json: String) -> Result<(), QueueError> {
         let text = if self.inner.base64 {
             B64.encode(json)
         } else {

@@ -61,6 +61,7 @@ impl BatchSink {
         &self,
         store: &dyn RecordStore,
         metrics: &Metrics,
+        clients: &crate::auth::Clients,
         message: &BatchMessage,
         queued: BatchReport,
         output: Option<&QueueOutput>,
@@ -68,7 +69,8 @@ impl BatchSink {
         match self {
             Self::InProcess => batches::ingest_and_count(store, metrics, message).await,
             Self::Queue(queue) => {
-                queue.send(message).await.map_err(|err| {
+                let text = batches::queued_text(message, clients)?;
+                queue.send(text).await.map_err(|err| {
                     tracing::warn!(batch_id = %message.batch_id, error = %err, "batch not queued");
                     ServiceError::QueueUnavailable(err.to_string())
                 })?;
@@ -78,7 +80,10 @@ impl BatchSink {
                 let output = output.ok_or_else(|| {
                     ServiceError::Internal("a batch outside a Functions invocation".into())
                 })?;
-                output.set(message.to_value());
+                let text = batches::queued_text(message, clients)?;
+                let value = serde_json::from_str(&text)
+                    .map_err(|e| ServiceError::Internal(format!("queued text is not JSON: {e}")))?;
+                output.set(value);
                 Ok(queued)
             }
         }
@@ -126,6 +131,7 @@ pub enum MarkError {
 pub async fn mark_poisoned_failed(
     queue: &client::BatchQueue,
     store: &dyn RecordStore,
+    clients: &crate::auth::Clients,
 ) -> Result<usize, MarkError> {
     let mut seen = std::collections::HashSet::new();
     loop {
@@ -138,7 +144,7 @@ pub async fn mark_poisoned_failed(
             return Ok(seen.len());
         }
         for message in fresh {
-            match batches::decode_message(&message.text, queue.base64()) {
+            match batches::decode_message(&message.text, queue.base64(), clients) {
                 Ok(batch) => {
                     let failure = format!(
                         "ingestion failed; the message is in {}",
@@ -185,7 +191,14 @@ mod tests {
 
         let output = QueueOutput::default();
         let answered = BatchSink::OutputBinding
-            .dispatch(&store, &metrics, &message, queued.clone(), Some(&output))
+            .dispatch(
+                &store,
+                &metrics,
+                &crate::auth::Clients::off(),
+                &message,
+                queued.clone(),
+                Some(&output),
+            )
             .await
             .expect("handed to the output binding");
         assert_eq!(answered.status, BatchState::Queued);
@@ -193,13 +206,27 @@ mod tests {
         // Outside an invocation there is no output binding to hand it to: a bug, said so.
         assert!(matches!(
             BatchSink::OutputBinding
-                .dispatch(&store, &metrics, &message, queued.clone(), None)
+                .dispatch(
+                    &store,
+                    &metrics,
+                    &crate::auth::Clients::off(),
+                    &message,
+                    queued.clone(),
+                    None
+                )
                 .await,
             Err(ServiceError::Internal(_))
         ));
 
         let ingested = BatchSink::InProcess
-            .dispatch(&store, &metrics, &message, queued, None)
+            .dispatch(
+                &store,
+                &metrics,
+                &crate::auth::Clients::off(),
+                &message,
+                queued,
+                None,
+            )
             .await
             .expect("ingested in process");
         assert_eq!(ingested.status, BatchState::Completed);

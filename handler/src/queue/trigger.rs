@@ -81,6 +81,8 @@ struct Context {
     settings: QueueSettings,
     store: StoreHandle,
     metrics: Arc<Metrics>,
+    /// Who may send batch messages: each message is attributed to its client or refused.
+    clients: crate::auth::Clients,
     /// Set when an attempt failed because the store was unavailable; cleared when its check
     /// passes again. While set, nothing is received.
     store_down: AtomicBool,
@@ -97,6 +99,7 @@ pub async fn run(
     settings: QueueSettings,
     store: StoreHandle,
     metrics: Arc<Metrics>,
+    clients: crate::auth::Clients,
     mut stop: watch::Receiver<bool>,
 ) {
     let batch_size = settings.batch_size.clamp(1, 32);
@@ -115,6 +118,7 @@ pub async fn run(
         settings,
         store,
         metrics,
+        clients,
         store_down: AtomicBool::new(false),
         failed_marks: batches::FailedMarks::default(),
     });
@@ -239,7 +243,9 @@ async fn handle(context: Arc<Context>, mut message: Received) {
     if poisoned_on_arrival(message.dequeue_count, max) {
         tracing::warn!(message_id = %message.id, dequeue_count = message.dequeue_count, max_dequeue_count = max,
             "batch message exceeded maxDequeueCount: moving it to the poison queue unprocessed");
-        if let Ok(batch) = batches::decode_message(&message.text, context.queue.base64()) {
+        if let Ok(batch) =
+            batches::decode_message(&message.text, context.queue.base64(), &context.clients)
+        {
             let failure = format!(
                 "ingestion was abandoned {} times (the consumer stopped); the message is in {}",
                 message.dequeue_count - 1,
@@ -250,7 +256,11 @@ async fn handle(context: Arc<Context>, mut message: Received) {
         finish(&context, &message, Verdict::Poison, Outcome::Poisoned).await;
         return;
     }
-    let batch = match batches::decode_message(&message.text, context.queue.base64()) {
+    let batch = match batches::decode_message(
+        &message.text,
+        context.queue.base64(),
+        &context.clients,
+    ) {
         Ok(batch) => batch,
         Err(problem) => {
             tracing::warn!(message_id = %message.id, dequeue_count = message.dequeue_count, problem,

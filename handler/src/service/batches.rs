@@ -20,6 +20,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use super::audit::Call;
 use super::{ServiceError, StoreHandle};
+use crate::auth::Clients;
 use crate::domain::decode::record_from_value;
 use crate::domain::identity::Role;
 use crate::domain::record::SiteId;
@@ -69,11 +70,16 @@ pub fn message_json(text: &str, base64: bool) -> Result<Cow<'_, [u8]>, &'static 
     Err("neither base64 nor JSON")
 }
 
-/// A queue message's text → batch message ([`message_json`], then the envelope rules). `Err`
-/// names what is wrong by error kind and field only: never the content.
-pub fn decode_message(text: &str, base64: bool) -> Result<BatchMessage, String> {
+/// A queue message's text → batch message, attributed to the client that proves it sent it
+/// ([`message_json`], then [`Clients::attribute`]: a signed envelope, or a plain message where the
+/// deployment accepts those, then the envelope rules). `Err` names what is wrong by error kind and
+/// field only: never the content. An unattributable message is refused, never stored anonymously.
+pub fn decode_message(text: &str, base64: bool, clients: &Clients) -> Result<BatchMessage, String> {
     let bytes = message_json(text, base64)?;
-    BatchMessage::from_slice(&bytes).map_err(|errors| {
+    let (submitter, payload) = clients
+        .attribute(&bytes)
+        .map_err(|refused| format!("unattributed: {refused}"))?;
+    let mut message = BatchMessage::from_slice(&payload).map_err(|errors| {
         let kinds: Vec<String> = errors
             .iter()
             .map(|e| {
@@ -85,7 +91,28 @@ pub fn decode_message(text: &str, base64: bool) -> Result<BatchMessage, String> 
             })
             .collect();
         kinds.join(", ")
-    })
+    })?;
+    message.submitter = (*submitter).clone();
+    Ok(message)
+}
+
+/// The text a batch message is queued as: the plain message for the legacy and anonymous callers
+/// (as today), the signed envelope of its client for a client of the table (so the queue trigger
+/// can attribute it).
+pub fn queued_text(message: &BatchMessage, clients: &Clients) -> Result<String, ServiceError> {
+    let json = message.to_json();
+    if message.submitter.id_scope().is_none() {
+        return Ok(json);
+    }
+    clients
+        .signing_key(&message.submitter)
+        .map(|key| key.sign(&json))
+        .ok_or_else(|| {
+            ServiceError::Internal(format!(
+                "client {} has no signing key (removed from the table?)",
+                message.submitter.client
+            ))
+        })
 }
 
 /// What the transport must do after [`accept`].
@@ -562,7 +589,7 @@ mod tests {
                 false,
             ),
         ] {
-            match decode_message(&text, base64) {
+            match decode_message(&text, base64, &Clients::off()) {
                 Ok(batch) => assert!(ok, "{proves}: decoded {}", batch.batch_id),
                 Err(problem) => {
                     assert!(!ok, "{proves}: {problem}");
@@ -573,6 +600,60 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_client_table_attributes_signed_messages_and_refuses_the_rest() {
+        use sha2::{Digest, Sha256};
+        let digest: [u8; 32] = Sha256::digest(b"uploader-key").into();
+        let other: [u8; 32] = Sha256::digest(b"someone-else").into();
+        let hex = crate::domain::audit::hex(&digest);
+        let table = format!(
+            r#"{{"clients": [{{"id": "site001-uploader", "key_sha256": ["{hex}"], "roles": ["submit"], "sites": ["SITE001"]}}]}}"#
+        );
+        let clients = Clients::from_content(&table, None).expect("a valid table");
+        let payload = r#"{"batch_id":"0b6c1d1e-9a4f-4a57-9d47-5a2a1a7c2c10","records":[{"site_id":"SITE001"}]}"#;
+        let client = crate::domain::ClientId::parse("site001-uploader").expect("id");
+        let signed = crate::auth::queue::sign(&client, &digest, payload);
+        let forged = crate::auth::queue::sign(&client, &other, payload);
+        // (what the case proves, message text, attributed to)
+        for (proves, text, expected) in [
+            (
+                "a signed message is its client's",
+                signed.clone(),
+                Some("site001-uploader"),
+            ),
+            (
+                "base64 of it too",
+                B64.encode(&signed),
+                Some("site001-uploader"),
+            ),
+            ("a signature with another key is refused", forged, None),
+            ("an unsigned message is refused", payload.to_owned(), None),
+            (
+                "a changed payload is refused",
+                signed.replace("SITE001", "SITE002"),
+                None,
+            ),
+        ] {
+            match decode_message(&text, true, &clients) {
+                Ok(message) => assert_eq!(
+                    Some(message.submitter.client.as_str()),
+                    expected,
+                    "{proves}"
+                ),
+                Err(problem) => {
+                    assert!(expected.is_none(), "{proves}: {problem}");
+                    assert!(problem.starts_with("unattributed"), "{proves}: {problem}");
+                }
+            }
+        }
+        let message = decode_message(&signed, false, &clients).expect("attributed");
+        let queued = queued_text(&message, &clients).expect("signed");
+        let again = decode_message(&queued, false, &clients)
+            .expect("what the server queues attributes back");
+        assert_eq!(again.submitter, message.submitter);
+        assert_eq!(again.content_sha256, message.content_sha256);
     }
 
     #[test]
