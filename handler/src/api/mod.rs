@@ -246,3 +246,52 @@ pub fn metrics_router(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A route that answers its caller's client id.
+    fn echo_caller() -> Router {
+        Router::new().route(
+            "/who",
+            get(|Caller(principal): Caller| async move { principal.client.to_string() }),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_caller_extractor_gives_the_principal_the_middleware_put_in() {
+        let caller = Caller(Arc::new(Principal::legacy()));
+        let router = echo_caller().layer(axum::middleware::from_fn(
+            move |mut request: axum::extract::Request, next: axum::middleware::Next| {
+                let caller = caller.clone();
+                async move {
+                    request.extensions_mut().insert(caller);
+                    next.run(request).await
+                }
+            },
+        ));
+        let response = router
+            .oneshot(Request::get("/who").body(Body::empty()).expect("request"))
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
+        assert_eq!(&body[..], b"legacy");
+    }
+
+    #[tokio::test]
+    async fn a_route_without_its_caller_is_a_bug_not_a_401() {
+        let response = echo_caller()
+            .oneshot(Request::get("/who").body(Body::empty()).expect("request"))
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
