@@ -314,11 +314,9 @@ async fn redrive_queue(config: &Config) -> Result<BatchQueue, StartError> {
         .map_err(|e| StartError::Queue(e.to_string()))
 }
 
-/// `handler redrive --mark-failed`: opens the configured store (a local one only while no service
-/// holds it) and marks the batch of every poison message `failed`
-/// ([`crate::queue::mark_poisoned_failed`]); returns how many messages were read.
-pub async fn mark_poisoned_failed(config: &Config) -> Result<usize, StartError> {
-    let queue = redrive_queue(config).await?;
+/// Opens the configured store for a one-shot command (a local one only while no service holds
+/// it), waiting at most 60 s for a remote one.
+async fn open_store_once(config: &Config) -> Result<SharedStore, StartError> {
     let handle = StoreHandle::default();
     let opening = open_store(
         config.store.clone(),
@@ -333,6 +331,15 @@ pub async fn mark_poisoned_failed(config: &Config) -> Result<usize, StartError> 
     let store = handle
         .get()
         .map_err(|e| StartError::StoreFailed(e.to_string()))?;
+    Ok(Arc::clone(store))
+}
+
+/// `handler redrive --mark-failed`: opens the configured store (a local one only while no service
+/// holds it) and marks the batch of every poison message `failed`
+/// ([`crate::queue::mark_poisoned_failed`]); returns how many messages were read.
+pub async fn mark_poisoned_failed(config: &Config) -> Result<usize, StartError> {
+    let queue = redrive_queue(config).await?;
+    let store = open_store_once(config).await?;
     let (clients, _) = load_clients(config)?;
     crate::queue::mark_poisoned_failed(&queue, store.as_ref(), &clients)
         .await
@@ -346,20 +353,7 @@ pub async fn verify_audit(
     config: &Config,
 ) -> Result<Result<crate::service::audit::Verified, crate::domain::audit::BrokenChain>, StartError>
 {
-    let handle = StoreHandle::default();
-    let opening = open_store(
-        config.store.clone(),
-        config.cosmos_max_concurrency,
-        handle.clone(),
-        Arc::new(Metrics::default()),
-    );
-    tokio::time::timeout(Duration::from_secs(60), opening)
-        .await
-        .map_err(|_| StartError::Store(StoreError::unavailable("not reachable within 60 s")))?
-        .map_err(StartError::Store)?;
-    let store = handle
-        .get()
-        .map_err(|e| StartError::StoreFailed(e.to_string()))?;
+    let store = open_store_once(config).await?;
     crate::service::audit::verify(store.as_ref())
         .await
         .map_err(|e| StartError::StoreFailed(e.to_string()))

@@ -387,7 +387,7 @@ mod tests {
     use crate::domain::identity::Role;
 
     fn hex(key: &str) -> String {
-        table::to_hex(&Sha256::digest(key.as_bytes()))
+        crate::domain::hex(&Sha256::digest(key.as_bytes()))
     }
 
     fn client_table(monitor_keys: &[&str]) -> String {

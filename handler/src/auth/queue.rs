@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::table::{Format, Table, to_hex};
+use super::table::{Format, Table};
 use crate::domain::identity::{ClientId, Principal, Role};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -118,7 +118,7 @@ pub fn sign(client: &ClientId, digest: &[u8; 32], payload: &str) -> String {
     mac.update(payload.as_bytes());
     serde_json::json!({
         "client": client.as_str(),
-        "hmac_sha256": to_hex(&mac.finalize().into_bytes()),
+        "hmac_sha256": crate::domain::hex(&mac.finalize().into_bytes()),
         "payload": payload,
     })
     .to_string()
@@ -184,7 +184,7 @@ mod tests {
     }
 
     fn client_table() -> Table {
-        let hex = |key: &str| to_hex(&digest(key));
+        let hex = |key: &str| crate::domain::hex(&digest(key));
         Table::parse(
             &json!({"clients": [
                 {"id": "site001-uploader", "key_sha256": [hex("up-old"), hex("up-new")], "roles": ["submit"], "sites": ["SITE001"]},
@@ -224,7 +224,7 @@ mod tests {
         let mut mac = HmacSha256::new_from_slice(b"Jefe").expect("key");
         mac.update(b"what do ya want for nothing?");
         assert_eq!(
-            to_hex(&mac.finalize().into_bytes()),
+            crate::domain::hex(&mac.finalize().into_bytes()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
@@ -439,6 +439,6 @@ mod tests {
             attribute(&table, key.sign(PAYLOAD).as_bytes()).expect("attributed");
         assert_eq!(principal.client.as_str(), "site001-uploader");
         assert_eq!(payload, PAYLOAD.as_bytes());
-        assert!(!format!("{key:?}").contains(&to_hex(&digest("up-new"))[..8]));
+        assert!(!format!("{key:?}").contains(&crate::domain::hex(&digest("up-new"))[..8]));
     }
 }

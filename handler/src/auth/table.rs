@@ -489,17 +489,6 @@ fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
-/// Lower-case hex of `bytes`.
-pub fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -508,7 +497,7 @@ mod tests {
 
     /// Hex SHA-256 of `key`, as an operator would put in the table.
     fn digest_of(key: &str) -> String {
-        to_hex(&Sha256::digest(key.as_bytes()))
+        crate::domain::hex(&Sha256::digest(key.as_bytes()))
     }
 
     fn uploader() -> Value {
@@ -853,7 +842,7 @@ mod tests {
         let lower = digest_of("k");
         assert_eq!(decode_digest(&lower), decode_digest(&lower.to_uppercase()));
         assert_eq!(
-            decode_digest(&lower).map(|d| to_hex(&d)),
+            decode_digest(&lower).map(|d| crate::domain::hex(&d)),
             Some(lower.clone())
         );
         for bad in [

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::batch::BatchId;
+pub use super::hex;
 use super::record::{RecordId, Status};
 
 /// What was done.
@@ -172,15 +173,6 @@ impl AuditEvent {
         let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
         hex(&Sha256::digest(bytes))
     }
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
 }
 
 /// Where a chain is broken: the event named, and what is wrong with it.

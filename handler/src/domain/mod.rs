@@ -15,3 +15,14 @@ pub use errors::FieldError;
 pub use identity::{ClientId, Principal, Role};
 pub use listing::{Cursor, ListQuery, RecordPage};
 pub use record::{NewRecord, Record, RecordId};
+
+/// Lower-case hex of `bytes` (content hashes, audit hashes, key digests).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}

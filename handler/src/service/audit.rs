@@ -8,7 +8,6 @@
 //! Retry-After) rather than drop an event.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -64,7 +63,6 @@ impl Call<'_> {
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     queue: mpsc::Sender<AuditDraft>,
-    written: Arc<AtomicU64>,
     gauge: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
@@ -80,8 +78,6 @@ impl AuditLog {
     /// Starts the writer task over `store` (it waits until the store is open).
     pub fn start(store: StoreHandle, metrics: Arc<Metrics>) -> Self {
         let (queue, mut waiting) = mpsc::channel::<AuditDraft>(Self::CAPACITY);
-        let written = Arc::new(AtomicU64::new(0));
-        let count = Arc::clone(&written);
         let gauge = metrics.audit_buffer_events.clone();
         tokio::spawn(async move {
             let mut group = Vec::with_capacity(Self::GROUP);
@@ -106,7 +102,6 @@ impl AuditLog {
                         }
                     }
                 }
-                count.fetch_add(group.len() as u64, Ordering::Relaxed);
                 metrics.audit_events_written.inc_by(group.len() as u64);
                 group.clear();
                 metrics
@@ -116,7 +111,6 @@ impl AuditLog {
         });
         Self {
             queue,
-            written,
             gauge: Some(gauge),
         }
     }
@@ -127,11 +121,7 @@ impl AuditLog {
     pub fn discarding() -> Self {
         let (queue, mut waiting) = mpsc::channel::<AuditDraft>(Self::CAPACITY);
         tokio::spawn(async move { while waiting.recv().await.is_some() {} });
-        Self {
-            queue,
-            written: Arc::default(),
-            gauge: None,
-        }
+        Self { queue, gauge: None }
     }
 
     /// Buffers `draft`; a full buffer is [`ServiceError::AuditBacklog`].
@@ -145,11 +135,6 @@ impl AuditLog {
             gauge.set(i64::try_from(self.waiting()).unwrap_or(i64::MAX));
         }
         Ok(())
-    }
-
-    /// Buffered events written so far (a metric).
-    pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
     }
 
     /// Events waiting to be written (a metric; the writer stalls when this stays high).
@@ -183,11 +168,10 @@ pub async fn page(
     raw_query: Option<&str>,
 ) -> Result<AuditPage, ServiceError> {
     call.require(Role::Audit, AuditAction::ReadAudit)?;
-    let (mut query, limit) = parse_query(raw_query)?;
+    let (query, limit) = parse_query(raw_query)?;
     if let Some(record_id) = query.record_id {
         // An auditor of some sites sees only those sites' records.
         if !visible(store, call.caller, record_id).await? {
-            query.record_id = Some(record_id);
             return Ok(AuditPage {
                 events: Vec::new(),
                 continuation: None,
@@ -206,11 +190,20 @@ pub async fn page(
     if !matches!(call.caller.sites, crate::domain::identity::Sites::All) {
         // Events name records by id only; an auditor limited to sites gets the events of its sites'
         // records and the events naming no record of another site.
+        // One lookup per record the page names, however many of its events name it.
+        let mut seen: std::collections::HashMap<RecordId, bool> = std::collections::HashMap::new();
         let mut kept = Vec::with_capacity(events.len());
         for event in events {
             let mut all_visible = true;
             for id in &event.draft.record_ids {
-                all_visible &= visible(store, call.caller, *id).await?;
+                let shown = if let Some(shown) = seen.get(id) {
+                    *shown
+                } else {
+                    let shown = visible(store, call.caller, *id).await?;
+                    seen.insert(*id, shown);
+                    shown
+                };
+                all_visible &= shown;
             }
             if all_visible {
                 kept.push(event);

@@ -258,16 +258,7 @@ fn admit(submitter: &Principal, fields: NewRecord) -> Result<NewRecord, Vec<Fiel
             &serde_json::Value::from(fields.site_id.as_str()),
         )]);
     }
-    match super::records::check_status_allowed(submitter, fields.status) {
-        Ok(()) => Ok(fields),
-        Err(ServiceError::Invalid(errors)) => Err(errors),
-        Err(other) => Err(vec![FieldError::body(
-            "status",
-            "status_requires_review",
-            other.to_string(),
-            &serde_json::Value::Null,
-        )]),
-    }
+    super::records::check_status_allowed(submitter, fields.status).map(|()| fields)
 }
 
 fn report(

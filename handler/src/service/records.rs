@@ -57,7 +57,7 @@ pub async fn create(
     call.caller
         .require_site(&fields.site_id)
         .map_err(|denied| call.refuse(denied, AuditAction::Create, Vec::new()))?;
-    check_status_allowed(call.caller, fields.status)?;
+    check_status_allowed(call.caller, fields.status).map_err(ServiceError::Invalid)?;
     let id = idempotency_key.map_or_else(RecordId::random, |key| {
         RecordId::for_idempotency_key(&scoped_key(call.caller, key))
     });
@@ -92,16 +92,16 @@ pub fn scoped_key(caller: &Principal, key: &str) -> String {
 }
 
 /// A submission's status must be `pending` unless the caller may review (422 otherwise).
-pub fn check_status_allowed(caller: &Principal, status: Status) -> Result<(), ServiceError> {
+pub fn check_status_allowed(caller: &Principal, status: Status) -> Result<(), Vec<FieldError>> {
     if status == Status::Pending || caller.may_choose_status() {
         return Ok(());
     }
-    Err(ServiceError::Invalid(vec![FieldError::body(
+    Err(vec![FieldError::body(
         "status",
         "status_requires_review",
         "Only a client with the review role may submit a status other than pending; submit it as pending and have it reviewed",
         &serde_json::Value::from(status_name(status)),
-    )]))
+    )])
 }
 
 fn status_name(status: Status) -> &'static str {
@@ -207,14 +207,16 @@ pub async fn review(
     call.require(Role::Review, AuditAction::Review)?;
     let (status, reason) = review_from_slice(body)?;
     let id = RecordId::parse(raw_id).ok_or(ServiceError::RecordNotFound)?;
-    let Some(stored) = store.get(id).await? else {
+    let Some(stored_json) = store.get_json(id).await? else {
         return Err(ServiceError::RecordNotFound);
     };
+    let stored: Record = serde_json::from_slice(&stored_json)
+        .map_err(|e| ServiceError::Internal(format!("stored record {id} is unreadable: {e}")))?;
     if !call.caller.holds_site(&stored.fields.site_id) {
         call.record(call.draft(AuditAction::Review, "denied_site").records([id]))?;
         return Err(ServiceError::RecordNotFound);
     }
-    let current_tag = etag(&encode(&stored)?);
+    let current_tag = etag(&stored_json);
     if let Some(expected) = if_match
         && !if_match_allows(expected, &current_tag)
     {

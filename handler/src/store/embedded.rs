@@ -138,6 +138,11 @@ impl ChainHead {
     /// Stamps `draft` as the next event and returns its put.
     fn append(&mut self, draft: AuditDraft) -> Result<Put, String> {
         let time = event_time(&self.time);
+        let audited = draft
+            .record_ids
+            .iter()
+            .map(|id| id.as_uuid().as_u128())
+            .collect();
         let event = draft.stamp(CHAIN, self.seq + 1, time, &self.hash);
         let value = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
         self.seq = event.seq;
@@ -148,6 +153,7 @@ impl ChainHead {
             key: u128::from(self.seq),
             value: Bytes::from(value),
             index: None,
+            audited: Some(audited),
         })
     }
 }
@@ -632,7 +638,14 @@ fn commit_puts<'a>(
                     audit
                         .insert(put.key, put.value.as_ref())
                         .map_err(unavailable)?;
-                    for record in audited_records(&put.value)? {
+                    let parsed;
+                    let records = if let Some(records) = &put.audited {
+                        records
+                    } else {
+                        parsed = audited_records(&put.value)?;
+                        &parsed
+                    };
+                    for &record in records {
                         by_record
                             .insert((record, put.key), ())
                             .map_err(unavailable)?;
@@ -802,6 +815,7 @@ fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resoluti
             key,
             value,
             index,
+            audited: None,
         });
     };
     for write in group {
@@ -1403,6 +1417,7 @@ mod tests {
             key: r.id.as_uuid().as_u128(),
             value: encode(r).expect("encode"),
             index: None,
+            audited: None,
         };
         let path = dir.path().join("mediflow.journal");
         let (mut journal, _) = Journal::open(&path).expect("journal");

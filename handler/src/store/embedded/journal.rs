@@ -72,6 +72,9 @@ pub struct Put {
     /// the value again. Not journaled: a replayed put has `None` and its key is read from the
     /// value.
     pub index: Option<IndexKey>,
+    /// An audit event's record keys (its by-record index entries), carried from the writer for the
+    /// same reason. Not journaled: a replayed event has `None` and its keys are read from the value.
+    pub audited: Option<Vec<u128>>,
 }
 
 /// The open journal file, positioned at its end.
@@ -328,6 +331,7 @@ fn decode(frame: &[u8]) -> Option<Put> {
         key: u128::from_le_bytes(payload.get(1..HEADER)?.try_into().ok()?),
         value: Bytes::copy_from_slice(payload.get(HEADER..)?),
         index: None,
+        audited: None,
     })
 }
 
@@ -402,6 +406,7 @@ mod tests {
             key: u128::from(n) << 64 | 7,
             value: Bytes::from(vec![n; 40 + usize::from(n)]),
             index: None,
+            audited: None,
         }
     }
 
