@@ -16,8 +16,10 @@ use crate::auth::Clients;
 use crate::config::{Config, Mode, StoreConfig};
 use crate::definitions::{Definitions, FunctionDefinition};
 use crate::metrics::Metrics;
-use crate::queue::{BatchSink, QueueSettings, client::BatchQueue, trigger};
+use crate::queue::{QueueSettings, QueueSink, client::BatchQueue, trigger};
 use crate::service::StoreHandle;
+use crate::service::batches::lifecycle::{Lifecycle, OutageRule};
+use crate::service::batches::{BatchSink, InProcess};
 use crate::store::limited::LimitedStore;
 use crate::store::observed::ObservedStore;
 use crate::store::{SharedStore, StoreError, StoreHealth, embedded::EmbeddedStore};
@@ -132,13 +134,15 @@ impl Application {
         );
         // Standalone: the queue when configured, else in-process; under the Functions host: the
         // invocation's queue output binding.
-        let batches = match (&queue, host) {
-            (_, Host::CustomHandler) => BatchSink::OutputBinding,
-            (Some((queue, _)), _) => BatchSink::Queue(queue.clone()),
-            (None, _) => BatchSink::InProcess,
-        };
         let store = StoreHandle::default();
         let metrics = Arc::new(Metrics::default());
+        let batches: Arc<dyn BatchSink> = match (&queue, host) {
+            (_, Host::CustomHandler) => Arc::new(crate::functions::invoke::OutputBinding::new(
+                clients.clone(),
+            )),
+            (Some((queue, _)), _) => Arc::new(QueueSink::new(queue.clone(), clients.clone())),
+            (None, _) => Arc::new(InProcess::new(store.clone(), Arc::clone(&metrics))),
+        };
         let state = AppState {
             admission: api::admission::Admission::new(limits),
             audit: crate::service::audit::AuditLog::start(store.clone(), Arc::clone(&metrics)),
@@ -217,12 +221,20 @@ impl Application {
             .metrics_listener
             .map(|listener| tokio::spawn(serve(listener, self.metrics_router, stop_rx.clone())));
         let trigger = self.queue.map(|(queue, settings)| {
+            let lifecycle = Lifecycle::new(
+                self.state.store.clone(),
+                Arc::clone(&self.state.metrics),
+                self.state.clients.clone(),
+                queue.queue_name(),
+                queue.base64(),
+                settings.max_dequeue_count,
+                OutageRule::Requeue,
+            );
             tokio::spawn(trigger::run(
                 queue,
                 settings,
                 self.state.store.clone(),
-                Arc::clone(&self.state.metrics),
-                self.state.clients.clone(),
+                lifecycle,
                 stop_rx.clone(),
             ))
         });

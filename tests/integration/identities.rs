@@ -405,8 +405,20 @@ async fn the_standalone_trigger_stores_signed_batches_as_their_client_and_poison
     let azurite = Azurite::start().await;
     let queue = azurite.queue("mediflow-batches");
     queue.create().await;
-    let d =
-        deployment(AppOptions::default().env("MEDIFLOW_QUEUE", azurite.connection_string())).await;
+    // A short poison budget: refused messages are tried maxDequeueCount (2) times, 1 s apart.
+    let d = deployment(
+        AppOptions::default()
+            .env("MEDIFLOW_QUEUE", azurite.connection_string())
+            .env(
+                "AzureFunctionsJobHost__extensions__queues__visibilityTimeout",
+                "00:00:01",
+            )
+            .env(
+                "AzureFunctionsJobHost__extensions__queues__maxDequeueCount",
+                "2",
+            ),
+    )
+    .await;
     let app = &d.app;
     app.wait_until_ready().await;
     let message = |site: &str| json!({"batch_id": uuid::Uuid::new_v4().to_string(), "records": [record_of(site)]});

@@ -285,11 +285,20 @@ async fn post_batches_with_a_queue_answers_202_queued_and_the_trigger_completes_
     );
 }
 
+/// One rule in both hosts (docs/adr/0011): a message that cannot succeed as it stands is tried
+/// like any other and poisoned after `maxDequeueCount` attempts (here 2, 1 s apart), keeping its
+/// original text; nothing of it is stored.
 #[tokio::test]
-async fn undecodable_and_conflicting_messages_go_to_the_poison_queue_at_once_with_nothing_half_stored()
+async fn undecodable_and_conflicting_messages_are_poisoned_after_max_dequeue_count_with_nothing_half_stored()
  {
     let azurite = azurite().await;
-    let app = app_on(azurite.connection_string()).await;
+    let app = App::start(
+        AppOptions::default()
+            .env("MEDIFLOW_QUEUE", azurite.connection_string())
+            .envs(SHORT_POISON_BUDGET),
+    )
+    .await;
+    app.wait_until_ready().await;
     let queue = azurite.queue(QUEUE);
     let (batch_id, original) = batch(2, 0, "original");
     queue.send_json(&original.to_string()).await;
@@ -336,7 +345,12 @@ async fn undecodable_and_conflicting_messages_go_to_the_poison_queue_at_once_wit
     assert_eq!(
         queue_metric(&app, "invalid").await,
         3,
-        "poisoned at once, not after maxDequeueCount tries"
+        "each is counted invalid once, when it is poisoned"
+    );
+    assert_eq!(
+        queue_metric(&app, "retried").await,
+        3,
+        "each was tried maxDequeueCount (2) times: one retry, then the poison queue"
     );
     assert_eq!(
         report(&app, &batch_id).await.expect("report"),
@@ -624,26 +638,28 @@ async fn receive_and_abandon(azurite: &Azurite, times: usize) {
     }
 }
 
-/// An app on Cosmos and Azurite whose poison budget is short: `maxDequeueCount` 2 and a 1 s
-/// `visibilityTimeout` (the Functions host's app-setting overrides).
+/// A short poison budget: `maxDequeueCount` 2 and a 1 s `visibilityTimeout` (the Functions
+/// host's app-setting overrides, which the standalone host reads too).
+const SHORT_POISON_BUDGET: [(&str, &str); 2] = [
+    (
+        "AzureFunctionsJobHost__extensions__queues__visibilityTimeout",
+        "00:00:01",
+    ),
+    (
+        "AzureFunctionsJobHost__extensions__queues__maxDequeueCount",
+        "2",
+    ),
+];
+
+/// An app on Cosmos and Azurite whose poison budget is short ([`SHORT_POISON_BUDGET`]).
 async fn start_with_short_queue_settings(
     azurite: &Azurite,
     container: &crate::support::cosmos_emulator::CosmosContainer,
 ) -> App {
-    let settings = [
-        (
-            "AzureFunctionsJobHost__extensions__queues__visibilityTimeout",
-            "00:00:01",
-        ),
-        (
-            "AzureFunctionsJobHost__extensions__queues__maxDequeueCount",
-            "2",
-        ),
-    ];
     let options = AppOptions::default()
         .env("MEDIFLOW_QUEUE", azurite.connection_string())
         .envs(container.env())
-        .envs(settings);
+        .envs(SHORT_POISON_BUDGET);
     App::start(options).await
 }
 

@@ -1,6 +1,5 @@
 //! `POST /batches` and `GET /batches/{batch_id}`.
 
-use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -11,7 +10,6 @@ use super::extract::JsonBody;
 use super::records::NO_STORE;
 use super::{AppState, Context};
 use crate::domain::BatchReport;
-use crate::queue::QueueOutput;
 use crate::service::batches::{self, Accepted};
 
 /// Submit a batch: checked, registered as queued, and handed to the batch sink: the batch queue,
@@ -35,28 +33,14 @@ use crate::service::batches::{self, Accepted};
 pub async fn submit(
     State(state): State<AppState>,
     context: Context,
-    output: Option<Extension<QueueOutput>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let store = state.store.get()?;
     let (message, accepted) =
         batches::accept(store.as_ref(), context.call(&state.audit), &body).await?;
-    let output = output.map(|Extension(output)| output);
     let report = match accepted {
         Accepted::AlreadyCompleted(report) => report,
-        Accepted::Enqueue(queued) => {
-            state
-                .batches
-                .dispatch(
-                    store.as_ref(),
-                    &state.metrics,
-                    &state.clients,
-                    &message,
-                    queued,
-                    output.as_ref(),
-                )
-                .await?
-        }
+        Accepted::Enqueue(queued) => state.batches.hand_on(&message, queued).await?,
     };
     Ok(accepted_response(&report))
 }

@@ -20,9 +20,9 @@ use crate::auth::Clients;
 use crate::definitions::Definitions;
 use crate::domain::Principal;
 use crate::metrics::Metrics;
-use crate::queue::BatchSink;
 use crate::service::StoreHandle;
 use crate::service::audit::{AuditLog, Call};
+use crate::service::batches::BatchSink;
 use error::ApiError;
 
 /// Version reported by `/health`.
@@ -39,7 +39,8 @@ pub struct AppState {
     /// Who may call, and as whom: the client table in force (or the legacy keys, or auth off).
     pub clients: Clients,
     pub metrics: Arc<Metrics>,
-    pub batches: BatchSink,
+    /// Where an accepted batch goes: the queue, in-process ingestion, or the Functions output.
+    pub batches: Arc<dyn BatchSink>,
     /// The in-flight and body-bytes budgets ([`admission`]).
     pub admission: admission::Admission,
     /// Where read and refusal events wait to be written.

@@ -111,9 +111,10 @@ impl Invocation {
         }
     }
 
-    /// `Metadata.DequeueCount`, as a number or a string.
-    pub fn dequeue_count(&self) -> Option<u64> {
-        match self
+    /// `Metadata.DequeueCount`, as a number or a string; a count beyond `u32` (never seen in
+    /// practice) reads as `u32::MAX`, past any `maxDequeueCount`.
+    pub fn dequeue_count(&self) -> Option<u32> {
+        let count: u64 = match self
             .metadata
             .get("DequeueCount")
             .cloned()
@@ -122,7 +123,8 @@ impl Invocation {
             Value::Number(n) => n.as_u64(),
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
-        }
+        }?;
+        Some(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
     /// `Metadata.Id`, the queue message id.

@@ -6,31 +6,35 @@
 //! request (auth, content checks, limits, headers and errors are written once, in `api`): the
 //! request is rebuilt from `Data.<http in>`, sent through the router with `oneshot`, and the
 //! response goes back in `Outputs.<http out>`. A batch the request accepts reaches the queue
-//! output binding through the router's batch sink ([`BatchSink::OutputBinding`]).
+//! output binding through the router's batch sink, [`OutputBinding`]: the invocation runs the
+//! router inside a task-local slot for its queue output, which the sink fills and the invocation
+//! reads back (nothing Functions-specific crosses `api` or `queue`).
 //!
 //! Failure signalling: any non-2xx answer fails the invocation, and the host retries the queue
-//! message and finally moves it to `<queue>-poison`. So `ingest_batch` answers 2xx only when the
-//! batch is fully judged (invalid records are a success with results), and non-2xx for store
-//! trouble (retry) and for messages that can never succeed (poisoned after maxDequeueCount, so
-//! nothing is silently dropped).
+//! message and finally moves it to `<queue>-poison`. `ingest_batch` hands each message to the
+//! service's [`Lifecycle`] (the rule both hosts share) and answers 2xx only when its verdict is
+//! delete: the batch is fully judged (invalid records are a success with results). Otherwise 422
+//! for a message that cannot succeed as it stands, 503 for store trouble; either way the host
+//! counts the attempt and poisons the message after `maxDequeueCount`, so nothing is silently
+//! dropped.
 //!
-//! Store outages: every failed attempt counts toward poisoning under the Functions host, so
-//! `ingest_batch` does not fail at once when the store is unavailable: it waits for the store to
-//! answer again, at most [`store_wait`] (half of host.json's `functionTimeout`: 150 s with ours),
-//! then fails. With `maxDequeueCount` 5 and `visibilityTimeout` 30 s the host's tries then span an
-//! outage of about 15 minutes instead of 2.5. The last attempt (`DequeueCount >=
-//! maxDequeueCount`, after which the host poisons the message) that fails marks the batch
-//! `failed` with the reason ([`FailedMarks`]: later, when the store is down at that moment).
+//! Store outages: every failed attempt counts toward poisoning under the Functions host, so an
+//! attempt does not fail at once when the store is unavailable: it waits for the store to answer
+//! again, at most [`store_wait`] (half of host.json's `functionTimeout`: 150 s with ours), then
+//! fails ([`OutageRule::RideOut`]). With `maxDequeueCount` 5 and `visibilityTimeout` 30 s the
+//! host's tries then span an outage of about 15 minutes instead of 2.5. The last attempt that
+//! fails marks the batch `failed` with the reason.
 //!
 //! Metrics: each request is counted once. The HTTP request an invocation carries is counted by
 //! the router it runs through (as `POST /batches`, like a standalone request); the invocation
 //! wrapper counts only what never reaches it (an unusable envelope) and `ingest_batch`
 //! invocations (as `/ingest_batch`).
 //!
-//! [`BatchSink::OutputBinding`]: crate::queue::BatchSink::OutputBinding
-//! [`FailedMarks`]: crate::service::batches::FailedMarks
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -38,15 +42,17 @@ use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::json;
+use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use super::envelope::{Invocation, InvocationResult};
 use crate::api::{AppState, RouterError};
+use crate::auth::Clients;
 use crate::definitions::{BindingKind, Definitions, Direction, FunctionDefinition};
-use crate::queue::QueueOutput;
+use crate::domain::{BatchMessage, BatchReport};
 use crate::service::ServiceError;
-use crate::service::batches::{self, FailedMarks, MessageOutcome};
+use crate::service::batches::lifecycle::{Delivery, Lifecycle, OutageRule, Verdict};
+use crate::service::batches::{BatchSink, queued_text};
 
 /// The largest response body read back from the router (the API's answers are a few KiB).
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -106,11 +112,6 @@ struct HttpFunction {
 struct Invocations {
     app: AppState,
     http: Router,
-    /// [`store_wait`] of this host.json.
-    store_wait: Duration,
-    /// host.json `extensions.queues.maxDequeueCount` (with its app-setting override).
-    max_dequeue_count: u32,
-    failed_marks: FailedMarks,
 }
 
 /// A queue-triggered function's wiring.
@@ -118,8 +119,8 @@ struct Invocations {
 struct QueueFunction {
     /// The queue trigger's binding name (`Data.<binding>` holds the message).
     binding: String,
-    /// `<queue>-poison`, where the host moves a message after its last failed attempt.
-    poison_queue: String,
+    /// What becomes of each message ([`OutageRule::RideOut`] for [`store_wait`]).
+    lifecycle: Lifecycle,
 }
 
 /// The invocation endpoints of every function the host does not forward. `http` is the router
@@ -146,17 +147,23 @@ pub fn router(
                 )
             }
             Invoked::IngestBatch => {
+                let trigger = function
+                    .queue_trigger()
+                    .ok_or_else(|| error("no queue trigger"))?;
                 let wiring = QueueFunction {
                     binding: function
                         .queue_trigger_binding()
                         .ok_or_else(|| error("no queue trigger"))?
                         .to_owned(),
-                    poison_queue: format!(
-                        "{}-poison",
-                        function
-                            .queue_trigger()
-                            .ok_or_else(|| error("no queue trigger"))?
-                            .queue_name
+                    lifecycle: Lifecycle::new(
+                        app.store.clone(),
+                        Arc::clone(&app.metrics),
+                        app.clients.clone(),
+                        trigger.queue_name,
+                        // The host has decoded base64 already; plain JSON is what arrives.
+                        true,
+                        definitions.queues.max_dequeue_count,
+                        OutageRule::RideOut(store_wait(definitions.function_timeout)),
                     ),
                 };
                 router.route(
@@ -172,13 +179,7 @@ pub fn router(
         max_dequeue_count = definitions.queues.max_dequeue_count,
         "ingest_batch waits this long for an unavailable store before it fails an attempt"
     );
-    Ok(router.with_state(Invocations {
-        app,
-        http,
-        store_wait,
-        max_dequeue_count: definitions.queues.max_dequeue_count,
-        failed_marks: FailedMarks::default(),
-    }))
+    Ok(router.with_state(Invocations { app, http }))
 }
 
 fn http_function(function: &FunctionDefinition) -> Result<HttpFunction, &'static str> {
@@ -227,7 +228,6 @@ async fn http_request(
             Ok(carried) => carried,
             Err(err) => return unusable(&err.to_string()),
         };
-    let output = QueueOutput::default();
     let mut request = Request::new(Body::from(carried.body.clone()));
     *request.method_mut() = carried.method.clone().unwrap_or(Method::POST);
     *request.uri_mut() = match function.path.parse() {
@@ -241,8 +241,11 @@ async fn http_request(
         header::CONTENT_LENGTH,
         HeaderValue::from(carried.body.len()),
     );
-    request.extensions_mut().insert(output.clone());
-    let response = match state.http.oneshot(request).await {
+    let output = QueueOutput::default();
+    let response = match QUEUE_OUTPUT
+        .scope(output.clone(), state.http.oneshot(request))
+        .await
+    {
         Ok(response) => response,
         Err(never) => match never {},
     };
@@ -272,7 +275,7 @@ async fn ingest_batch(
     function: QueueFunction,
 ) -> Response {
     let started = Instant::now();
-    let response = ingest_invocation(&state, &body, &function).await;
+    let response = ingest_invocation(&body, &function).await;
     state.app.metrics.observe_request(
         "/ingest_batch",
         "POST",
@@ -282,99 +285,86 @@ async fn ingest_batch(
     response
 }
 
-async fn ingest_invocation(state: &Invocations, body: &[u8], function: &QueueFunction) -> Response {
-    let app = &state.app;
+async fn ingest_invocation(body: &[u8], function: &QueueFunction) -> Response {
     let invocation = match Invocation::from_slice(body) {
         Ok(invocation) => invocation,
         Err(err) => return invocation_failed(&err.to_string()),
     };
-    let dequeue_count = invocation.dequeue_count().unwrap_or(1);
-    // After this attempt fails, the host moves the message to the poison queue.
-    let last_attempt = dequeue_count >= u64::from(state.max_dequeue_count);
     let message_id = invocation.message_id().unwrap_or_default();
-    let decoded = invocation
+    let text = invocation
         .queue_message_text(&function.binding)
-        .map_err(|e| e.to_string())
-        .and_then(|text| batches::decode_message(&text, true, &app.clients));
-    let message = match decoded {
-        Ok(message) => message,
-        Err(reason) => {
-            // Never succeeds: fail, so the host retries and then poisons it (kept, not lost).
-            tracing::error!(%message_id, dequeue_count, %reason, "undecodable batch message");
-            app.metrics
-                .count_queue_message(MessageOutcome::Invalid.label());
-            return invocation_failed(&format!("undecodable batch message: {reason}"));
-        }
-    };
-    // A backstop: the wait and the store calls are bounded well inside it. Cut there, the attempt
-    // fails like an outage (ingestion is idempotent), and the last one still marks its batch.
-    let ingested = tokio::time::timeout(
-        state.store_wait * 2,
-        batches::ingest_through_outage(&app.store, &app.metrics, &message, state.store_wait),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        Err(ServiceError::Store(crate::store::StoreError::unavailable(
-            "the ingestion did not finish in time",
-        )))
-    });
-    match ingested {
-        Ok(report) => {
-            app.metrics
-                .count_queue_message(MessageOutcome::Completed.label());
-            let log = format!(
-                "batch {} ingested: {} accepted, {} rejected",
-                report.batch_id, report.accepted, report.rejected
-            );
-            Json(InvocationResult::default().with_log(log)).into_response()
-        }
-        Err(ServiceError::BatchConflict) => {
-            tracing::error!(batch_id = %message.batch_id, %message_id, dequeue_count, "batch_id reused for different records");
-            app.metrics
-                .count_queue_message(MessageOutcome::Invalid.label());
-            if last_attempt {
-                // The batch registered under this id keeps its report (mark_failed leaves it).
-                let failure = format!(
-                    "batch_id was already used for different records; the message is in {}",
-                    function.poison_queue
-                );
-                state.failed_marks.mark(&app.store, &message, failure).await;
-            }
-            invocation_failed("batch_id was already used for different records")
-        }
-        Err(err) if last_attempt => {
-            tracing::warn!(batch_id = %message.batch_id, %message_id, dequeue_count, error = %err,
-                max_dequeue_count = state.max_dequeue_count,
-                "batch not ingested on its last attempt: the host moves it to the poison queue; marking it failed");
-            app.metrics
-                .count_queue_message(MessageOutcome::Poisoned.label());
-            let failure = format!(
-                "ingestion failed {dequeue_count} times ({}); the message is in {}",
-                failure_kind(&err),
-                function.poison_queue
-            );
-            state.failed_marks.mark(&app.store, &message, failure).await;
-            let body = InvocationResult::default().with_log(format!("failed: {err}"));
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
-        Err(err) => {
-            tracing::warn!(batch_id = %message.batch_id, %message_id, dequeue_count, error = %err,
-                "batch not ingested; the host will retry");
-            app.metrics
-                .count_queue_message(MessageOutcome::Retried.label());
-            let body = InvocationResult::default().with_log(format!("transient failure: {err}"));
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
+        .map_err(|e| e.to_string());
+    let handled = function
+        .lifecycle
+        .handle(Delivery {
+            message_id: &message_id,
+            text: text.as_deref().map_err(Clone::clone),
+            dequeue_count: invocation.dequeue_count().unwrap_or(1),
+        })
+        .await;
+    let body = InvocationResult::default().with_log(handled.summary());
+    match handled.verdict {
+        Verdict::Delete => Json(body).into_response(),
+        // The host retries the message, and poisons it after its last attempt.
+        _ if handled.is_invalid() => invocation_failed(&handled.summary()),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response(),
     }
 }
 
-/// What a batch's `failure` says about an error: its kind only (the report is shown to clients;
-/// store error texts are for operators).
-fn failure_kind(err: &ServiceError) -> &'static str {
-    if err.is_transient() {
-        "the store was unavailable"
-    } else {
-        "an internal error"
+tokio::task_local! {
+    /// The queue output of the invocation being served: set around the router call by
+    /// [`http_request`], filled by [`OutputBinding`].
+    static QUEUE_OUTPUT: QueueOutput;
+}
+
+/// The queue output of one Functions invocation.
+#[derive(Clone, Debug, Default)]
+struct QueueOutput(Arc<Mutex<Option<Value>>>);
+
+impl QueueOutput {
+    fn set(&self, message: Value) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
+    }
+
+    fn take(&self) -> Option<Value> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Under the Functions host, the service's [`BatchSink`]: an accepted batch goes to the
+/// invocation's queue output binding (as a JSON object: the host base64-decodes output strings
+/// that happen to be valid base64, never objects), and the host puts it on the queue.
+#[derive(Clone, Debug)]
+pub struct OutputBinding {
+    clients: Clients,
+}
+
+impl OutputBinding {
+    pub fn new(clients: Clients) -> Self {
+        Self { clients }
+    }
+}
+
+#[async_trait]
+impl BatchSink for OutputBinding {
+    async fn hand_on(
+        &self,
+        message: &BatchMessage,
+        queued: BatchReport,
+    ) -> Result<BatchReport, ServiceError> {
+        let text = queued_text(message, &self.clients)?;
+        let value = serde_json::from_str(&text)
+            .map_err(|e| ServiceError::Internal(format!("queued text is not JSON: {e}")))?;
+        QUEUE_OUTPUT
+            .try_with(|output| output.set(value))
+            .map_err(|_| ServiceError::Internal("a batch outside a Functions invocation".into()))?;
+        Ok(queued)
     }
 }
 
@@ -386,6 +376,32 @@ fn invocation_failed(reason: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_output_binding_fills_the_invocations_queue_output_and_nothing_outside_one() {
+        let body = json!({"batch_id": uuid::Uuid::new_v4(), "records": [{"site_id": "site001"}]});
+        let message = BatchMessage::from_slice(body.to_string().as_bytes()).expect("a batch");
+        let queued = BatchReport::queued(&message);
+        let sink = OutputBinding::new(Clients::off());
+
+        let output = QueueOutput::default();
+        let answered = QUEUE_OUTPUT
+            .scope(output.clone(), sink.hand_on(&message, queued.clone()))
+            .await
+            .expect("handed to the output binding");
+        assert_eq!(answered, queued, "the answer is the queued report");
+        assert_eq!(
+            output.take(),
+            Some(message.to_value()),
+            "the message is the output"
+        );
+
+        // Outside an invocation there is no output binding to hand it to: a bug, said so.
+        assert!(matches!(
+            sink.hand_on(&message, queued).await,
+            Err(ServiceError::Internal(_))
+        ));
+    }
 
     #[test]
     fn the_store_wait_is_half_the_function_timeout_and_bounded() {
