@@ -405,11 +405,11 @@ impl Lifecycle {
             }
             Some(Failure::Abandoned) => {
                 tracing::warn!(%batch_id, message_id, dequeue_count, max_dequeue_count,
-                "batch message exceeded maxDequeueCount (a consumer stopped with it): poisoned unprocessed")
+                "batch message exceeded maxDequeueCount (a consumer stopped with it): poisoned unprocessed");
             }
             Some(Failure::Outage(err)) => {
                 tracing::warn!(%batch_id, message_id, dequeue_count, error = %err,
-                "store unavailable: the batch goes back on the queue (not counted toward poisoning); receiving pauses until the store answers")
+                "store unavailable: the batch goes back on the queue (not counted toward poisoning); receiving pauses until the store answers");
             }
             Some(failure) => {
                 let why = match failure {
