@@ -179,7 +179,7 @@ pub struct Config {
     pub client_rate: Option<crate::auth::Rate>,
     /// `MEDIFLOW_AUTH=off`: run without API keys on purpose. Without it and without a key file the
     /// service starts only in standalone mode on a loopback address (see
-    /// [`crate::auth::may_run_without_keys`]). `on` (the default) is also accepted.
+    /// `server::clients::may_run_without_keys`). `on` (the default) is also accepted.
     pub auth_off: bool,
     /// `MEDIFLOW_METRICS_ADDR`: serve `/metrics` on its own listener. Required to get metrics under
     /// the Functions host; optional standalone (default: `/metrics` on the main port).

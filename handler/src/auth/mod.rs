@@ -2,7 +2,7 @@
 //! either a client table (JSON: each client's id, the SHA-256 digests of its one or two keys, its
 //! roles, its sites and optionally its request rate) or the old format (one raw key per line), which
 //! is the one client `legacy` with every role and site. Without a file every caller is
-//! `anonymous` ([`may_run_without_keys`] says when that is allowed: it fails closed).
+//! `anonymous` (`server::clients::may_run_without_keys` says when that is allowed: it fails closed).
 //!
 //! - [`Clients`] holds the table in force: [`Clients::authenticate`] turns a presented
 //!   `X-API-Key` into a [`Principal`] (SHA-256, then a constant-time comparison with every digest
@@ -29,7 +29,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use crate::config::Mode;
 use crate::domain::identity::{Principal, Standing};
 pub use queue::{SigningKey, Unattributed, sign};
 use rate::Bucket;
@@ -350,28 +349,6 @@ impl Clients {
     }
 }
 
-/// Why the service refuses to start without API keys.
-#[derive(Debug, thiserror::Error)]
-#[error("refusing to start without API keys: {0}")]
-pub struct KeysRequired(String);
-
-/// Whether the service may start with no key file: only when told so explicitly
-/// (`MEDIFLOW_AUTH=off`) or when it listens on loopback on its own (a laptop). Under the Functions
-/// host every function is `authLevel: anonymous`, so the handler's keys are the only protection.
-pub fn may_run_without_keys(mode: &Mode, auth_off: bool) -> Result<(), KeysRequired> {
-    const FIX: &str = "set MEDIFLOW_API_KEYS_FILE to a client table or a file of API keys (one per line), or MEDIFLOW_AUTH=off to run without auth on purpose";
-    match mode {
-        _ if auth_off => Ok(()),
-        Mode::Standalone { addr } if addr.ip().is_loopback() => Ok(()),
-        Mode::Standalone { addr } => Err(KeysRequired(format!(
-            "MEDIFLOW_API_KEYS_FILE is not set and {addr} is not a loopback address; {FIX}"
-        ))),
-        Mode::CustomHandler { .. } => Err(KeysRequired(format!(
-            "MEDIFLOW_API_KEYS_FILE is not set under the Functions host, whose functions are all anonymous; {FIX}"
-        ))),
-    }
-}
-
 fn read(path: &Path) -> Result<String, KeyFileError> {
     std::fs::read_to_string(path).map_err(|source| KeyFileError::Unreadable {
         path: path.to_owned(),
@@ -611,74 +588,6 @@ mod tests {
         );
         let missing = Clients::load(&dir.path().join("absent"), None).expect_err("missing");
         assert!(matches!(missing, KeyFileError::Unreadable { .. }));
-    }
-
-    #[test]
-    fn without_keys_only_loopback_standalone_or_an_explicit_off_may_start() {
-        use crate::config::Mode;
-        for (mode, auth_off, allowed, what) in [
-            (
-                Mode::Standalone {
-                    addr: ([127, 0, 0, 1], 8080).into(),
-                },
-                false,
-                true,
-                "the README's cargo run",
-            ),
-            (
-                Mode::Standalone {
-                    addr: "[::1]:8080".parse().expect("addr"),
-                },
-                false,
-                true,
-                "IPv6 loopback",
-            ),
-            (
-                Mode::Standalone {
-                    addr: ([0, 0, 0, 0], 8080).into(),
-                },
-                false,
-                false,
-                "every interface",
-            ),
-            (
-                Mode::Standalone {
-                    addr: ([10, 1, 2, 3], 8080).into(),
-                },
-                false,
-                false,
-                "a private address",
-            ),
-            (
-                Mode::CustomHandler { port: 4000 },
-                false,
-                false,
-                "the Functions host",
-            ),
-            (
-                Mode::Standalone {
-                    addr: ([0, 0, 0, 0], 8080).into(),
-                },
-                true,
-                true,
-                "explicitly off",
-            ),
-            (
-                Mode::CustomHandler { port: 4000 },
-                true,
-                true,
-                "explicitly off under the host",
-            ),
-        ] {
-            let decided = super::may_run_without_keys(&mode, auth_off);
-            assert_eq!(decided.is_ok(), allowed, "{what}: {decided:?}");
-            if let Err(err) = decided {
-                assert!(
-                    err.to_string().contains("MEDIFLOW_AUTH=off"),
-                    "{what}: {err}"
-                );
-            }
-        }
     }
 
     #[tokio::test]

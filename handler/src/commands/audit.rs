@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use crate::config::Config;
+use crate::server::StartError;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -24,7 +25,7 @@ impl AuditCommand {
 }
 
 async fn verify(config: &Config) -> ExitCode {
-    match crate::server::verify_audit(config).await {
+    match verify_audit(config).await {
         Ok(Ok(verified)) => {
             let chains: Vec<String> = verified
                 .chains
@@ -47,4 +48,17 @@ async fn verify(config: &Config) -> ExitCode {
         }
         Err(err) => super::fail("cannot verify the audit trail", &err),
     }
+}
+
+/// `handler audit verify`: opens the configured store (the embedded one only while no service
+/// holds it; Cosmos while the service runs) and checks every audit chain from its first event.
+/// `Ok(Ok(..))`: intact; `Ok(Err(broken))`: the first broken event.
+async fn verify_audit(
+    config: &Config,
+) -> Result<Result<crate::service::audit::Verified, crate::domain::audit::BrokenChain>, StartError>
+{
+    let store = crate::server::open_store_once(config).await?;
+    crate::service::audit::verify(store.as_ref())
+        .await
+        .map_err(|e| StartError::StoreFailed(e.to_string()))
 }

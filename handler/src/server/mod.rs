@@ -1,6 +1,19 @@
 //! The application: binds its listeners first (the Functions host's readiness ping must be
 //! answered at once), opens the store in the background, serves until a shutdown signal, then
-//! drains in-flight requests and queue messages.
+//! drains in-flight requests and queue messages. The accept loop is in [`http`], opening the store
+//! and its watchdog in [`opening`], the callers in force at start in [`clients`]; the one-shot commands that need a store or the queue are in
+//! `crate::commands`.
+
+mod clients;
+mod http;
+mod opening;
+
+pub(crate) use clients::load_clients;
+pub use http::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES};
+use http::{bind, serve};
+pub use opening::HEALTH_INTERVAL;
+pub(crate) use opening::open_store_once;
+use opening::{open_store, watch_store_health};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,7 +25,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Host};
-use crate::auth::Clients;
 use crate::config::{Config, Mode, StoreConfig};
 use crate::definitions::{Definitions, FunctionDefinition};
 use crate::metrics::Metrics;
@@ -20,15 +32,13 @@ use crate::queue::{QueueSettings, QueueSink, client::BatchQueue, trigger};
 use crate::service::StoreHandle;
 use crate::service::batches::lifecycle::{Lifecycle, OutageRule};
 use crate::service::batches::{BatchSink, InProcess};
-use crate::store::limited::LimitedStore;
-use crate::store::observed::ObservedStore;
-use crate::store::{SharedStore, StoreError, StoreHealth, embedded::EmbeddedStore};
+use crate::store::StoreError;
 
 /// The longest a shutdown waits for in-flight work.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// The name of the batch-ingesting function in `function-definitions/`.
-const INGEST_FUNCTION: &str = "ingest_batch";
+pub(crate) const INGEST_FUNCTION: &str = "ingest_batch";
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +57,7 @@ pub enum StartError {
     #[error(transparent)]
     Keys(#[from] crate::auth::KeyFileError),
     #[error(transparent)]
-    KeysRequired(#[from] crate::auth::KeysRequired),
+    KeysRequired(#[from] clients::KeysRequired),
     #[error("the store cannot be opened: {0}")]
     Store(StoreError),
     #[error("the store has failed and cannot recover in this process: {0}")]
@@ -92,7 +102,7 @@ impl Application {
             ),
         };
         if config.api_keys_file.is_none() {
-            crate::auth::may_run_without_keys(&config.mode, config.auth_off)?;
+            clients::may_run_without_keys(&config.mode, config.auth_off)?;
         }
         let listener = bind(addr).await?;
         let metrics_listener = match config.metrics_addr {
@@ -278,227 +288,6 @@ impl Application {
         }
         tracing::info!("stopped");
         outcome
-    }
-}
-
-/// How often the watchdog asks the store whether it can still work.
-pub const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Completes with the reason once the open store reports [`StoreHealth::Failed`]: the process then
-/// stops with a non-zero code so that Kubernetes or the Functions host restarts it.
-async fn watch_store_health(handle: StoreHandle) -> String {
-    let mut ticker = tokio::time::interval(HEALTH_INTERVAL);
-    loop {
-        ticker.tick().await;
-        if let Ok(store) = handle.get()
-            && let StoreHealth::Failed(reason) = store.health()
-        {
-            tracing::error!(%reason, "the store can no longer work; stopping so that the process is restarted");
-            return reason;
-        }
-    }
-}
-
-/// `handler redrive`: moves every message of the poison queue back to the batch queue, where the
-/// trigger (ours or the Functions host's) ingests it again; returns how many were moved. Uses the
-/// same queue settings as the service (`MEDIFLOW_QUEUE…`, host.json).
-pub async fn redrive(config: &Config) -> Result<usize, StartError> {
-    let queue = redrive_queue(config).await?;
-    crate::queue::redrive(&queue)
-        .await
-        .map_err(|e| StartError::Queue(e.to_string()))
-}
-
-/// The batch queue (and its poison queue) for the `redrive` commands.
-async fn redrive_queue(config: &Config) -> Result<BatchQueue, StartError> {
-    let definitions = Definitions::embedded()?;
-    let queue_config = config.queue.as_ref().ok_or_else(|| {
-        StartError::Queue(
-            "no queue configured (MEDIFLOW_QUEUE or MEDIFLOW_QUEUE__queueServiceUri)".into(),
-        )
-    })?;
-    let trigger = definitions
-        .get(INGEST_FUNCTION)
-        .and_then(FunctionDefinition::queue_trigger)
-        .ok_or_else(|| StartError::Queue(format!("{INGEST_FUNCTION} has no queue trigger")))?;
-    BatchQueue::connect(queue_config, trigger.queue_name, definitions.queues.base64)
-        .await
-        .map_err(|e| StartError::Queue(e.to_string()))
-}
-
-/// Opens the configured store for a one-shot command (a local one only while no service holds
-/// it), waiting at most 60 s for a remote one.
-async fn open_store_once(config: &Config) -> Result<SharedStore, StartError> {
-    let handle = StoreHandle::default();
-    let opening = open_store(
-        config.store.clone(),
-        config.cosmos_max_concurrency,
-        handle.clone(),
-        Arc::new(Metrics::default()),
-    );
-    tokio::time::timeout(Duration::from_secs(60), opening)
-        .await
-        .map_err(|_| StartError::Store(StoreError::unavailable("not reachable within 60 s")))?
-        .map_err(StartError::Store)?;
-    let store = handle
-        .get()
-        .map_err(|e| StartError::StoreFailed(e.to_string()))?;
-    Ok(Arc::clone(store))
-}
-
-/// `handler redrive --mark-failed`: opens the configured store (a local one only while no service
-/// holds it) and marks the batch of every poison message `failed`
-/// ([`crate::queue::mark_poisoned_failed`]); returns how many messages were read.
-pub async fn mark_poisoned_failed(config: &Config) -> Result<usize, StartError> {
-    let queue = redrive_queue(config).await?;
-    let store = open_store_once(config).await?;
-    let (clients, _) = load_clients(config)?;
-    crate::queue::mark_poisoned_failed(&queue, store.as_ref(), &clients)
-        .await
-        .map_err(|e| StartError::Queue(e.to_string()))
-}
-
-/// `handler audit verify`: opens the configured store (the embedded one only while no service
-/// holds it; Cosmos while the service runs) and checks every audit chain from its first event.
-/// `Ok(Ok(..))`: intact; `Ok(Err(broken))`: the first broken event.
-pub async fn verify_audit(
-    config: &Config,
-) -> Result<Result<crate::service::audit::Verified, crate::domain::audit::BrokenChain>, StartError>
-{
-    let store = open_store_once(config).await?;
-    crate::service::audit::verify(store.as_ref())
-        .await
-        .map_err(|e| StartError::StoreFailed(e.to_string()))
-}
-
-/// Longest a client may take to send a request's head (request line and headers): a slow-loris
-/// client loses its connection instead of holding it.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Open connections served at once, per listener.
-pub const MAX_CONNECTIONS: usize = 1024;
-
-/// The largest request head (request line and headers) read into memory; a longer one is refused
-/// (hyper answers 431) before it grows further.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-
-/// Serves HTTP/1.1 on `listener` until `stop` turns true, then lets every open connection finish
-/// its in-flight request (idle keep-alive connections are closed at once).
-async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES);
-    // Beyond this many open connections the loop stops accepting (the kernel's backlog holds the
-    // rest) until one closes.
-    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let stopped = async move {
-        let _ = stop.wait_for(|stop| *stop).await;
-    };
-    tokio::pin!(stopped);
-    loop {
-        let slot = tokio::select! {
-            slot = Arc::clone(&connections).acquire_owned() => slot,
-            () = &mut stopped => break,
-        };
-        let Ok(slot) = slot else { break };
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let service = hyper_util::service::TowerToHyperService::new(router.clone());
-                    let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        // A client that goes away or times out ends its own connection only.
-                        let _ = connection.await;
-                        drop(slot);
-                    });
-                }
-                Err(err) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            () = &mut stopped => break,
-        }
-    }
-    drop(listener);
-    graceful.shutdown().await;
-}
-
-/// The callers in force: the key file's (watched for rotations), or auth off when there is none
-/// (already allowed by [`crate::auth::may_run_without_keys`]).
-fn load_clients(config: &Config) -> Result<(Clients, Option<JoinHandle<()>>), StartError> {
-    let Some(path) = &config.api_keys_file else {
-        tracing::warn!(
-            "MEDIFLOW_API_KEYS_FILE is not set: API key auth is OFF, every route is open (allowed on loopback or with MEDIFLOW_AUTH=off)."
-        );
-        return Ok((Clients::off(), None));
-    };
-    let clients = Clients::load(path, config.client_rate)?;
-    tracing::info!(
-        format = clients.format().name(),
-        clients = clients.status().clients,
-        keys = clients.key_count(),
-        file = %path.display(),
-        "API key auth is on"
-    );
-    let watch = clients.watch(path.clone());
-    Ok((clients, Some(watch)))
-}
-
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
-}
-
-/// Opens the configured store and makes it available. A local store that cannot open is fatal;
-/// a remote one is retried with backoff (readiness answers 503 meanwhile).
-async fn open_store(
-    config: StoreConfig,
-    cosmos_max_concurrency: usize,
-    handle: StoreHandle,
-    metrics: Arc<Metrics>,
-) -> Result<(), StoreError> {
-    #[cfg(feature = "fault-injection")]
-    crate::fault::store_opening().await;
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        let opened: Result<SharedStore, StoreError> = match &config {
-            StoreConfig::Embedded { data_dir } => {
-                let dir = data_dir.clone();
-                let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
-                    .await
-                    .map_err(StoreError::unavailable)??;
-                tracing::info!(data_dir = %data_dir.display(), "embedded store open");
-                Ok(Arc::new(store) as SharedStore)
-            }
-            StoreConfig::Cosmos(cosmos) => {
-                crate::store::cosmos::connect(cosmos).await.map(|store| {
-                    LimitedStore::wrap(
-                        store,
-                        cosmos_max_concurrency,
-                        crate::store::limited::SLOT_WAIT,
-                    )
-                })
-            }
-        };
-        match opened {
-            Ok(store) => {
-                handle.set(ObservedStore::wrap(store, metrics));
-                return Ok(());
-            }
-            Err(err) if matches!(config, StoreConfig::Embedded { .. }) => return Err(err),
-            Err(err) => {
-                handle.set_retrying();
-                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis(), "store not reachable yet");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
     }
 }
 
