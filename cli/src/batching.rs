@@ -18,7 +18,7 @@
 
 use std::ops::Range;
 
-use handler::domain::BatchMessage;
+use mediflow_domain::BatchMessage;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 

@@ -12,7 +12,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use handler::domain::{BatchReport, RecordPage};
+use mediflow_domain::{BatchReport, RecordPage};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;

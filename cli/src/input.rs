@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 /// The record's fields, in the service's wire order (the service's own list). `notes` is optional.
-pub use handler::domain::decode::FIELDS;
+pub use mediflow_domain::decode::FIELDS;
 /// The first five are required.
 const REQUIRED: usize = 5;
 

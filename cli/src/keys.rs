@@ -3,8 +3,8 @@
 //! (43 characters); the service keeps only the lower-case hex SHA-256 of the key's text, so the
 //! key itself is shown once and stored nowhere by this tool.
 
-use handler::domain::identity::{ClientId, Role};
-use handler::domain::record::SiteId;
+use mediflow_domain::identity::{ClientId, Role};
+use mediflow_domain::record::SiteId;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -73,7 +73,7 @@ pub fn new_key() -> Result<String, String> {
 
 /// The lower-case hex SHA-256 of `key`'s UTF-8 text: what the client table holds.
 pub fn key_sha256(key: &str) -> String {
-    handler::domain::audit::hex(&Sha256::digest(key.as_bytes()))
+    mediflow_domain::audit::hex(&Sha256::digest(key.as_bytes()))
 }
 
 /// The client-table entry for `key`.

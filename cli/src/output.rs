@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use handler::domain::BatchReport;
+use mediflow_domain::BatchReport;
 use serde_json::Value;
 
 /// Longest cell in a table (longer text is cut with `…`).

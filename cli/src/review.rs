@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use handler::service::records::MAX_REASON_CHARS;
+use mediflow_domain::audit::MAX_REASON_CHARS;
 
 use crate::client::ApiError;
 use crate::{Failure, ReviewArgs, api, output};

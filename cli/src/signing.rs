@@ -65,7 +65,7 @@ pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
     // HMAC takes a key of any length; `new_from_slice` cannot fail for it.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     mac.update(message);
-    handler::domain::audit::hex(&mac.finalize().into_bytes())
+    mediflow_domain::audit::hex(&mac.finalize().into_bytes())
 }
 
 #[cfg(test)]

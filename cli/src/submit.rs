@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt, stream};
-use handler::domain::{BatchReport, BatchState};
+use mediflow_domain::{BatchReport, BatchState};
 use serde_json::{Value, json};
 
 use crate::batching::{self, Batch, Packing};

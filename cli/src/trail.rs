@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::{AuditArgs, EventOutput, Failure, Service, api, output};
 
 /// Events asked for per page: the service's largest page.
-const PAGE: u64 = handler::service::audit::MAX_LIMIT as u64;
+const PAGE: u64 = mediflow_domain::audit::MAX_PAGE_EVENTS as u64;
 
 /// The query of one page: the filters as given (the service checks them), the page size, and the
 /// previous page's continuation.

@@ -299,7 +299,10 @@ async fn list(
         request_id: None,
         audit: &audit,
     };
-    handler::service::records::list(store, call, raw).await
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    handler::service::records::list(store, call, &params).await
 }
 
 fn report(batch_id: BatchId, state: BatchState, record_ids: Vec<RecordId>) -> BatchReport {

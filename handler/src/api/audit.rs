@@ -1,11 +1,12 @@
 //! `GET /audit` and `GET /records/{id}/history`: reading the audit trail (role `audit`).
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::extract::QueryParams;
 use super::records::NO_STORE;
 use super::{AppState, Context};
 use crate::service::audit;
@@ -33,10 +34,10 @@ use crate::service::audit;
 pub async fn page(
     State(state): State<AppState>,
     context: Context,
-    RawQuery(query): RawQuery,
+    QueryParams(params): QueryParams,
 ) -> Result<Response, ApiError> {
     let store = state.store.get()?;
-    let page = audit::page(store.as_ref(), context.call(&state.audit), query.as_deref()).await?;
+    let page = audit::page(store.as_ref(), context.call(&state.audit), &params).await?;
     Ok(no_store(Json(page)))
 }
 

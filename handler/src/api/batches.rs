@@ -19,7 +19,7 @@ use crate::service::batches::{self, Accepted};
     post, path = "/batches", tag = "batches", operation_id = "submit_batch",
     request_body(content = crate::api::openapi::BatchInput, content_type = "application/json"),
     responses(
-        (status = 202, description = "Accepted; poll the Location", body = BatchReport, headers(("Location" = String, description = "/batches/{batch_id}"))),
+        (status = 202, description = "Accepted; poll the Location", body = super::schemas::BatchReportSchema, headers(("Location" = String, description = "/batches/{batch_id}"))),
         (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
         (status = 409, description = "batch_id reused for different records", body = crate::api::openapi::Detail),
         (status = 408, description = "Body not received within 10 s; nothing stored", body = crate::api::openapi::Detail),
@@ -64,7 +64,7 @@ fn accepted_response(report: &BatchReport) -> Response {
     get, path = "/batches/{batch_id}", tag = "batches", operation_id = "get_batch",
     params(("batch_id" = String, Path, description = "The submitter's batch id")),
     responses(
-        (status = 200, description = "The batch report", body = BatchReport),
+        (status = 200, description = "The batch report", body = super::schemas::BatchReportSchema),
         (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
         (status = 404, description = "No such batch", body = crate::api::openapi::Detail),
         (status = 503, description = "Store unavailable", body = crate::api::openapi::Detail, headers(("Retry-After" = u64))),

@@ -1,5 +1,5 @@
-//! The request-body extractor: JSON content type or none, a size limit, and errors in the API's
-//! own shape (never axum's plain-text rejections).
+//! The request extractors: the JSON body (content type or none, a size limit, errors in the API's
+//! own shape, never axum's plain-text rejections) and the query's decoded parameters.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -97,5 +97,27 @@ mod tests {
         ] {
             assert_eq!(is_json_content_type(value), expected, "{value}");
         }
+    }
+}
+
+/// A request's query parameters, decoded (`application/x-www-form-urlencoded`: `+` and
+/// percent escapes), in the order sent, duplicates kept: the use cases judge names and values.
+/// Never refuses a request: a malformed escape decodes as the bytes it spells, as browsers do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryParams(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for QueryParams {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let raw = parts.uri.query().unwrap_or("");
+        Ok(Self(
+            url::form_urlencoded::parse(raw.as_bytes())
+                .into_owned()
+                .collect(),
+        ))
     }
 }

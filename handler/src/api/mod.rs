@@ -10,6 +10,7 @@ pub mod health;
 pub mod middleware;
 pub mod openapi;
 pub mod records;
+pub mod schemas;
 
 use std::sync::Arc;
 

@@ -1,13 +1,16 @@
 //! The OpenAPI 3 document at `/openapi.json`, generated from the handlers' annotations and the
-//! domain types, so it cannot drift from the code without the schemathesis run noticing.
+//! schemas of the domain's wire types ([`super::schemas`], held against the domain by a test), so
+//! it cannot drift from the code without a test or the schemathesis run noticing.
 
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::domain::record::{Status, TrialPhase};
-use crate::domain::{BatchReport, BatchState, FieldError, Record, RecordPage, RejectedRecord};
+use super::schemas::{
+    BatchReportSchema, BatchStateSchema, FieldErrorSchema, RecordPageSchema, RecordSchema,
+    RejectedRecordSchema, StatusSchema, TrialPhaseSchema,
+};
 
 /// A submission as clients send it (no unknown fields; `notes` optional).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -15,10 +18,10 @@ use crate::domain::{BatchReport, BatchState, FieldError, Record, RecordPage, Rej
 pub struct RecordInput {
     #[schema(pattern = "^[A-Za-z0-9]{3,20}$", example = "site001")]
     pub site_id: String,
-    pub trial_phase: TrialPhase,
+    pub trial_phase: TrialPhaseSchema,
     #[schema(format = Date, example = "2025-03-15")]
     pub submission_date: String,
-    pub status: Status,
+    pub status: StatusSchema,
     #[schema(minimum = 1, maximum = 10000, example = 42)]
     pub patient_count: i64,
     #[schema(max_length = 500, default = "")]
@@ -95,7 +98,7 @@ pub struct Detail {
 /// `{"detail": [<field error>, ...]}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ValidationErrors {
-    pub detail: Vec<FieldError>,
+    pub detail: Vec<FieldErrorSchema>,
 }
 
 /// `{"status": "ok", "version": "1.0.0"}`.
@@ -150,7 +153,8 @@ impl Modify for ApiKeyScheme {
         super::health::health, super::health::ready,
     ),
     components(schemas(
-        Record, RecordPage, RecordInput, BatchInput, BatchReport, BatchState, RejectedRecord, FieldError,
+        RecordSchema, RecordPageSchema, RecordInput, BatchInput, BatchReportSchema, BatchStateSchema,
+        RejectedRecordSchema, FieldErrorSchema,
         Detail, ValidationErrors, Health, Readiness, AuthReadiness, ReviewInput, AuditEventDoc, AuditPageDoc, HistoryDoc,
     )),
     modifiers(&ApiKeyScheme),

@@ -1,14 +1,15 @@
 //! `POST /records`, `GET /records/{id}` and `GET /records?site_id=...`.
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::extract::QueryParams;
 use super::{AppState, Context};
-use crate::domain::{Record, RecordPage};
+
 use crate::service::records;
 
 /// Header set on a response that replays an earlier idempotent create.
@@ -21,7 +22,7 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
     request_body(content = crate::api::openapi::RecordInput, content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key (1-255 visible ASCII): the same key and body return the same record")),
     responses(
-        (status = 201, description = "Stored", body = Record, headers(("Location" = String, description = "/records/{id}"))),
+        (status = 201, description = "Stored", body = super::schemas::RecordSchema, headers(("Location" = String, description = "/records/{id}"))),
         (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
         (status = 409, description = "Idempotency-Key reused with a different body", body = crate::api::openapi::Detail),
         (status = 408, description = "Body not received within 10 s; nothing stored", body = crate::api::openapi::Detail),
@@ -72,7 +73,7 @@ pub fn created_response(created: &records::Created) -> Response {
     get, path = "/records/{id}", tag = "records", operation_id = "get_record",
     params(("id" = String, Path, description = "Record id (any string; unknown ids are 404)")),
     responses(
-        (status = 200, description = "The record", body = Record),
+        (status = 200, description = "The record", body = super::schemas::RecordSchema),
         (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
         (status = 404, description = "No such record", body = crate::api::openapi::Detail),
         (status = 503, description = "Store unavailable", body = crate::api::openapi::Detail, headers(("Retry-After" = u64))),
@@ -116,7 +117,7 @@ pub const NO_STORE: &str = "no-store";
         ("If-Match" = Option<String>, Header, description = "The ETag of the record as read: the review applies only to that version (412 otherwise)"),
     ),
     responses(
-        (status = 200, description = "The reviewed record, with its new ETag", body = Record, headers(("ETag" = String))),
+        (status = 200, description = "The reviewed record, with its new ETag", body = super::schemas::RecordSchema, headers(("ETag" = String))),
         (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
         (status = 403, description = "The client does not hold the review role", body = crate::api::openapi::Detail),
         (status = 404, description = "No such record (or not of a site the client holds)", body = crate::api::openapi::Detail),
@@ -168,7 +169,7 @@ pub async fn review(
         ("continuation" = Option<String>, Query, description = "The previous page's `continuation`, unchanged; only valid with the same site_id, from and to"),
     ),
     responses(
-        (status = 200, description = "A page of records and the next page's token (null on the last page)", body = RecordPage),
+        (status = 200, description = "A page of records and the next page's token (null on the last page)", body = super::schemas::RecordPageSchema),
         (status = 401, description = "Missing or invalid API key", body = crate::api::openapi::Detail),
         (status = 422, description = "Bad parameters, all of them (an unknown parameter, a bad date or limit, a tampered or mismatched continuation token)", body = crate::api::openapi::ValidationErrors),
         (status = 503, description = "Store unavailable", body = crate::api::openapi::Detail, headers(("Retry-After" = u64))),
@@ -178,10 +179,10 @@ pub async fn review(
 pub async fn list(
     State(state): State<AppState>,
     context: Context,
-    RawQuery(query): RawQuery,
+    QueryParams(params): QueryParams,
 ) -> Result<Response, ApiError> {
     let store = state.store.get()?;
-    let page = records::list(store.as_ref(), context.call(&state.audit), query.as_deref()).await?;
+    let page = records::list(store.as_ref(), context.call(&state.audit), &params).await?;
     Ok((
         [(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE))],
         Json(page),

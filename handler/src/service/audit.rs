@@ -157,18 +157,16 @@ pub struct History {
     pub events: Vec<AuditEvent>,
 }
 
-/// Events per page by default, and at most.
-pub const DEFAULT_LIMIT: usize = 100;
-pub const MAX_LIMIT: usize = 1000;
+use crate::domain::audit::{DEFAULT_PAGE_EVENTS as DEFAULT_LIMIT, MAX_PAGE_EVENTS as MAX_LIMIT};
 
 /// GET /audit?from=&to=&client=&record_id=&limit=&continuation=
 pub async fn page(
     store: &dyn RecordStore,
     call: Call<'_>,
-    raw_query: Option<&str>,
+    params: &[(String, String)],
 ) -> Result<AuditPage, ServiceError> {
     call.require(Role::Audit, AuditAction::ReadAudit)?;
-    let (query, limit) = parse_query(raw_query)?;
+    let (query, limit) = parse_query(params)?;
     if let Some(record_id) = query.record_id {
         // An auditor of some sites sees only those sites' records.
         if !visible(store, call.caller, record_id).await? {
@@ -369,33 +367,33 @@ fn decode_cursor(raw: &str) -> Option<AuditCursor> {
     serde_json::from_slice(&B64.decode(raw).ok()?).ok()
 }
 
-/// The query string of GET /audit: every problem listed, unknown parameters refused.
-fn parse_query(raw: Option<&str>) -> Result<(AuditQuery, usize), ServiceError> {
+/// The parameters of GET /audit (decoded): every problem listed, unknown parameters refused.
+fn parse_query(params: &[(String, String)]) -> Result<(AuditQuery, usize), ServiceError> {
     let mut query = AuditQuery::default();
     let mut limit = DEFAULT_LIMIT;
     let mut errors = Vec::new();
     let bad = |name: &str, msg: &str| FieldError::query(name, "value_error", msg);
-    for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        match name.as_ref() {
-            "from" => match time_bound(&value, false) {
+    for (name, value) in params {
+        match name.as_str() {
+            "from" => match time_bound(value, false) {
                 Some(t) => query.from = Some(t),
                 None => errors.push(bad(
                     "from",
                     "from must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[.ffffff]Z (UTC)",
                 )),
             },
-            "to" => match time_bound(&value, true) {
+            "to" => match time_bound(value, true) {
                 Some(t) => query.to = Some(t),
                 None => errors.push(bad(
                     "to",
                     "to must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[.ffffff]Z (UTC)",
                 )),
             },
-            "client" => match crate::domain::ClientId::parse(&value) {
+            "client" => match crate::domain::ClientId::parse(value) {
                 Ok(client) => query.client = Some(client.to_string()),
                 Err(msg) => errors.push(bad("client", &msg)),
             },
-            "record_id" => match RecordId::parse(&value) {
+            "record_id" => match RecordId::parse(value) {
                 Some(id) => query.record_id = Some(id),
                 None => errors.push(bad("record_id", "record_id must be a record id (a UUID)")),
             },
@@ -403,7 +401,7 @@ fn parse_query(raw: Option<&str>) -> Result<(AuditQuery, usize), ServiceError> {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
                 _ => errors.push(bad("limit", "limit must be an integer from 1 to 1000")),
             },
-            "continuation" => match decode_cursor(&value) {
+            "continuation" => match decode_cursor(value) {
                 Some(cursor) => query.after = Some(cursor),
                 None => errors.push(bad(
                     "continuation",

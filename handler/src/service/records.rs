@@ -149,14 +149,14 @@ pub async fn get_json(
 }
 
 /// GET /records?site_id=...: one page of a site's records, newest first, and the token of the
-/// next page when there is one. `raw_query` is the URL's query string as sent.
+/// next page when there is one. `params` are the query's parameters, decoded, in order.
 pub async fn list(
     store: &dyn RecordStore,
     call: Call<'_>,
-    raw_query: Option<&str>,
+    params: &[(String, String)],
 ) -> Result<RecordPage, ServiceError> {
     call.require(Role::Read, AuditAction::List)?;
-    let query = ListQuery::from_query_string(raw_query).map_err(ServiceError::Invalid)?;
+    let query = ListQuery::from_params(params).map_err(ServiceError::Invalid)?;
     call.caller
         .require_site(&query.site)
         .map_err(|denied| call.refuse(denied, AuditAction::List, Vec::new()))?;
@@ -183,8 +183,7 @@ pub async fn list(
     })
 }
 
-/// The longest review reason, in characters.
-pub const MAX_REASON_CHARS: usize = 500;
+use crate::domain::audit::MAX_REASON_CHARS;
 
 /// A reviewed record and its new ETag.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! Listing a site's records: the query (`site_id`, date range, page size, where the last page
-//! ended), parsed from a query string into values that cannot be wrong, and the continuation
+//! ended), read from a query's decoded parameters into values that cannot be wrong, and the continuation
 //! token that carries a page's end to the next request.
 //!
 //! Order: newest `submission_date` first, then record id descending, so every record has exactly
@@ -18,13 +18,12 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use utoipa::ToSchema;
 
 use super::errors::FieldError;
 use super::record::{Record, RecordId, SiteId, SubmissionDate};
 
 /// One page of `GET /records?site_id=...`: `{"records": [...], "continuation": "<token>" | null}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordPage {
     /// Newest `submission_date` first, then id descending.
     pub records: Vec<Record>,
@@ -66,29 +65,30 @@ impl ListQuery {
     /// Query parameters accepted; any other is refused by name.
     pub const PARAMETERS: [&'static str; 5] = ["site_id", "from", "to", "limit", "continuation"];
 
-    /// Parses a raw query string (`site_id=SITE001&from=2025-01-01&limit=50`). Every problem is
-    /// reported, each as a field error at `["query", <name>]`.
+    /// Reads the query's parameters, decoded (`site_id=SITE001&from=2025-01-01&limit=50` as
+    /// name/value pairs, in order). Every problem is reported, each as a field error at
+    /// `["query", <name>]`.
     #[expect(
         clippy::too_many_lines,
         reason = "one block per parameter, in order; splitting hides the rules"
     )]
-    pub fn from_query_string(raw: Option<&str>) -> Result<Self, Vec<FieldError>> {
+    pub fn from_params(params: &[(String, String)]) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut seen: [Option<String>; 5] = Default::default();
-        for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-            match Self::PARAMETERS.iter().position(|p| *p == name) {
+        for (name, value) in params {
+            match Self::PARAMETERS.iter().position(|p| p == name) {
                 Some(slot) if seen[slot].is_some() => errors.push(query_error(
-                    &name,
+                    name,
                     "duplicate_parameter",
                     "Parameter given more than once",
-                    Value::from(value.as_ref()),
+                    Value::from(value.as_str()),
                 )),
-                Some(slot) => seen[slot] = Some(value.into_owned()),
+                Some(slot) => seen[slot] = Some(value.clone()),
                 None => errors.push(query_error(
-                    &name,
+                    name,
                     "extra_forbidden",
                     "Extra inputs are not permitted",
-                    Value::from(value.as_ref()),
+                    Value::from(value.as_str()),
                 )),
             }
         }
@@ -247,8 +247,12 @@ fn query_error(name: &str, kind: &'static str, msg: impl Into<String>, input: Va
 mod tests {
     use super::*;
 
+    /// The query string decoded as the API decodes it (`application/x-www-form-urlencoded`).
     fn parse(raw: &str) -> Result<ListQuery, Vec<FieldError>> {
-        ListQuery::from_query_string(Some(raw))
+        let params: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect();
+        ListQuery::from_params(&params)
     }
 
     fn kinds(raw: &str) -> Vec<(String, String)> {

@@ -12,39 +12,24 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
 
 /// One entry of a 422 `detail` list: `{"type","loc","msg","input","ctx"}` in that key order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldError {
     /// Machine-readable error type (pydantic's vocabulary, e.g. `missing`, `string_too_long`).
     #[serde(rename = "type")]
-    #[schema(value_type = String)]
     pub kind: Cow<'static, str>,
     /// Where the error is: `["body", "<field>"]`, `["body", <byte offset>]` for malformed JSON, or
     /// `["header", "<name>"]`.
-    #[schema(value_type = Vec<LocStep>, inline)]
     pub loc: Vec<Value>,
     /// Human-readable, stable message.
     pub msg: String,
     /// The offending value as the client sent it: any JSON value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Value)]
     pub input: Option<Value>,
     /// The rule's parameters, e.g. `{"max_length": 20}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub ctx: Option<Value>,
-}
-
-/// One step of a `loc` path: a name (`"body"`, `"header"`, a field or header name) or a byte
-/// offset into a malformed body. Describes `FieldError::loc` in the OpenAPI document, which holds
-/// the steps as plain JSON values.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum LocStep {
-    Name(String),
-    Offset(u64),
 }
 
 /// The longest JSON text of an `input` echoed as sent.

@@ -17,6 +17,13 @@ use super::batch::BatchId;
 pub use super::hex;
 use super::record::{RecordId, Status};
 
+/// Audit events per page (`GET /audit`) by default, and at most.
+pub const DEFAULT_PAGE_EVENTS: usize = 100;
+pub const MAX_PAGE_EVENTS: usize = 1000;
+
+/// The longest reason of a review (Annex 11 §9: the reason for a change), in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+
 /// What was done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -6,7 +6,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::errors::FieldError;
@@ -218,7 +217,7 @@ fn sorted_keys(value: &Value) -> Value {
 }
 
 /// Where a batch is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BatchState {
     /// Accepted over HTTP and on the queue; not ingested yet.
@@ -231,23 +230,21 @@ pub enum BatchState {
 }
 
 /// A record of a batch that was not stored, with the error POST /records would have given.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RejectedRecord {
     pub index: usize,
     pub detail: Vec<FieldError>,
 }
 
 /// What became of a batch; what GET /batches/{batch_id} answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchReport {
-    #[schema(value_type = String, format = Uuid)]
     pub batch_id: BatchId,
     pub status: BatchState,
     pub received: usize,
     pub accepted: usize,
     pub rejected: usize,
     /// Ids of the stored records, in input order.
-    #[schema(value_type = Vec<String>)]
     pub record_ids: Vec<RecordId>,
     pub rejected_records: Vec<RejectedRecord>,
     /// SHA-256 of the batch message's canonical JSON.

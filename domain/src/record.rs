@@ -5,11 +5,10 @@
 //! `/openapi.json` states each rule per field).
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::{ValidateLength, ValidateRange};
 
-/// Why a field value was refused; [`crate::domain::decode`] turns it into a client error.
+/// Why a field value was refused; [`crate::decode`] turns it into a client error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Violation {
     TooShort,
@@ -51,7 +50,7 @@ impl SiteId {
 }
 
 /// The trial phase, exactly `I`, `II`, `III` or `IV`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TrialPhase {
     I,
     II,
@@ -77,7 +76,7 @@ impl TrialPhase {
 }
 
 /// The submission's review status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pending,
@@ -219,17 +218,13 @@ impl From<PatientCount> for i64 {
 }
 
 /// A valid submission, before it has an id. Field order is the wire order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewRecord {
-    #[schema(value_type = String, pattern = "^[A-Z0-9]{3,20}$", example = "SITE001")]
     pub site_id: SiteId,
     pub trial_phase: TrialPhase,
-    #[schema(value_type = String, format = Date, example = "2025-03-15")]
     pub submission_date: SubmissionDate,
     pub status: Status,
-    #[schema(value_type = i64, minimum = 1, maximum = 10000, example = 42)]
     pub patient_count: PatientCount,
-    #[schema(value_type = String, max_length = 500, example = "Initial submission")]
     pub notes: Notes,
 }
 
@@ -288,15 +283,10 @@ impl std::fmt::Display for RecordId {
 
 /// A stored record: the submission plus its id, serialised in the contract's key order
 /// `site_id, trial_phase, submission_date, status, patient_count, notes, id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"site_id":"SITE001","trial_phase":"II","submission_date":"2025-03-15",
-    "status":"pending","patient_count":42,"notes":"Initial submission",
-    "id":"1d0d5edd-9738-453c-8966-aaa2be88a9f5"}))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     #[serde(flatten)]
-    #[schema(inline)]
     pub fields: NewRecord,
-    #[schema(value_type = String, format = Uuid)]
     pub id: RecordId,
 }
 
