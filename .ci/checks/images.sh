@@ -99,6 +99,22 @@ functions_base() {
   bah rm "$ctr" >/dev/null
 }
 
+# --- the source build's context: what .dockerignore lets through must load the workspace -------
+# (cargo reads every member's manifest; a member left out of the allow-list breaks the source
+# build, which this check never runs: it builds from prebuilt binaries, and there is no Docker.)
+source_context="$work/source-context"
+mkdir -p "$source_context"
+while IFS= read -r allowed; do
+  path="${allowed#!}"
+  path="${path%/}"
+  [[ -e "$path" ]] || continue
+  mkdir -p "$source_context/$(dirname "$path")"
+  cp -R "$path" "$source_context/$path"
+done < <(grep '^!' .dockerignore)
+(cd "$source_context" && cargo metadata --locked --offline --format-version 1 >/dev/null) \
+  || fail "the Docker build context (.dockerignore's allow-list) does not load the workspace"
+[[ ! -e "$source_context/target" && ! -e "$source_context/.git" ]] || fail ".dockerignore lets target/ or .git in"
+
 # --- build context: what .dockerignore lets through, plus the prebuilt binaries -----------------
 context="$work/context"
 mkdir -p "$context/prebuilt/linux-amd64"
