@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[cfg(feature = "emulator")]
 use crate::secret::Secret;
@@ -210,6 +211,64 @@ pub struct Config {
     /// (`hh:mm:ss` or `-1`), from which `ingest_batch` derives how long it waits for an
     /// unavailable store (see [`crate::functions::invoke::store_wait`]).
     pub function_timeout_override: Option<String>,
+    /// How long a client may take to send a request, and a request to be answered
+    /// (`MEDIFLOW_*_TIMEOUT_MS`, see [`HttpTimeouts`]).
+    pub http_timeouts: HttpTimeouts,
+}
+
+/// The deadlines of an HTTP exchange: a slow client (one that dribbles its head or its body, or
+/// stops half-way) loses its connection instead of holding it, and a request that takes too long
+/// is answered anyway. Each variable is a whole number of milliseconds from 1 to
+/// [`MAX_TIMEOUT_MS`]; unset, today's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// `MEDIFLOW_HEADER_READ_TIMEOUT_MS` (default [`DEFAULT_HEADER_READ_TIMEOUT`], 10 s): the
+    /// longest a client may take to send a request's head (request line and headers), from its
+    /// first byte; a slow-loris client is then disconnected.
+    pub header_read: Duration,
+    /// `MEDIFLOW_BODY_READ_TIMEOUT_MS` (default [`DEFAULT_BODY_READ_TIMEOUT`], 10 s): the longest a
+    /// client may take to send a request's body; then it is answered 408.
+    pub body_read: Duration,
+    /// `MEDIFLOW_REQUEST_TIMEOUT_MS` (default [`DEFAULT_REQUEST_TIMEOUT`], 30 s): the longest a
+    /// request may take end to end; then it is answered 503 (outcome unknown, retry with the same
+    /// `Idempotency-Key`). Store retries are bounded well below the default.
+    pub request: Duration,
+}
+
+/// Default of `MEDIFLOW_HEADER_READ_TIMEOUT_MS`.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default of `MEDIFLOW_BODY_READ_TIMEOUT_MS`.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default of `MEDIFLOW_REQUEST_TIMEOUT_MS`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest value of a `MEDIFLOW_*_TIMEOUT_MS` variable: 10 minutes. Longer would let one slow
+/// client hold a connection (and its memory) for longer than any real client needs.
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            header_read: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read: DEFAULT_BODY_READ_TIMEOUT,
+            request: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+impl HttpTimeouts {
+    /// Reads the three `MEDIFLOW_*_TIMEOUT_MS` variables.
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        Ok(Self {
+            header_read: millis(env, "MEDIFLOW_HEADER_READ_TIMEOUT_MS")?
+                .unwrap_or(defaults.header_read),
+            body_read: millis(env, "MEDIFLOW_BODY_READ_TIMEOUT_MS")?.unwrap_or(defaults.body_read),
+            request: millis(env, "MEDIFLOW_REQUEST_TIMEOUT_MS")?.unwrap_or(defaults.request),
+        })
+    }
 }
 
 /// `MEDIFLOW_FAULT_KILL_WRITER_AFTER`, `MEDIFLOW_FAULT_DELAY_STORE_OPEN_MS`: read only by builds
@@ -370,6 +429,7 @@ impl Config {
             body_budget_bytes: positive(env, "MEDIFLOW_BODY_BUDGET_BYTES")?
                 .unwrap_or(DEFAULT_BODY_BUDGET_BYTES),
             function_timeout_override: env.var("AzureFunctionsJobHost__functionTimeout"),
+            http_timeouts: HttpTimeouts::from_source(env)?,
         })
     }
 }
@@ -409,6 +469,24 @@ fn positive(env: &impl Source, name: &str) -> Result<Option<usize>, ConfigError>
                 .ok()
                 .filter(|n| *n > 0)
                 .ok_or_else(|| ConfigError(format!("{name} is not a positive integer: {raw}")))
+        })
+        .transpose()
+}
+
+/// An optional duration variable in whole milliseconds, from 1 to [`MAX_TIMEOUT_MS`].
+fn millis(env: &impl Source, name: &str) -> Result<Option<Duration>, ConfigError> {
+    env.var(name)
+        .map(|raw| {
+            raw.parse::<u64>()
+                .ok()
+                .filter(|ms| (1..=MAX_TIMEOUT_MS).contains(ms))
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "{name} must be a whole number of milliseconds from 1 to {MAX_TIMEOUT_MS} \
+                         (10 minutes), not `{raw}`"
+                    ))
+                })
         })
         .transpose()
 }
@@ -556,10 +634,52 @@ mod tests {
             ("MEDIFLOW_CLIENT_RATE_PER_SECOND", "-1"),
             ("MEDIFLOW_CLIENT_RATE_PER_SECOND", "1.5"),
             ("MEDIFLOW_CLIENT_RATE_BURST", "0"),
+            ("MEDIFLOW_HEADER_READ_TIMEOUT_MS", "0"),
+            ("MEDIFLOW_BODY_READ_TIMEOUT_MS", "600001"),
+            ("MEDIFLOW_REQUEST_TIMEOUT_MS", "1.5"),
+            ("MEDIFLOW_REQUEST_TIMEOUT_MS", "-1"),
         ] {
             let err = Config::from_source(&env(&[(name, value)])).expect_err(name);
             assert!(err.0.contains(name), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn the_http_timeouts_default_to_todays_values_and_are_read_in_milliseconds() {
+        // (settings, the timeouts, what the case proves)
+        for (settings, expected, proves) in [
+            (
+                vec![],
+                HttpTimeouts {
+                    header_read: Duration::from_secs(10),
+                    body_read: Duration::from_secs(10),
+                    request: Duration::from_secs(30),
+                },
+                "unset: 10 s, 10 s and 30 s, as before they were settings",
+            ),
+            (
+                vec![
+                    ("MEDIFLOW_HEADER_READ_TIMEOUT_MS", "150"),
+                    ("MEDIFLOW_BODY_READ_TIMEOUT_MS", "1"),
+                    ("MEDIFLOW_REQUEST_TIMEOUT_MS", "600000"),
+                ],
+                HttpTimeouts {
+                    header_read: Duration::from_millis(150),
+                    body_read: Duration::from_millis(1),
+                    request: Duration::from_secs(600),
+                },
+                "each read on its own, both bounds included",
+            ),
+        ] {
+            let config = Config::from_source(&env(&settings)).expect(proves);
+            assert_eq!(config.http_timeouts, expected, "{proves}");
+        }
+        let err = Config::from_source(&env(&[("MEDIFLOW_BODY_READ_TIMEOUT_MS", "0")]))
+            .expect_err("0 ms is refused");
+        assert!(
+            err.0.contains("from 1 to 600000") && err.0.contains("not `0`"),
+            "the message says what is accepted and what was given: {err}"
+        );
     }
 
     #[test]

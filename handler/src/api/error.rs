@@ -51,7 +51,8 @@ pub enum ApiError {
     /// 400: the body could not be read (the client went away or sent a broken stream).
     #[error("request body unreadable")]
     BodyUnreadable,
-    /// 408: the client took longer than [`crate::api::extract::BODY_READ_TIMEOUT`] to send its body.
+    /// 408: the client took longer than the body read timeout
+    /// ([`crate::config::HttpTimeouts::body_read`]) to send its body.
     #[error("request body not received in time")]
     RequestTimeout,
     /// 413: the body is larger than the route accepts.

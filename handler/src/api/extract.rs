@@ -5,16 +5,16 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, header};
 
+use super::AppState;
 use super::error::ApiError;
 
 /// Largest request body accepted on any route.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Longest a client may take to send its body (slow-body clients hold a connection, not a thread).
-pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// A request body declared as JSON (or undeclared, as the previous service accepted), at most
-/// [`MAX_BODY_BYTES`]. The bytes are decoded by the domain, which reports every field error.
+/// [`MAX_BODY_BYTES`], sent within the body read timeout ([`crate::config::HttpTimeouts`]: a
+/// slow-body client holds a connection, not a thread, and then hears 408). The bytes are decoded
+/// by the domain, which reports every field error.
 #[derive(Debug)]
 pub struct JsonBody(pub Bytes);
 
@@ -43,10 +43,10 @@ pub fn check_declared_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
+impl FromRequest<AppState> for JsonBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         check_declared_json(req.headers())?;
         let too_large = ApiError::PayloadTooLarge {
             limit: MAX_BODY_BYTES,
@@ -60,7 +60,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             return Err(too_large);
         }
         let read = tokio::time::timeout(
-            BODY_READ_TIMEOUT,
+            state.timeouts.body_read,
             axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES),
         );
         read.await

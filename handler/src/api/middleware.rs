@@ -27,9 +27,6 @@ pub const UNAUTHENTICATED: &str = "unauthenticated";
 
 pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
-/// Longest a request may take end to end (store retries are bounded well below this).
-pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// A successful request slower than this is logged (at `warn`) even without the access log.
 pub const SLOW_REQUEST: Duration = Duration::from_millis(500);
 
@@ -74,7 +71,8 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     request
         .extensions_mut()
         .insert(super::RequestId(std::sync::Arc::from(request_id)));
-    let handled = tokio::time::timeout(REQUEST_TIMEOUT, next.run(request))
+    // The longest a request may take end to end (`MEDIFLOW_REQUEST_TIMEOUT_MS`).
+    let handled = tokio::time::timeout(state.timeouts.request, next.run(request))
         .instrument(span.clone())
         .await;
     // A handler that outlives the limit is abandoned: its write may still complete, so the client

@@ -18,6 +18,7 @@ use axum::Router;
 use axum::routing::{MethodFilter, MethodRouter, get, on};
 
 use crate::auth::Clients;
+use crate::config::HttpTimeouts;
 use crate::definitions::Definitions;
 use crate::domain::Principal;
 use crate::metrics::Metrics;
@@ -46,6 +47,33 @@ pub struct AppState {
     pub admission: admission::Admission,
     /// Where read and refusal events wait to be written.
     pub audit: AuditLog,
+    /// How long a client may take to send a body, and a request to be answered.
+    pub timeouts: HttpTimeouts,
+}
+
+impl AppState {
+    /// The state every router of one process shares: `store` (open, or opened later through the
+    /// handle), the process's `metrics`, the callers in force, where batches go, the admission
+    /// limits and the HTTP deadlines; with the audit writer started (so: inside a Tokio runtime).
+    /// What both hosts serve with, and what the tests call the router with in process.
+    pub fn new(
+        store: StoreHandle,
+        metrics: Arc<Metrics>,
+        clients: Clients,
+        batches: Arc<dyn BatchSink>,
+        limits: admission::Limits,
+        timeouts: HttpTimeouts,
+    ) -> Self {
+        Self {
+            admission: admission::Admission::new(limits),
+            audit: AuditLog::start(store.clone(), Arc::clone(&metrics)),
+            store,
+            clients,
+            metrics,
+            batches,
+            timeouts,
+        }
+    }
 }
 
 /// The authenticated caller of a protected route (put in the request by

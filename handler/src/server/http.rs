@@ -10,10 +10,6 @@ use tokio::sync::watch;
 
 use super::StartError;
 
-/// Longest a client may take to send a request's head (request line and headers): a slow-loris
-/// client loses its connection instead of holding it.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Open connections served at once, per listener.
 pub const MAX_CONNECTIONS: usize = 1024;
 
@@ -22,15 +18,18 @@ pub const MAX_CONNECTIONS: usize = 1024;
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Serves HTTP/1.1 on `listener` until `stop` turns true, then lets every open connection finish
-/// its in-flight request (idle keep-alive connections are closed at once).
+/// its in-flight request (idle keep-alive connections are closed at once). A client that takes
+/// longer than `header_read` to send a request's head (`MEDIFLOW_HEADER_READ_TIMEOUT_MS`) loses
+/// its connection instead of holding it.
 pub(super) async fn serve(
     listener: TcpListener,
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
+    header_read: Duration,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_read)
         .max_buf_size(MAX_HEAD_BYTES);
     // Beyond this many open connections the loop stops accepting (the kernel's backlog holds the
     // rest) until one closes.

@@ -9,7 +9,7 @@ mod http;
 mod opening;
 
 pub(crate) use clients::load_clients;
-pub use http::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES};
+pub use http::{MAX_CONNECTIONS, MAX_HEAD_BYTES};
 use http::{bind, serve};
 pub use opening::HEALTH_INTERVAL;
 pub(crate) use opening::open_store_once;
@@ -153,14 +153,14 @@ impl Application {
             (Some((queue, _)), _) => Arc::new(QueueSink::new(queue.clone(), clients.clone())),
             (None, _) => Arc::new(InProcess::new(store.clone(), Arc::clone(&metrics))),
         };
-        let state = AppState {
-            admission: api::admission::Admission::new(limits),
-            audit: crate::service::audit::AuditLog::start(store.clone(), Arc::clone(&metrics)),
+        let state = AppState::new(
             store,
-            clients,
             metrics,
+            clients,
             batches,
-        };
+            limits,
+            config.http_timeouts,
+        );
         // Its checks begin once the store is open; the runtime ends it with the process.
         drop(crate::service::audit::watch_chain(
             state.store.clone(),
@@ -226,10 +226,16 @@ impl Application {
             Arc::clone(&self.state.metrics),
         ));
 
-        let http = serve(self.listener, self.router, stop_rx.clone());
-        let metrics = self
-            .metrics_listener
-            .map(|listener| tokio::spawn(serve(listener, self.metrics_router, stop_rx.clone())));
+        let header_read = self.state.timeouts.header_read;
+        let http = serve(self.listener, self.router, stop_rx.clone(), header_read);
+        let metrics = self.metrics_listener.map(|listener| {
+            tokio::spawn(serve(
+                listener,
+                self.metrics_router,
+                stop_rx.clone(),
+                header_read,
+            ))
+        });
         let trigger = self.queue.map(|(queue, settings)| {
             let lifecycle = Lifecycle::new(
                 self.state.store.clone(),
