@@ -91,18 +91,43 @@ fn record_like_object() -> impl Strategy<Value = Value> {
         .prop_map(|pairs| Value::Object(pairs.into_iter().collect()))
 }
 
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
-            29
-        }
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+/// Whether `year-month-day` is a day of the Gregorian calendar, as the `time` crate says: an
+/// oracle independent of the decoder's own calendar arithmetic (month lengths, leap years).
+fn is_calendar_day(year: u32, month: u32, day: u32) -> bool {
+    let (Ok(year), Ok(month), Ok(day)) = (
+        i32::try_from(year),
+        u8::try_from(month).map(time::Month::try_from),
+        u8::try_from(day),
+    ) else {
+        return false;
+    };
+    month.is_ok_and(|month| time::Date::from_calendar_date(year, month, day).is_ok())
 }
 
-/// The test's own statement of the date rule (an oracle the decoder is compared with).
+/// The day `n` days after 0001-01-01, as `YYYY-MM-DD` (the `time` crate's arithmetic).
+fn nth_day(n: i32) -> String {
+    let first = time::Date::from_calendar_date(1, time::Month::January, 1).expect("0001-01-01");
+    let date = time::Date::from_julian_day(first.to_julian_day() + n).expect("a day");
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// Days from 0001-01-01 to 9999-12-31, both included.
+fn days_in_years_1_to_9999() -> i32 {
+    let day = |year, month, day| {
+        time::Date::from_calendar_date(year, month, day)
+            .expect("a day")
+            .to_julian_day()
+    };
+    day(9999, time::Month::December, 31) - day(1, time::Month::January, 1) + 1
+}
+
+/// The test's own statement of the date rule (an oracle the decoder is compared with): the
+/// `YYYY-MM-DD` shape in ASCII digits, a year from 1, and a day the calendar has.
 fn is_real_date(raw: &str) -> bool {
     let b = raw.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
@@ -115,17 +140,14 @@ fn is_real_date(raw: &str) -> bool {
             .ok()
     };
     match (number(0..4), number(5..7), number(8..10)) {
-        (Some(y), Some(m), Some(d)) => {
-            y >= 1 && (1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)
-        }
+        (Some(y), Some(m), Some(d)) => y >= 1 && is_calendar_day(y, m, d),
         _ => false,
     }
 }
 
+/// Any day from 0001-01-01 to 9999-12-31, each as likely (leap days included).
 fn real_date() -> impl Strategy<Value = String> {
-    (1_u32..=9999, 1_u32..=12)
-        .prop_flat_map(|(y, m)| (Just(y), Just(m), 1..=days_in_month(y, m)))
-        .prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}"))
+    (0..days_in_years_1_to_9999()).prop_map(nth_day)
 }
 
 /// A valid submission and the record it must be stored as.
@@ -209,7 +231,7 @@ fn broken_field() -> impl Strategy<Value = (String, Break)> {
             .prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
         (1_u32..=9999, 1_u32..=28).prop_map(|(y, d)| format!("{y:04}-00-{d:02}")),
         (1_u32..=9999)
-            .prop_filter("not a leap year", |y| days_in_month(*y, 2) == 28)
+            .prop_filter("not a leap year", |y| !is_calendar_day(*y, 2, 29))
             .prop_map(|y| format!("{y:04}-02-29")),
         real_date().prop_map(|d| d.replace('-', "/")),
         real_date().prop_map(|d| format!("{d}T00:00:00Z")),
@@ -364,6 +386,33 @@ proptest! {
         let site_ok = (3..=20).contains(&site.len()) && site.bytes().all(|b| b.is_ascii_alphanumeric());
         prop_assert_eq!(!fields.contains(&"submission_date"), is_real_date(&date), "{:?}", date);
         prop_assert_eq!(!fields.contains(&"site_id"), site_ok, "{:?}", site);
+    }
+}
+
+/// The calendar's edges, fixed: the oracle knows them (so it is no copy that shares a mistake with
+/// the decoder) and the decoder agrees on each.
+#[test]
+fn leap_days_and_month_ends_are_judged_as_the_calendar_has_them() {
+    // (date, a day of the calendar, what the case proves)
+    for (date, real, proves) in [
+        ("2024-02-29", true, "a leap year divisible by 4"),
+        ("2023-02-29", false, "a common year has no 29 February"),
+        ("1900-02-29", false, "a century is not a leap year"),
+        ("2000-02-29", true, "unless divisible by 400"),
+        ("2025-04-31", false, "April has 30 days"),
+        ("2025-12-31", true, "December has 31"),
+        ("0001-01-01", true, "the first day of year 1"),
+        ("9999-12-31", true, "the last day of a 4-digit year"),
+        ("0000-01-01", false, "there is no year 0 in the rule"),
+    ] {
+        assert_eq!(is_real_date(date), real, "the oracle: {proves} ({date})");
+        let mut body = crate::support::valid_record();
+        body["submission_date"] = Value::from(date);
+        assert_eq!(
+            record_from_value(&body).is_ok(),
+            real,
+            "the decoder: {proves} ({date})"
+        );
     }
 }
 
