@@ -136,18 +136,13 @@ async fn a_rotated_key_file_is_picked_up_without_restart() {
 }
 
 async fn wait_for(app: &App, key: Option<&str>, expected: StatusCode) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = status_with_key(app, key).await;
-        if status == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "key {key:?} still answers {status}, expected {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        format!("key {key:?} to answer {expected} (the rewritten file re-read)"),
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async { status_with_key(app, key).await == expected },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -439,6 +434,7 @@ async fn a_rotation_in_the_client_table_is_picked_up_and_a_broken_rewrite_is_ref
     // The next key added beside the first: both work.
     std::fs::write(&keyed.key_file, client_table(&["k-mon-1", "k-mon-2"], None)).expect("write");
     wait_until(
+        "the monitor's second key to be admitted (the table re-read)",
         Duration::from_secs(10),
         Duration::from_millis(100),
         || async { status("k-mon-2").await == ADMITTED },
@@ -457,6 +453,7 @@ async fn a_rotation_in_the_client_table_is_picked_up_and_a_broken_rewrite_is_ref
     .expect("write");
     std::fs::rename(&staged, &keyed.key_file).expect("rename");
     wait_until(
+        "/ready to say the table in force is stale (the broken rewrite refused)",
         Duration::from_secs(10),
         Duration::from_millis(100),
         || async { auth_readiness(app).await["status"] == "stale" },
@@ -496,6 +493,7 @@ async fn a_rotation_in_the_client_table_is_picked_up_and_a_broken_rewrite_is_ref
     std::fs::write(&staged, client_table(&["k-mon-2"], None)).expect("write");
     std::fs::rename(&staged, &keyed.key_file).expect("rename");
     wait_until(
+        "the monitor's first key to be refused (the fixed table re-read)",
         Duration::from_secs(10),
         Duration::from_millis(100),
         || async { status("k-mon-1").await == StatusCode::UNAUTHORIZED },

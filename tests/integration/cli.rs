@@ -239,17 +239,22 @@ async fn an_interrupted_submission_resumes_without_duplicates() {
     // Kill it (no chance to clean up) as soon as the service has stored part of the file: checked
     // often, so the kill lands early in a run that takes seconds.
     let first_page = format!("/records?site_id={site}&limit=1");
-    wait_until(Duration::from_secs(60), Duration::from_millis(5), || {
-        let running = first.try_wait().expect("wait").is_none();
-        let first_page = &first_page;
-        let app = &app;
-        async move {
-            let page = app.get_json(first_page).await;
-            let stored = page["records"].as_array().is_some_and(|r| !r.is_empty());
-            assert!(stored || running, "mediflow ended before storing anything");
-            stored
-        }
-    })
+    wait_until(
+        "the first run to have stored part of the file",
+        Duration::from_secs(60),
+        Duration::from_millis(5),
+        || {
+            let running = first.try_wait().expect("wait").is_none();
+            let first_page = &first_page;
+            let app = &app;
+            async move {
+                let page = app.get_json(first_page).await;
+                let stored = page["records"].as_array().is_some_and(|r| !r.is_empty());
+                assert!(stored || running, "mediflow ended before storing anything");
+                stored
+            }
+        },
+    )
     .await;
     let interrupted = first.try_wait().expect("wait").is_none();
     first.kill().expect("kill");

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::cosmos_emulator::{CosmosContainer, CosmosEmulator};
-use crate::support::{App, AppOptions, Hosting, valid_record};
+use crate::support::{App, AppOptions, Hosting, Lazy, valid_record, wait_until};
 
 /// Turns a batch message into the shape the host delivers it in.
 type Encoder = Box<dyn Fn(&Value) -> Value>;
@@ -279,12 +279,7 @@ async fn submit_batch_answers_through_the_http_output_and_enqueues_through_the_q
 
 /// `mediflow_http_requests_total` series by (route, method, status), from the metrics listener.
 async fn request_counts(app: &App) -> Vec<(String, String, String, u64)> {
-    let page = reqwest::get(format!("http://{}/metrics", app.metrics_addr))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let page = app.metrics_text().await;
     page.lines()
         .filter_map(|line| {
             let rest = line.strip_prefix("mediflow_http_requests_total{")?;
@@ -387,7 +382,8 @@ async fn batch_report(app: &App, batch_id: &str) -> (StatusCode, Value) {
 async fn an_ingest_invocation_waits_out_a_store_outage_shorter_than_its_bound() {
     let cosmos = CosmosEmulator::dedicated();
     let container = cosmos.fresh_container().await;
-    let app = custom_handler_on(&container, &[]).await;
+    // Its own metrics port: the failed store probes are counted there.
+    let app = custom_handler_on(&container, &[("MEDIFLOW_METRICS_ADDR", "127.0.0.1:0")]).await;
     assert!(
         app.logs()
             .iter()
@@ -420,8 +416,17 @@ async fn an_ingest_invocation_waits_out_a_store_outage_shorter_than_its_bound() 
             .any(|l| l.contains("store unavailable: waiting for it"))
     })
     .await;
-    // The outage lasts 2 s more (several probes fail meanwhile), far less than the wait.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The outage lasts until the waiting invocation has probed the store and found it down
+    // twice (its probes are the only store checks of this process: no /ready meanwhile, no
+    // queue trigger under the Functions host), far less than the wait.
+    let failed_probes = || async { store_checks_failed(&app).await >= FAILED_PROBES_BEFORE_UP };
+    wait_until(
+        format!("{FAILED_PROBES_BEFORE_UP} failed store probes of the waiting invocation"),
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        failed_probes,
+    )
+    .await;
     assert!(!invocation.is_finished(), "it waits instead of failing");
     cosmos.up().await;
     let response = tokio::time::timeout(Duration::from_secs(60), invocation)
@@ -440,6 +445,24 @@ async fn an_ingest_invocation_waits_out_a_store_outage_shorter_than_its_bound() 
         (report["accepted"].as_u64(), report["rejected"].as_u64()),
         (Some(1), Some(1))
     );
+}
+
+/// How many of its store probes the outage test lets fail before the store comes back.
+const FAILED_PROBES_BEFORE_UP: u64 = 2;
+
+/// Failed store checks (`mediflow_store_operation_duration_seconds_count{operation="check",
+/// outcome="error"}`), from the metrics listener.
+async fn store_checks_failed(app: &App) -> u64 {
+    app.metrics_text()
+        .await
+        .lines()
+        .filter(|l| {
+            l.starts_with("mediflow_store_operation_duration_seconds_count{")
+                && l.contains(r#"operation="check""#)
+                && l.contains(r#"outcome="error""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// `maxDequeueCount` 3 and `functionTimeout` 4 s (so a 2 s wait), through the Functions host's
@@ -504,15 +527,16 @@ async fn a_failed_last_attempt_marks_the_batch_failed_with_a_reason() {
     })
     .await;
     cosmos.up().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let report = loop {
-        let (status, report) = batch_report(&app, &batch_id).await;
-        if status == StatusCode::OK {
-            break report;
-        }
-        assert!(Instant::now() < deadline, "never marked: {:?}", app.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let report = wait_until(
+        Lazy(|| format!("the poisoned batch to be marked; logs: {:?}", app.logs())),
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            let (status, report) = batch_report(&app, &batch_id).await;
+            (status == StatusCode::OK).then_some(report)
+        },
+    )
+    .await;
     assert_eq!(report["status"], "failed", "{report}");
     let failure = report["failure"].as_str().unwrap_or_default();
     assert!(

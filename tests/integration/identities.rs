@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::support::azurite::Azurite;
-use crate::support::{App, AppOptions, Hosting, valid_record};
+use crate::support::{App, AppOptions, Hosting, valid_record, wait_until};
 
 fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
@@ -283,7 +283,8 @@ async fn a_reviewer_reviews_and_the_history_names_every_client() {
     assert_eq!(review["reason"], "Patient count does not match the source");
 
     // Refusals are buffered events: durable within a second.
-    crate::support::wait_until(
+    wait_until(
+        "the refused request (401) in the audit trail",
         Duration::from_secs(2),
         Duration::from_millis(20),
         || async {
@@ -432,22 +433,21 @@ async fn the_standalone_trigger_stores_signed_batches_as_their_client_and_poison
         .await;
 
     let path = format!("/batches/{}", signed["batch_id"].as_str().expect("id"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let report = loop {
-        let (status, body) = call(app, Method::GET, &path, "k-up1", None).await;
-        if status == StatusCode::OK && body["status"] == "completed" {
-            break body;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the signed batch was not completed: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let report = wait_until(
+        "the signed batch to be completed",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || async {
+            let (status, body) = call(app, Method::GET, &path, "k-up1", None).await;
+            (status == StatusCode::OK && body["status"] == "completed").then_some(body)
+        },
+    )
+    .await;
     assert_eq!(report["accepted"], 1, "{report}");
     assert_eq!(report["client"], "up1");
     let poison = azurite.queue("mediflow-batches-poison");
-    crate::support::wait_until(
+    wait_until(
+        "the unsigned and the forged message in the poison queue",
         Duration::from_secs(20),
         Duration::from_millis(100),
         || async { poison.count().await >= 2 },

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::azurite::{Azurite, DeleteGate};
-use crate::support::{App, AppOptions, valid_record};
+use crate::support::{App, AppOptions, Lazy, valid_record};
 
 const QUEUE: &str = "mediflow-batches";
 const POISON: &str = "mediflow-batches-poison";
@@ -63,29 +63,33 @@ async fn report(app: &App, batch_id: &str) -> Option<Value> {
 
 /// Waits until every batch's report says `completed`; returns the reports in order.
 async fn completed(app: &App, batch_ids: &[String], within: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    let mut reports = vec![Value::Null; batch_ids.len()];
-    loop {
-        for (slot, id) in reports.iter_mut().zip(batch_ids) {
-            if slot["status"] != "completed" {
-                *slot = report(app, id).await.unwrap_or(Value::Null);
-            }
-        }
-        let done = reports
+    let reports = std::cell::RefCell::new(vec![Value::Null; batch_ids.len()]);
+    let done = || {
+        reports
+            .borrow()
             .iter()
             .filter(|r| r["status"] == "completed")
-            .count();
-        if done == batch_ids.len() {
-            return reports;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{done}/{} batches completed within {within:?}; logs:\n{}",
+            .count()
+    };
+    let what = Lazy(|| {
+        format!(
+            "{} batches to be completed ({} were); logs:\n{}",
             batch_ids.len(),
+            done(),
             app.logs().join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        )
+    });
+    crate::support::wait_until(what, within, Duration::from_millis(100), || async {
+        for (n, id) in batch_ids.iter().enumerate() {
+            if reports.borrow()[n]["status"] != "completed" {
+                let now = report(app, id).await.unwrap_or(Value::Null);
+                reports.borrow_mut()[n] = now;
+            }
+        }
+        done() == batch_ids.len()
+    })
+    .await;
+    reports.into_inner()
 }
 
 async fn queue_metric(app: &App, outcome: &str) -> u64 {
@@ -160,9 +164,11 @@ async fn queue_messages_are_ingested_and_redelivery_or_resubmission_adds_nothing
         .await
         .expect("POST /batches");
     assert_eq!(resubmitted.status(), StatusCode::ACCEPTED);
-    wait_until(Duration::from_secs(20), || async {
-        queue.count().await == 0
-    })
+    wait_until(
+        "the batch queue to be empty (the redelivered message handled)",
+        Duration::from_secs(20),
+        || async { queue.count().await == 0 },
+    )
     .await;
     let again = report(&app, first_id).await.expect("report");
     assert_eq!(
@@ -233,13 +239,14 @@ async fn assert_report_matches(
     }
 }
 
-/// Polls `condition` (queue counts, reports: each check is a request) until it holds.
-async fn wait_until<F, Fut>(within: Duration, condition: F)
+/// Polls `condition` (queue counts, reports: each check is a request) every 100 ms until it
+/// holds, failing the test after `within`, naming `what` was awaited.
+async fn wait_until<F, Fut>(what: &str, within: Duration, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    crate::support::wait_until(within, Duration::from_millis(100), condition).await;
+    crate::support::wait_until(what, within, Duration::from_millis(100), condition).await;
 }
 
 #[tokio::test]
@@ -333,9 +340,11 @@ async fn undecodable_and_conflicting_messages_are_poisoned_after_max_dequeue_cou
         queue.send_text(text).await;
     }
     let poison = azurite.queue(POISON);
-    wait_until(Duration::from_secs(20), || async {
-        poison.count().await == 3 && queue.count().await == 0
-    })
+    wait_until(
+        "the three messages moved to the poison queue",
+        Duration::from_secs(20),
+        || async { poison.count().await == 3 && queue.count().await == 0 },
+    )
     .await;
     let mut kept = poison.peek().await;
     kept.sort();
@@ -370,8 +379,8 @@ async fn the_trigger_survives_an_azurite_outage_and_ingests_what_is_sent_after()
     let mut azurite = azurite().await;
     let app = app_on(azurite.connection_string()).await;
     azurite.stop();
-    wait_until(Duration::from_secs(30), || async {
-        app.logs()
+    app.wait_for_logs(Duration::from_secs(30), |lines| {
+        lines
             .iter()
             .any(|l| l.contains("cannot receive batch messages"))
     })
@@ -458,9 +467,11 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_doubles_nothing() {
         let stored: Value = app.get_json(&format!("/records/{id}")).await;
         assert_eq!(stored["notes"], format!("kill {n} record 7"));
     }
-    wait_until(Duration::from_secs(60), || async {
-        queue.count().await == 0
-    })
+    wait_until(
+        "the batch queue to be empty",
+        Duration::from_secs(60),
+        || async { queue.count().await == 0 },
+    )
     .await;
     assert_eq!(
         azurite.queue(POISON).count().await,
@@ -486,9 +497,11 @@ async fn sigterm_finishes_in_flight_messages_and_exits_0_within_the_drain_time()
         .data_dir(data.path());
     let mut app = App::start(options).await;
     app.wait_until_ready().await;
-    wait_until(Duration::from_secs(30), || async {
-        queue_metric(&app, "completed").await > 0
-    })
+    wait_until(
+        "a first message completed",
+        Duration::from_secs(30),
+        || async { queue_metric(&app, "completed").await > 0 },
+    )
     .await;
     let started = Instant::now();
     app.send_sigterm();
@@ -626,16 +639,22 @@ async fn receive_and_abandon(azurite: &Azurite, times: usize) {
     )
     .await
     .expect("queue client");
-    let mut receptions = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while receptions < times {
-        assert!(Instant::now() < deadline, "the message never reappeared");
-        receptions += consumer
-            .receive(1, Duration::from_secs(1))
-            .await
-            .expect("receive")
-            .len();
-    }
+    let receptions = std::cell::Cell::new(0);
+    crate::support::wait_until(
+        format!("the message to be received {times} times (it reappears after each lease)"),
+        Duration::from_secs(30),
+        Duration::ZERO, // each receive waits itself, for a message to be visible again
+        || async {
+            let received = consumer
+                .receive(1, Duration::from_secs(1))
+                .await
+                .expect("receive")
+                .len();
+            receptions.set(receptions.get() + received);
+            receptions.get() >= times
+        },
+    )
+    .await;
 }
 
 /// A short poison budget: `maxDequeueCount` 2 and a 1 s `visibilityTimeout` (the Functions
@@ -683,11 +702,15 @@ async fn a_store_outage_poisons_nothing_and_redrive_completes_what_was_poisoned(
     let app = start_with_short_queue_settings(&azurite, &container).await;
 
     // Poisoned on arrival: the batch says failed, and why.
-    wait_until(Duration::from_secs(60), || async {
-        report(&app, &abandoned_id)
-            .await
-            .is_some_and(|r| r["status"] == "failed")
-    })
+    wait_until(
+        "the abandoned batch to be marked failed",
+        Duration::from_secs(60),
+        || async {
+            report(&app, &abandoned_id)
+                .await
+                .is_some_and(|r| r["status"] == "failed")
+        },
+    )
     .await;
     let failed = report(&app, &abandoned_id).await.expect("report");
     assert!(
@@ -697,9 +720,11 @@ async fn a_store_outage_poisons_nothing_and_redrive_completes_what_was_poisoned(
         "{failed}"
     );
     // The batch is marked before its message is moved: wait for the move.
-    wait_until(Duration::from_secs(30), || async {
-        poison.count().await == 1
-    })
+    wait_until(
+        "the abandoned message moved to the poison queue",
+        Duration::from_secs(30),
+        || async { poison.count().await == 1 },
+    )
     .await;
 
     // Redrive: back on the queue, ingested, completed.
@@ -728,14 +753,15 @@ async fn a_store_outage_poisons_nothing_and_redrive_completes_what_was_poisoned(
     cosmos.down().await;
     let (outage_id, outage) = batch(3, 1, "outage");
     queue.send_json(&outage.to_string()).await;
-    let probes = |app: &App| {
-        app.logs()
+    // Five failed probes at doubling intervals (from 250 ms) span well over the 2 s budget.
+    app.wait_for_logs(Duration::from_secs(60), |lines| {
+        lines
             .iter()
             .filter(|l| l.contains("store still unavailable"))
             .count()
-    };
-    // Five failed probes at doubling intervals (from 250 ms) span well over the 2 s budget.
-    wait_until(Duration::from_secs(60), || async { probes(&app) >= 5 }).await;
+            >= 5
+    })
+    .await;
     assert_eq!(
         poison.count().await,
         0,

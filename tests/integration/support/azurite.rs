@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use azure_storage_queue::models::{
     QueueClientGetPropertiesResultHeaders, QueueClientPeekMessagesOptions, QueueMessage,
@@ -113,23 +113,23 @@ impl Azurite {
         self.child = Some(child);
     }
 
-    /// Stops the emulator (SIGINT, then SIGKILL after 5 s); its data stays in the folder.
+    /// Stops the emulator (SIGINT, then SIGKILL after 5 s); its data stays in the folder. Waits
+    /// for the exit itself (a thread reaps the child), not by polling.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let (exited, exit) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = child.wait();
+            let _ = exited.send(());
+        });
+        if exit.recv_timeout(Duration::from_secs(5)).is_err() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            let _ = exit.recv();
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Starts it again on the same port with the same data.

@@ -105,19 +105,61 @@ impl LogBook {
     }
 }
 
-/// Checks `condition` every `every` until it holds; fails the test when `within` has passed.
-/// For state only reachable by asking (an HTTP answer, a queue count); a process's own output is
-/// waited on without polling ([`LogBook::wait_for`], [`App::wait_for_logs`]).
-pub async fn wait_until<F, Fut>(within: Duration, every: Duration, mut condition: F)
+/// What a polled probe answers: `bool` (whether the condition holds) or `Option<T>` (the value
+/// awaited, once it is there).
+pub trait Probed {
+    type Value;
+    fn done(self) -> Option<Self::Value>;
+}
+
+impl Probed for bool {
+    type Value = ();
+    fn done(self) -> Option<()> {
+        self.then_some(())
+    }
+}
+
+impl<T> Probed for Option<T> {
+    type Value = T;
+    fn done(self) -> Option<T> {
+        self
+    }
+}
+
+/// A description formatted only if it is shown (a wait that fails): `Lazy(|| app.logs()...)`.
+pub struct Lazy<F>(pub F);
+
+impl<F: Fn() -> String> std::fmt::Display for Lazy<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&(self.0)())
+    }
+}
+
+/// The one polling loop of the tests: asks `probe` every `every` until it answers `true` (or a
+/// value, returned), and fails the test once `within` has passed, naming `what` was awaited. For
+/// state only reachable by asking (an HTTP answer, a queue count, a metric); a process's own
+/// output is waited on without polling ([`LogBook::wait_for`], [`App::wait_for_logs`]).
+pub async fn wait_until<P, F, Fut>(
+    what: impl std::fmt::Display,
+    within: Duration,
+    every: Duration,
+    mut probe: F,
+) -> P::Value
 where
+    P: Probed,
     F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
+    Fut: Future<Output = P>,
 {
-    let deadline = Instant::now() + within;
-    while !condition().await {
+    let started = Instant::now();
+    let mut asked = 0_u32;
+    loop {
+        asked += 1;
+        if let Some(value) = probe().await.done() {
+            return value;
+        }
         assert!(
-            Instant::now() < deadline,
-            "condition not met within {within:?}"
+            started.elapsed() < within,
+            "waited {within:?} (asked {asked} times) for {what}, in vain"
         );
         tokio::time::sleep(every).await;
     }
@@ -354,22 +396,20 @@ impl App {
     /// Waits until `/ready` says the store is open.
     pub async fn wait_until_ready(&self) {
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if client
-                .get(self.url("/ready"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!(
-            "handler never became ready; logs:\n{}",
-            self.logs().join("\n")
-        );
+        let url = self.url("/ready");
+        wait_until(
+            Lazy(|| format!("/ready to answer 200; logs:\n{}", self.logs().join("\n"))),
+            Duration::from_secs(30),
+            Duration::from_millis(25),
+            || async {
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            },
+        )
+        .await;
     }
 
     pub fn url(&self, path: &str) -> String {
