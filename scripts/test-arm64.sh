@@ -11,7 +11,9 @@
 # process costs a guest boot (~5 s alone, more on a loaded machine), so the stage runs the tests
 # that prove the arm64 build works end to end, not the whole suite twice:
 #   - the HTTP contract (create/get in contract order, every 422, 404s, bad bodies, other paths,
-#     in-process batches, the OpenAPI document);
+#     in-process batches, the OpenAPI document): natively these cases call the router in process;
+#     with MEDIFLOW_TEST_BINARY set, `support::router::spawn_app` starts that binary instead and
+#     sends the same requests over a socket;
 #   - durability: acknowledged records survive a hard stop of the guest (kill -9 of qemu) with the
 #     data on a virtio-blk disk image that outlives it;
 #   - the Functions host protocol (custom-handler mode, every invocation shape);

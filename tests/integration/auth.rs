@@ -1,15 +1,21 @@
 //! API keys from the Key Vault CSI file: required on every data route, re-read on rotation; as a
 //! client table, each key is a client with its roles, sites and request rate.
+//!
+//! What a key may do is asked of the router in process (`support::router`); what needs the
+//! process stays one: the file re-read on rotation (the server's watch), what reaches its logs,
+//! and a start refused for a broken table.
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::support::router::{Setup, TestApp, spawn_app};
 use crate::support::{App, AppOptions, run_to_end, valid_record, wait_until};
 
+/// A process whose key file the test rewrites.
 struct KeyedApp {
-    app: App,
+    app: TestApp,
     key_file: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -23,29 +29,31 @@ async fn app_with_keys(content: &str) -> KeyedApp {
     )
     .await;
     KeyedApp {
-        app,
+        app: TestApp::from(app),
         key_file,
         _dir: dir,
     }
 }
 
-async fn status_with_key(app: &App, key: Option<&str>) -> StatusCode {
-    let mut request = reqwest::Client::new()
-        .post(app.url("/records"))
-        .json(&valid_record());
+/// The router in process with this key file content in force.
+async fn router_with_keys(content: &str) -> TestApp {
+    spawn_app(Setup::default().keys(content)).await
+}
+
+async fn status_with_key(app: &TestApp, key: Option<&str>) -> StatusCode {
+    let mut request = app.post("/records").json(&valid_record());
     if let Some(key) = key {
-        request = request.header("x-api-key", key);
+        request = request.key(key);
     }
-    request.send().await.expect("POST").status()
+    request.send().await.status
 }
 
 /// Every HTTP function in function-definitions/ that is not public must refuse a request without
 /// a key: a new route added without auth fails this test.
 #[tokio::test]
 async fn every_data_route_refuses_requests_without_a_valid_key() {
-    let keyed = app_with_keys("k-current\n").await;
+    let app = router_with_keys("k-current\n").await;
     let definitions = handler::definitions::Definitions::embedded().expect("definitions");
-    let client = reqwest::Client::new();
     let mut protected = 0;
     for function in &definitions.functions {
         let Some(trigger) = function.http_trigger() else {
@@ -60,28 +68,26 @@ async fn every_data_route_refuses_requests_without_a_valid_key() {
                 .expect("method");
             let public = handler::api::PUBLIC_FUNCTIONS.contains(&function.name.as_str());
             for key in [None, Some("wrong"), Some("")] {
-                let mut request = client
-                    .request(method.clone(), keyed.app.url(&path))
-                    .json(&json!({}));
+                let mut request = app.request(method.clone(), &path).json(&json!({}));
                 if let Some(key) = key {
-                    request = request.header("x-api-key", key);
+                    request = request.key(key);
                 }
-                let response = request.send().await.expect("request");
+                let response = request.send().await;
                 if public {
                     assert_ne!(
-                        response.status(),
+                        response.status,
                         StatusCode::UNAUTHORIZED,
                         "{} is public",
                         function.name
                     );
                 } else {
                     assert_eq!(
-                        response.status(),
+                        response.status,
                         StatusCode::UNAUTHORIZED,
                         "{} {method} {path} with key {key:?}",
                         function.name
                     );
-                    let body: Value = response.json().await.expect("json");
+                    let body = response.json();
                     assert!(
                         body["detail"]
                             .as_str()
@@ -99,7 +105,7 @@ async fn every_data_route_refuses_requests_without_a_valid_key() {
         "records and batches routes are protected ({protected})"
     );
     assert_eq!(
-        status_with_key(&keyed.app, Some("k-current")).await,
+        status_with_key(&app, Some("k-current")).await,
         StatusCode::CREATED
     );
 }
@@ -135,7 +141,7 @@ async fn a_rotated_key_file_is_picked_up_without_restart() {
     );
 }
 
-async fn wait_for(app: &App, key: Option<&str>, expected: StatusCode) {
+async fn wait_for(app: &TestApp, key: Option<&str>, expected: StatusCode) {
     wait_until(
         format!("key {key:?} to answer {expected} (the rewritten file re-read)"),
         Duration::from_secs(10),
@@ -147,23 +153,23 @@ async fn wait_for(app: &App, key: Option<&str>, expected: StatusCode) {
 
 #[tokio::test]
 async fn health_and_readiness_stay_open_with_auth_on() {
-    let keyed = app_with_keys("k\n").await;
+    let app = router_with_keys("k\n").await;
     for path in ["/health", "/ready", "/openapi.json", "/metrics"] {
-        let response = reqwest::get(keyed.app.url(path)).await.expect("GET");
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(app.get(path).send().await.status, StatusCode::OK, "{path}");
     }
 }
 
 #[tokio::test]
 async fn keys_bodies_and_patient_data_never_reach_the_logs() {
     let keyed = app_with_keys("super-secret-key-7731\n").await;
+    let app = keyed.app.process();
     let mut body = valid_record();
     body["notes"] = Value::from("PATIENT-NOTE-Jane-Doe-1962");
     body["site_id"] = Value::from("SITEZQX42");
     let client = reqwest::Client::new();
     for key in ["super-secret-key-7731", "wrong-key-9921"] {
         client
-            .post(keyed.app.url("/records"))
+            .post(app.url("/records"))
             .header("x-api-key", key)
             .json(&body)
             .send()
@@ -173,7 +179,7 @@ async fn keys_bodies_and_patient_data_never_reach_the_logs() {
     let mut invalid = body.clone();
     invalid["patient_count"] = json!("PATIENT-COUNT-SECRET");
     client
-        .post(keyed.app.url("/records"))
+        .post(app.url("/records"))
         .header("x-api-key", "super-secret-key-7731")
         .json(&invalid)
         .send()
@@ -181,17 +187,15 @@ async fn keys_bodies_and_patient_data_never_reach_the_logs() {
         .expect("POST");
     // All three requests are in the access log before the absences are checked (the log is
     // written by a background thread, so it may trail the responses).
-    keyed
-        .app
-        .wait_for_logs(Duration::from_secs(10), |lines| {
-            lines
-                .iter()
-                .filter(|l| l.contains("request answered") && l.contains("/records"))
-                .count()
-                >= 3
-        })
-        .await;
-    let logs = keyed.app.logs().join("\n");
+    app.wait_for_logs(Duration::from_secs(10), |lines| {
+        lines
+            .iter()
+            .filter(|l| l.contains("request answered") && l.contains("/records"))
+            .count()
+            >= 3
+    })
+    .await;
+    let logs = app.logs().join("\n");
     for secret in [
         "super-secret-key-7731",
         "wrong-key-9921",
@@ -209,10 +213,11 @@ async fn keys_bodies_and_patient_data_never_reach_the_logs() {
 
 #[tokio::test]
 async fn auth_off_without_a_key_file_is_announced_loudly() {
-    let app = App::standalone().await;
+    let app = TestApp::from(App::standalone().await);
     assert_eq!(status_with_key(&app, None).await, StatusCode::CREATED);
     assert!(
-        app.logs()
+        app.process()
+            .logs()
             .iter()
             .any(|l| l.contains("WARN") && l.contains("auth is OFF"))
     );
@@ -252,24 +257,21 @@ fn client_table(monitor_keys: &[&str], uploader_rate: Option<Value>) -> String {
 
 /// `method path` with `key` (and `body` when given): the status and the JSON body.
 async fn call(
-    app: &App,
+    app: &TestApp,
     method: reqwest::Method,
     path: &str,
     key: &str,
     body: Option<&Value>,
 ) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, app.url(path))
-        .header("x-api-key", key);
+    let mut request = app.request(method, path).key(key);
     if let Some(body) = body {
         request = request.json(body);
     }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let answer = request.send().await;
+    (answer.status, answer.json_or_null())
 }
 
-async fn auth_readiness(app: &App) -> Value {
+async fn auth_readiness(app: &TestApp) -> Value {
     app.get_json("/ready").await["auth"].clone()
 }
 
@@ -288,8 +290,7 @@ type RouteCase<'a> = (
 #[expect(clippy::too_many_lines, reason = "one row per case")]
 async fn each_key_of_a_client_table_calls_as_its_client_with_its_roles_and_sites() {
     use reqwest::Method;
-    let keyed = app_with_keys(&client_table(&["k-mon-1", "k-mon-2"], None)).await;
-    let app = &keyed.app;
+    let app = &router_with_keys(&client_table(&["k-mon-1", "k-mon-2"], None)).await;
     let (status, created) = call(
         app,
         reqwest::Method::POST,
@@ -459,13 +460,13 @@ async fn a_rotation_in_the_client_table_is_picked_up_and_a_broken_rewrite_is_ref
         || async { auth_readiness(app).await["status"] == "stale" },
     )
     .await;
-    let ready = reqwest::get(app.url("/ready")).await.expect("GET /ready");
+    let ready = app.get("/ready").send().await;
     assert_eq!(
-        ready.status(),
+        ready.status,
         StatusCode::OK,
         "a stale table is no reason to stop serving"
     );
-    let problem = ready.json::<Value>().await.expect("json")["auth"]["problem"]
+    let problem = ready.json()["auth"]["problem"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -482,12 +483,13 @@ async fn a_rotation_in_the_client_table_is_picked_up_and_a_broken_rewrite_is_ref
         ADMITTED,
         "the previous table is in force"
     );
-    app.wait_for_logs(Duration::from_secs(10), |lines| {
-        lines
-            .iter()
-            .any(|l| l.contains("ERROR") && l.contains("API keys file refused"))
-    })
-    .await;
+    app.process()
+        .wait_for_logs(Duration::from_secs(10), |lines| {
+            lines
+                .iter()
+                .any(|l| l.contains("ERROR") && l.contains("API keys file refused"))
+        })
+        .await;
 
     // Fixed, completing the rotation: the old key is refused, the problem gone.
     std::fs::write(&staged, client_table(&["k-mon-2"], None)).expect("write");
@@ -502,6 +504,7 @@ async fn a_rotation_in_the_client_table_is_picked_up_and_a_broken_rewrite_is_ref
     assert_eq!(status("k-mon-2").await, ADMITTED);
     assert_eq!(auth_readiness(app).await["status"], "current");
     let refusals = app
+        .process()
         .logs()
         .iter()
         .filter(|l| l.contains("API keys file refused"))
@@ -545,37 +548,32 @@ async fn starting_with_an_invalid_client_table_fails_with_the_reason() {
 
 #[tokio::test]
 async fn an_old_format_file_is_the_legacy_client_with_every_role() {
-    let keyed = app_with_keys("k-legacy\n").await;
-    let (status, _) = call(&keyed.app, reqwest::Method::GET, "/audit", "k-legacy", None).await;
+    let app = router_with_keys("k-legacy\n").await;
+    let (status, _) = call(&app, reqwest::Method::GET, "/audit", "k-legacy", None).await;
     assert_eq!(status, StatusCode::OK, "legacy holds every role");
     assert_eq!(
-        auth_readiness(&keyed.app).await,
+        auth_readiness(&app).await,
         json!({"status": "current", "format": "legacy", "clients": 1})
     );
 }
 
 #[tokio::test]
 async fn a_client_over_its_rate_gets_429_and_the_others_do_not() {
-    let keyed = app_with_keys(&client_table(
+    let app = &router_with_keys(&client_table(
         &["k-mon-1"],
         Some(json!({"per_second": 1, "burst": 3})),
     ))
     .await;
-    let app = &keyed.app;
     let started = Instant::now();
     let mut admitted = 0;
+    // Requests back to back (the stimulus), until one is limited.
     let limited = loop {
-        let response = reqwest::Client::new()
-            .get(app.url("/audit"))
-            .header("x-api-key", "k-upload")
-            .send()
-            .await
-            .expect("GET");
-        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        let response = app.get("/audit").key("k-upload").send().await;
+        if response.status == StatusCode::TOO_MANY_REQUESTS {
             break response;
         }
         assert_eq!(
-            response.status(),
+            response.status,
             StatusCode::FORBIDDEN,
             "no audit role, but admitted"
         );
@@ -589,13 +587,11 @@ async fn a_client_over_its_rate_gets_429_and_the_others_do_not() {
         "{admitted} admitted, at most {allowed}"
     );
     let retry_after: u64 = limited
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
+        .header("retry-after")
+        .parse()
         .expect("a Retry-After in seconds");
     assert!((1..=2).contains(&retry_after), "{retry_after}");
-    let body: Value = limited.json().await.expect("json");
+    let body = limited.json();
     assert!(
         body["detail"]
             .as_str()

@@ -1,21 +1,22 @@
 //! The HTTP contract existing MediFlow clients depend on (README.md "The API", and the binary's own
-//! `/openapi.json`), checked over real sockets against the running binary, once per store backend.
+//! `/openapi.json`). The table cases call the router in process (`support::router::spawn_app`),
+//! once per store backend where the store matters; what crosses the wire stays on a real socket
+//! against the running binary: slow clients (head and body timeouts), a body refused from its
+//! headers or cut off mid-stream, the metrics port of its own and the connection limit.
+
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::support::router::{Answer, Setup, TestApp, spawn_app};
 use crate::support::{App, AppOptions, Backend, valid_record};
 
-async fn post(app: &App, body: &Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(app.url("/records"))
-        .json(body)
-        .send()
-        .await
-        .expect("POST /records")
+async fn post(app: &TestApp, body: &Value) -> Answer {
+    app.post("/records").json(body).send().await
 }
 
-/// Runs each case against the embedded store and against Cosmos (when the emulator is there).
+/// Runs each case against the embedded store and against Cosmos (the shared emulator).
 macro_rules! per_backend {
     ($($case:ident),* $(,)?) => {
         mod embedded {
@@ -37,20 +38,17 @@ per_backend!(
 );
 
 async fn create_answers_201_with_the_normalised_record_in_contract_key_order(backend: Backend) {
-    let app = backend.start(AppOptions::default()).await;
+    let app = spawn_app(Setup::on(backend)).await;
     let response = post(&app, &valid_record()).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let location = response.headers()["location"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
-    assert!(response.headers().contains_key("x-request-id"));
-    let text = response.text().await.expect("body");
-    let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&text)
-        .expect("object")
-        .keys()
-        .cloned()
-        .collect();
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+    let location = response.header("location").to_owned();
+    assert!(response.headers.contains_key("x-request-id"));
+    let keys: Vec<String> =
+        serde_json::from_slice::<serde_json::Map<String, Value>>(&response.body)
+            .expect("object")
+            .keys()
+            .cloned()
+            .collect();
     assert_eq!(
         keys,
         [
@@ -63,7 +61,7 @@ async fn create_answers_201_with_the_normalised_record_in_contract_key_order(bac
             "id"
         ]
     );
-    let body: Value = serde_json::from_str(&text).expect("json");
+    let body = response.json();
     assert_eq!(body["site_id"], "SITE001", "site_id is stored upper-cased");
     assert_eq!(body["patient_count"], 42);
     let id = body["id"].as_str().expect("id");
@@ -75,26 +73,26 @@ async fn create_answers_201_with_the_normalised_record_in_contract_key_order(bac
 }
 
 async fn get_returns_exactly_what_create_returned(backend: Backend) {
-    let app = backend.start(AppOptions::default()).await;
+    let app = spawn_app(Setup::on(backend)).await;
     let mut body = valid_record();
     body.as_object_mut().expect("object").remove("notes");
-    let created: Value = post(&app, &body).await.json().await.expect("json");
+    let created = post(&app, &body).await.json();
     assert_eq!(created["notes"], "", "notes defaults to an empty string");
-    let response =
-        reqwest::get(app.url(&format!("/records/{}", created["id"].as_str().expect("id"))))
-            .await
-            .expect("GET");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.json::<Value>().await.expect("json"), created);
+    let response = app
+        .get(&format!("/records/{}", created["id"].as_str().expect("id")))
+        .send()
+        .await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.json(), created);
 }
 
 async fn every_field_error_comes_back_in_one_422(backend: Backend) {
-    let app = backend.start(AppOptions::default()).await;
+    let app = spawn_app(Setup::on(backend)).await;
     let body = json!({"site_id": "ßßßßßßßßßßß", "trial_phase": "V", "submission_date": 1_741_996_800,
                       "status": "done", "patient_count": true, "notes": "x", "id": "chosen"});
     let response = post(&app, &body).await;
-    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let detail: Value = response.json().await.expect("json");
+    assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let detail = response.json();
     let got: Vec<(&str, &str)> = detail["detail"]
         .as_array()
         .expect("detail list")
@@ -124,19 +122,17 @@ async fn every_field_error_comes_back_in_one_422(backend: Backend) {
 }
 
 async fn unknown_and_malformed_ids_are_404_with_the_contract_body(backend: Backend) {
-    let app = backend.start(AppOptions::default()).await;
+    let app = spawn_app(Setup::on(backend)).await;
     for id in [
         "1d0d5edd-9738-453c-8966-aaa2be88a9f5",
         "not-a-uuid",
         "%F0%9F%92%A9",
         "batch-1d0d5edd-9738-453c-8966-aaa2be88a9f5",
     ] {
-        let response = reqwest::get(app.url(&format!("/records/{id}")))
-            .await
-            .expect("GET");
-        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{id}");
+        let response = app.get(&format!("/records/{id}")).send().await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{id}");
         assert_eq!(
-            response.json::<Value>().await.expect("json"),
+            response.json(),
             json!({"detail": "Record not found"}),
             "{id}"
         );
@@ -144,32 +140,19 @@ async fn unknown_and_malformed_ids_are_404_with_the_contract_body(backend: Backe
 }
 
 async fn batches_ingest_in_process_without_a_queue(backend: Backend) {
-    let app = backend.start(AppOptions::default()).await;
+    let app = spawn_app(Setup::on(backend)).await;
     let batch_id = uuid::Uuid::new_v4().to_string();
     let mut invalid = valid_record();
     invalid["patient_count"] = json!(0);
     let message =
         json!({"batch_id": batch_id, "records": [valid_record(), invalid, valid_record()]});
-    let client = reqwest::Client::new();
-    let response = client
-        .post(app.url("/batches"))
-        .json(&message)
-        .send()
-        .await
-        .expect("POST /batches");
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let response = app.post("/batches").json(&message).send().await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text());
     assert_eq!(
-        response.headers()["location"],
+        response.header("location"),
         format!("/batches/{batch_id}").as_str()
     );
-    let report: Value = client
-        .get(app.url(&format!("/batches/{batch_id}")))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("json");
+    let report = app.get_json(&format!("/batches/{batch_id}")).await;
     assert_eq!(report["status"], "completed");
     assert_eq!(
         (
@@ -181,74 +164,52 @@ async fn batches_ingest_in_process_without_a_queue(backend: Backend) {
     );
     assert_eq!(report["rejected_records"][0]["index"], 1);
     // The same detail POST /records gives for that record.
-    let direct: Value = post(&app, &invalid).await.json().await.expect("json");
+    let direct = post(&app, &invalid).await.json();
     assert_eq!(report["rejected_records"][0]["detail"], direct["detail"]);
     for id in report["record_ids"].as_array().expect("ids") {
-        let record = client
-            .get(app.url(&format!("/records/{}", id.as_str().expect("id"))))
+        let record = app
+            .get(&format!("/records/{}", id.as_str().expect("id")))
             .send()
-            .await
-            .expect("GET");
-        assert_eq!(record.status(), StatusCode::OK);
+            .await;
+        assert_eq!(record.status, StatusCode::OK);
     }
     // Resubmission: same answer, no new records.
-    let again: Value = client
-        .post(app.url("/batches"))
-        .json(&message)
-        .send()
-        .await
-        .expect("POST")
-        .json()
-        .await
-        .expect("json");
+    let again = app.post("/batches").json(&message).send().await.json();
     assert_eq!(again["record_ids"], report["record_ids"]);
     // Same batch id, different records: refused.
     let other = json!({"batch_id": batch_id, "records": [valid_record()]});
-    let conflict = client
-        .post(app.url("/batches"))
-        .json(&other)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(conflict.status(), StatusCode::CONFLICT);
+    let conflict = app.post("/batches").json(&other).send().await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT);
 }
 
 /// Request shapes that are not a valid record body (the embedded store is enough: nothing is stored).
 #[tokio::test]
 async fn bodies_that_are_not_records_get_clear_4xx_answers() {
-    let app = App::standalone().await;
-    // A fresh connection per case: a refused body may end its connection (413 closes it).
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("client");
-    let url = app.url("/records");
-    let cases: Vec<(&str, reqwest::RequestBuilder, StatusCode, Option<&str>)> = vec![
+    let app = spawn_app(Setup::default()).await;
+    let post = || app.post("/records");
+    let json_typed = || post().header("content-type", "application/json");
+    let cases = vec![
         (
             "malformed JSON",
-            client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body("{bad"),
+            json_typed().body("{bad"),
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("json_invalid"),
         ),
         (
             "empty body",
-            client.post(&url).header("content-type", "application/json"),
+            json_typed(),
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("json_invalid"),
         ),
         (
             "a JSON array",
-            client.post(&url).json(&json!([valid_record()])),
+            post().json(&json!([valid_record()])),
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("model_attributes_type"),
         ),
         (
             "text/plain",
-            client
-                .post(&url)
+            post()
                 .header("content-type", "text/plain")
                 .body(valid_record().to_string()),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -256,20 +217,21 @@ async fn bodies_that_are_not_records_get_clear_4xx_answers() {
         ),
         (
             "a form",
-            client.post(&url).form(&[("site_id", "abc")]),
+            post()
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("site_id=abc"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             None,
         ),
         (
             "no content type at all (as the old service accepted)",
-            client.post(&url).body(valid_record().to_string()),
+            post().body(valid_record().to_string()),
             StatusCode::CREATED,
             None,
         ),
         (
             "charset parameter",
-            client
-                .post(&url)
+            post()
                 .header("content-type", "application/json; charset=utf-8")
                 .body(valid_record().to_string()),
             StatusCode::CREATED,
@@ -277,30 +239,21 @@ async fn bodies_that_are_not_records_get_clear_4xx_answers() {
         ),
         (
             "invalid UTF-8",
-            client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(vec![b'{', 0xff, b'}']),
+            json_typed().body(vec![b'{', 0xff, b'}']),
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("json_invalid"),
         ),
         (
             "deep nesting",
-            client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body("[".repeat(100_000)),
+            json_typed().body("[".repeat(100_000)),
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("json_invalid"),
         ),
     ];
     for (what, request, status, kind) in cases {
-        let response = request.send().await.expect(what);
-        assert_eq!(response.status(), status, "{what}");
-        let body: Value = response
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: JSON body expected: {e}"));
+        let response = request.send().await;
+        assert_eq!(response.status, status, "{what}: {}", response.text());
+        let body = response.json();
         assert!(
             status.is_success() || body.get("detail").is_some(),
             "{what}: {body}"
@@ -313,19 +266,11 @@ async fn bodies_that_are_not_records_get_clear_4xx_answers() {
 
 #[tokio::test]
 async fn other_paths_and_methods_answer_like_the_old_service() {
-    let app = App::standalone().await;
-    let client = reqwest::Client::new();
-    let health: Value = client
-        .get(app.url("/health"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("json");
+    let app = spawn_app(Setup::default()).await;
+    let health = app.get_json("/health").await;
     assert_eq!(health, json!({"status": "ok", "version": "1.0.0"}));
-    let ready = client.get(app.url("/ready")).send().await.expect("GET");
-    assert_eq!(ready.status(), StatusCode::OK);
+    let ready = app.get("/ready").send().await;
+    assert_eq!(ready.status, StatusCode::OK);
     for (method, path, status, detail) in [
         (
             reqwest::Method::GET,
@@ -358,14 +303,10 @@ async fn other_paths_and_methods_answer_like_the_old_service() {
             "Method Not Allowed",
         ),
     ] {
-        let response = client
-            .request(method.clone(), app.url(path))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), status, "{method} {path}");
+        let response = app.request(method.clone(), path).send().await;
+        assert_eq!(response.status, status, "{method} {path}");
         assert_eq!(
-            response.json::<Value>().await.expect("json"),
+            response.json(),
             json!({"detail": detail}),
             "{method} {path}"
         );
@@ -374,18 +315,11 @@ async fn other_paths_and_methods_answer_like_the_old_service() {
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_status() {
-    let app = App::standalone().await;
+    let app = spawn_app(Setup::default()).await;
     post(&app, &valid_record()).await;
     post(&app, &json!({})).await;
-    reqwest::get(app.url("/records/unknown"))
-        .await
-        .expect("GET");
-    let text = reqwest::get(app.url("/metrics"))
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("text");
+    app.get("/records/unknown").send().await;
+    let text = app.metrics_text().await;
     for line in [
         r#"mediflow_http_requests_total{route="/records",method="POST",status="201"} 1"#,
         r#"mediflow_http_requests_total{route="/records",method="POST",status="422"} 1"#,
@@ -423,13 +357,8 @@ async fn metrics_move_to_their_own_port_when_configured() {
 
 #[tokio::test]
 async fn the_openapi_document_lists_every_http_function() {
-    let app = App::standalone().await;
-    let spec: Value = reqwest::get(app.url("/openapi.json"))
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("json");
+    let app = spawn_app(Setup::default()).await;
+    let spec = app.get_json("/openapi.json").await;
     assert!(
         spec["openapi"]
             .as_str()
@@ -455,12 +384,22 @@ async fn the_openapi_document_lists_every_http_function() {
     }
 }
 
-/// A client that announces a body and stops sending it is answered 408 after the body timeout,
-/// and the connection does not hang forever.
+/// The slow-client tests' timeouts: short, so each waits a fraction of a second (the defaults
+/// are 10 s; `handler::config::HttpTimeouts`).
+const SHORT_TIMEOUT: Duration = Duration::from_millis(300);
+
+fn short_timeout_ms() -> String {
+    SHORT_TIMEOUT.as_millis().to_string()
+}
+
+/// A client that announces a body and stops sending it is answered 408 after the body timeout
+/// (`MEDIFLOW_BODY_READ_TIMEOUT_MS`, short here), and the connection does not hang forever.
 #[tokio::test]
 async fn a_client_that_stalls_mid_body_gets_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = App::standalone().await;
+    let app =
+        App::start(AppOptions::default().env("MEDIFLOW_BODY_READ_TIMEOUT_MS", short_timeout_ms()))
+            .await;
     let mut stream = tokio::net::TcpStream::connect(app.addr)
         .await
         .expect("connect");
@@ -468,16 +407,21 @@ async fn a_client_that_stalls_mid_body_gets_408() {
     stream.write_all(head.as_bytes()).await.expect("write");
     let started = std::time::Instant::now();
     let mut answer = vec![0_u8; 4096];
-    let read =
-        tokio::time::timeout(std::time::Duration::from_secs(20), stream.read(&mut answer)).await;
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await;
     let n = read
-        .expect("answered before the test's own timeout")
+        .expect("answered within 5 s: the configured timeout, not the 10 s default")
         .expect("read");
     let text = String::from_utf8_lossy(&answer[..n]);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_after_the_timeout(started.elapsed());
+}
+
+/// A slow client's answer came once the configured timeout had passed (less the moment between
+/// the server's start of the wait and the test's), not before.
+fn assert_after_the_timeout(elapsed: Duration) {
     assert!(
-        started.elapsed() >= std::time::Duration::from_secs(9),
-        "after the body timeout, not before"
+        elapsed + Duration::from_millis(100) >= SHORT_TIMEOUT,
+        "after the timeout, not before: {elapsed:?}"
     );
 }
 
@@ -532,11 +476,15 @@ async fn a_chunked_body_over_1_mib_is_refused_with_413() {
 }
 
 /// A client that stops in the middle of its request head (slow loris) is disconnected after the
-/// header-read timeout instead of holding a connection for ever.
+/// header-read timeout (`MEDIFLOW_HEADER_READ_TIMEOUT_MS`, short here) instead of holding a
+/// connection for ever.
 #[tokio::test]
 async fn a_client_that_stalls_mid_head_is_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = App::standalone().await;
+    let app = App::start(
+        AppOptions::default().env("MEDIFLOW_HEADER_READ_TIMEOUT_MS", short_timeout_ms()),
+    )
+    .await;
     let mut stream = tokio::net::TcpStream::connect(app.addr)
         .await
         .expect("connect");
@@ -546,38 +494,31 @@ async fn a_client_that_stalls_mid_head_is_disconnected() {
         .expect("write");
     let started = std::time::Instant::now();
     let mut rest = Vec::new();
-    let closed = tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        stream.read_to_end(&mut rest),
-    )
-    .await;
-    assert!(closed.is_ok(), "the connection is still open after 20 s");
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
     assert!(
-        started.elapsed() >= std::time::Duration::from_secs(9),
-        "closed by the timeout, not at once"
+        closed.is_ok(),
+        "the connection is still open after 5 s: the configured timeout was not applied"
     );
+    assert_after_the_timeout(started.elapsed());
 }
 
 async fn records_are_listed_by_site_a_page_at_a_time(backend: Backend) {
-    let app = backend.start(AppOptions::default()).await;
+    let app = spawn_app(Setup::on(backend)).await;
     let site = format!("S{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let mut created = Vec::new();
     for date in ["2025-03-01", "2025-03-03", "2025-03-02"] {
         let mut body = valid_record();
         body["site_id"] = json!(site.to_ascii_lowercase());
         body["submission_date"] = json!(date);
-        let record: Value = post(&app, &body).await.json().await.expect("json");
-        created.push(record);
+        created.push(post(&app, &body).await.json());
     }
-    let client = reqwest::Client::new();
     let get = |query: String| {
-        let client = client.clone();
-        let url = app.url(&format!("/records?{query}"));
-        async move { client.get(url).send().await.expect("GET /records") }
+        let call = app.get(&format!("/records?{query}"));
+        async move { call.send().await }
     };
     let first = get(format!("site_id={site}&limit=2")).await;
-    assert_eq!(first.status(), StatusCode::OK);
-    let first: Value = first.json().await.expect("json");
+    assert_eq!(first.status, StatusCode::OK);
+    let first = first.json();
     assert_eq!(
         first["records"],
         json!([created[1], created[2]]),
@@ -587,11 +528,9 @@ async fn records_are_listed_by_site_a_page_at_a_time(backend: Backend) {
         .as_str()
         .expect("a next page")
         .to_owned();
-    let second: Value = get(format!("site_id={site}&limit=2&continuation={token}"))
+    let second = get(format!("site_id={site}&limit=2&continuation={token}"))
         .await
-        .json()
-        .await
-        .expect("json");
+        .json();
     assert_eq!(
         second,
         json!({"records": [created[0]], "continuation": null})
@@ -617,12 +556,8 @@ async fn records_are_listed_by_site_a_page_at_a_time(backend: Backend) {
         (format!("site_id={site}&sort=asc"), "sort"),
     ] {
         let response = get(query.clone()).await;
-        assert_eq!(
-            response.status(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{query}"
-        );
-        let body: Value = response.json().await.expect("json");
+        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        let body = response.json();
         assert_eq!(
             body["detail"][0]["loc"],
             json!(["query", field]),

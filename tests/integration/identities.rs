@@ -1,8 +1,9 @@
 //! Who may do what, end to end with a client table (issue 22): a site-scoped submitter cannot
 //! create, read or list another site's records; a reviewer reviews and the history names each
 //! client with old value, new value and reason; idempotency keys and batch ids are each client's
-//! own; queue messages must prove their client in both hosts, and an unattributable one is never
-//! stored.
+//! own (these three through the router in process); queue messages must prove their client in
+//! both hosts, and an unattributable one is never stored (the standalone trigger on Azurite and
+//! the Functions host's invocation: processes).
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::support::azurite::Azurite;
+use crate::support::router::{Setup, TestApp, spawn_app};
 use crate::support::{App, AppOptions, Hosting, valid_record, wait_until};
 
 fn digest(key: &str) -> [u8; 32] {
@@ -35,8 +37,14 @@ fn table() -> String {
     .to_string()
 }
 
+/// The router in process with [`table`] in force.
+async fn in_process() -> TestApp {
+    spawn_app(Setup::default().keys(table())).await
+}
+
+/// A process with [`table`] in force (its key file in a folder of its own).
 struct Deployment {
-    app: App,
+    app: TestApp,
     _dir: tempfile::TempDir,
 }
 
@@ -45,25 +53,25 @@ async fn deployment(options: AppOptions) -> Deployment {
     let path = dir.path().join("api-keys");
     std::fs::write(&path, table()).expect("table");
     let app = App::start(options.env("MEDIFLOW_API_KEYS_FILE", path.display().to_string())).await;
-    Deployment { app, _dir: dir }
+    Deployment {
+        app: TestApp::from(app),
+        _dir: dir,
+    }
 }
 
 async fn call(
-    app: &App,
+    app: &TestApp,
     method: Method,
     path: &str,
     key: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, app.url(path))
-        .header("x-api-key", key);
+    let mut request = app.request(method, path).key(key);
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let answer = request.send().await;
+    (answer.status, answer.json_or_null())
 }
 
 fn record_of(site: &str) -> Value {
@@ -75,8 +83,7 @@ fn record_of(site: &str) -> Value {
 #[tokio::test]
 #[expect(clippy::too_many_lines, reason = "one table of cases, one row each")]
 async fn a_site_scoped_client_cannot_create_read_or_list_another_sites_records() {
-    let d = deployment(AppOptions::default()).await;
-    let app = &d.app;
+    let app = &in_process().await;
     let (status, own) = call(
         app,
         Method::POST,
@@ -218,8 +225,7 @@ async fn a_site_scoped_client_cannot_create_read_or_list_another_sites_records()
 
 #[tokio::test]
 async fn a_reviewer_reviews_and_the_history_names_every_client() {
-    let d = deployment(AppOptions::default()).await;
-    let app = &d.app;
+    let app = &in_process().await;
     let (_, created) = call(
         app,
         Method::POST,
@@ -316,34 +322,26 @@ async fn a_reviewer_reviews_and_the_history_names_every_client() {
 
 #[tokio::test]
 async fn idempotency_keys_and_batch_ids_belong_to_their_client() {
-    let d = deployment(AppOptions::default()).await;
-    let app = &d.app;
-    let post = |key: &'static str, site: &'static str| async move {
-        reqwest::Client::new()
-            .post(app.url("/records"))
-            .header("x-api-key", key)
+    let app = &in_process().await;
+    let post = |key: &'static str, site: &'static str| {
+        app.post("/records")
+            .key(key)
             .header("idempotency-key", "shared-key-1")
             .json(&record_of(site))
             .send()
-            .await
-            .expect("POST")
     };
     let first = post("k-up1", "SITE001").await;
-    assert_eq!(first.status(), StatusCode::CREATED);
+    assert_eq!(first.status, StatusCode::CREATED);
     let second = post("k-up2", "SITE002").await;
     assert_eq!(
-        second.status(),
+        second.status,
         StatusCode::CREATED,
         "the same key from another client is another write"
     );
-    let (a, b): (Value, Value) = (
-        first.json().await.expect("a"),
-        second.json().await.expect("b"),
-    );
-    assert_ne!(a["id"], b["id"]);
+    assert_ne!(first.json()["id"], second.json()["id"]);
     let replay = post("k-up1", "SITE001").await;
     assert_eq!(
-        replay.headers()["idempotent-replayed"],
+        replay.header("idempotent-replayed"),
         "true",
         "its own key replays"
     );
@@ -421,7 +419,7 @@ async fn the_standalone_trigger_stores_signed_batches_as_their_client_and_poison
     )
     .await;
     let app = &d.app;
-    app.wait_until_ready().await;
+    app.process().wait_until_ready().await;
     let message = |site: &str| json!({"batch_id": uuid::Uuid::new_v4().to_string(), "records": [record_of(site)]});
     let signed = message("SITE001");
     queue.send_text(&envelope("up1", "k-up1", &signed)).await;
@@ -489,21 +487,19 @@ async fn the_standalone_trigger_stores_signed_batches_as_their_client_and_poison
 async fn under_the_functions_host_an_unattributable_message_fails_and_a_signed_one_is_stored() {
     let d = deployment(AppOptions::default().hosting(Hosting::CustomHandler)).await;
     let app = &d.app;
-    app.wait_until_ready().await;
+    app.process().wait_until_ready().await;
     let invoke = |text: String| async move {
         let invocation =
             json!({"Data": {"batch": text}, "Metadata": {"DequeueCount": 1, "Id": "m-1"}});
-        reqwest::Client::new()
-            .post(app.url("/ingest_batch"))
+        app.post("/ingest_batch")
             .header(
                 "x-azure-functions-invocationid",
-                uuid::Uuid::new_v4().to_string(),
+                &uuid::Uuid::new_v4().to_string(),
             )
             .json(&invocation)
             .send()
             .await
-            .expect("invoke")
-            .status()
+            .status
     };
     let unsigned =
         json!({"batch_id": uuid::Uuid::new_v4().to_string(), "records": [record_of("SITE001")]});

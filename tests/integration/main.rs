@@ -1,7 +1,12 @@
-//! Integration tests: the built `handler` binary started as a process, called over real sockets,
-//! against real emulators (Cosmos: `tests/emulators`, Azure Storage queues: Azurite).
+//! Integration tests, against real emulators (Cosmos: `tests/emulators`, Azure Storage queues:
+//! Azurite). The HTTP contract's table cases call the real router in process
+//! (`support::router::spawn_app`: no process, no socket); what needs a process starts the built
+//! `handler` binary and calls it over real sockets (`support::App`): durability across `kill -9`
+//! and restarts, signals, start-up and configuration errors, both hosts, slow clients at the
+//! socket, the queue trigger, the logs.
 //!
-//! One test binary (link once); each module is one area. `support` starts apps and emulators.
+//! One test binary (link once); each module is one area. `support` starts apps and emulators,
+//! and holds the one polling helper (`support::wait_until`).
 
 #[cfg(not(feature = "emulator"))]
 compile_error!(

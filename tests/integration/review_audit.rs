@@ -1,71 +1,57 @@
-//! Reviews and the audit trail over real sockets, on the embedded store: a pending record is
-//! reviewed once (409 after, 412 on a stale If-Match), each action has its event with old value,
-//! new value and reason, and `kill -9` under load leaves no acknowledged record without its create
-//! event.
+//! Reviews and the audit trail on the embedded store: a pending record is reviewed once (409
+//! after, 412 on a stale If-Match), each action has its event with old value, new value and
+//! reason, read events are durable within a second (these through the router in process); and,
+//! processes, `kill -9` under load leaves no acknowledged record without its create event, and
+//! `handler audit verify` names a changed event.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::support::router::{Setup, TestApp, spawn_app};
 use crate::support::{App, valid_record, wait_until};
 
-async fn create(client: &reqwest::Client, app: &App, status: &str) -> Value {
+async fn create(app: &TestApp, status: &str) -> Value {
     let mut body = valid_record();
     body["status"] = Value::from(status);
-    let response = client
-        .post(app.url("/records"))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST /records");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.expect("record")
+    let response = app.post("/records").json(&body).send().await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+    response.json()
 }
 
 async fn review(
-    client: &reqwest::Client,
-    app: &App,
+    app: &TestApp,
     id: &str,
     body: &Value,
     if_match: Option<&str>,
 ) -> (StatusCode, Option<String>, Value) {
-    let mut request = client
-        .post(app.url(&format!("/records/{id}/review")))
-        .json(body);
+    let mut request = app.post(&format!("/records/{id}/review")).json(body);
     if let Some(tag) = if_match {
         request = request.header("if-match", tag);
     }
-    let response = request.send().await.expect("POST review");
-    let status = response.status();
+    let response = request.send().await;
     let etag = response
-        .headers()
+        .headers
         .get("etag")
         .map(|v| v.to_str().expect("ascii").to_owned());
-    (status, etag, response.json().await.unwrap_or(Value::Null))
+    (response.status, etag, response.json_or_null())
 }
 
-async fn etag_of(client: &reqwest::Client, app: &App, id: &str) -> String {
-    let response = client
-        .get(app.url(&format!("/records/{id}")))
-        .send()
-        .await
-        .expect("GET");
-    assert_eq!(response.status(), StatusCode::OK);
+async fn etag_of(app: &TestApp, id: &str) -> String {
+    let response = app.get(&format!("/records/{id}")).send().await;
+    assert_eq!(response.status, StatusCode::OK);
     assert_eq!(
-        response.headers()["cache-control"],
+        response.header("cache-control"),
         "no-store",
         "record data is never cached"
     );
-    response.headers()["etag"]
-        .to_str()
-        .expect("ascii")
-        .to_owned()
+    response.header("etag").to_owned()
 }
 
 /// The record's history once the read events of its GETs are in it: they are buffered, durable
 /// within a second.
-async fn history_with_reads(app: &App, id: &str) -> Value {
+async fn history_with_reads(app: &TestApp, id: &str) -> Value {
     let path = format!("/records/{id}/history");
     wait_until(
         "the GETs' read events (buffered) in the record's history",
@@ -84,20 +70,19 @@ async fn history_with_reads(app: &App, id: &str) -> Value {
 
 #[tokio::test]
 async fn a_pending_record_is_reviewed_once_with_its_reason_in_the_history() {
-    let app = App::standalone().await;
-    let client = reqwest::Client::new();
-    let record = create(&client, &app, "pending").await;
+    let app = spawn_app(Setup::default()).await;
+    let record = create(&app, "pending").await;
     let id = record["id"].as_str().expect("id");
-    let before = etag_of(&client, &app, id).await;
+    let before = etag_of(&app, id).await;
 
     let verdict = json!({"status": "validated", "reason": "Source documents verified"});
-    let (status, after, body) = review(&client, &app, id, &verdict, Some(&before)).await;
+    let (status, after, body) = review(&app, id, &verdict, Some(&before)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "validated");
     assert_eq!(body["site_id"], record["site_id"], "the other fields stay");
     let after = after.expect("a new ETag");
     assert_ne!(after, before, "the version changed");
-    assert_eq!(etag_of(&client, &app, id).await, after, "GET agrees");
+    assert_eq!(etag_of(&app, id).await, after, "GET agrees");
     let keys: Vec<&String> = body.as_object().expect("object").keys().collect();
     let old: Vec<&String> = record.as_object().expect("object").keys().collect();
     assert_eq!(keys, old, "the body keeps today's fields, nothing more");
@@ -136,11 +121,11 @@ async fn a_pending_record_is_reviewed_once_with_its_reason_in_the_history() {
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
     ] {
-        let (status, _, answer) = review(&client, &app, id, body, if_match).await;
+        let (status, _, answer) = review(&app, id, body, if_match).await;
         assert_eq!(status, expected, "{proves}: {answer}");
     }
     let unknown = uuid::Uuid::new_v4().to_string();
-    let (status, _, answer) = review(&client, &app, &unknown, &verdict, None).await;
+    let (status, _, answer) = review(&app, &unknown, &verdict, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(answer, json!({"detail": "Record not found"}));
 
@@ -183,12 +168,11 @@ async fn a_pending_record_is_reviewed_once_with_its_reason_in_the_history() {
 
 #[tokio::test]
 async fn the_audit_listing_filters_and_pages() {
-    let app = App::standalone().await;
-    let client = reqwest::Client::new();
+    let app = spawn_app(Setup::default()).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(
-            create(&client, &app, "pending").await["id"]
+            create(&app, "pending").await["id"]
                 .as_str()
                 .expect("id")
                 .to_owned(),
@@ -247,12 +231,8 @@ async fn the_audit_listing_filters_and_pages() {
         "continuation=%%",
         "colour=red",
     ] {
-        let response = client
-            .get(app.url(&format!("/audit?{bad}")))
-            .send()
-            .await
-            .expect("GET");
-        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        let response = app.get(&format!("/audit?{bad}")).send().await;
+        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
 }
 
@@ -354,9 +334,21 @@ fn frames(journal: &[u8]) -> Vec<(usize, u8, std::ops::Range<usize>)> {
 async fn audit_verify_passes_then_names_the_event_whose_stored_byte_was_changed() {
     let mut app = App::standalone().await;
     let client = reqwest::Client::new();
-    for _ in 0..3 {
-        create(&client, &app, "pending").await;
-    }
+    let create_three = |app: &App| {
+        let (client, url) = (client.clone(), app.url("/records"));
+        async move {
+            for _ in 0..3 {
+                let response = client
+                    .post(&url)
+                    .json(&valid_record())
+                    .send()
+                    .await
+                    .expect("POST /records");
+                assert_eq!(response.status(), StatusCode::CREATED);
+            }
+        }
+    };
+    create_three(&app).await;
     let data_dir = app.data_dir.clone();
     app.kill_hard();
     let intact = verify(&data_dir).await;
@@ -372,9 +364,7 @@ async fn audit_verify_passes_then_names_the_event_whose_stored_byte_was_changed(
 
     // More events, left in the journal by a kill (opening the store moves the journal into redb).
     let mut app = app.restart().await;
-    for _ in 0..3 {
-        create(&client, &app, "pending").await;
-    }
+    create_three(&app).await;
     app.kill_hard();
     // Change one byte of the second audit event as an intruder with file access would: inside
     // the value, with the frame's checksum recomputed so the file still opens.
@@ -421,12 +411,11 @@ fn metric(page: &str, name: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn read_events_are_written_within_a_second_and_counted() {
-    let app = App::standalone().await;
-    let client = reqwest::Client::new();
-    let record = create(&client, &app, "pending").await;
+    let app = spawn_app(Setup::default()).await;
+    let record = create(&app, "pending").await;
     let id = record["id"].as_str().expect("id").to_owned();
     for _ in 0..5 {
-        etag_of(&client, &app, &id).await;
+        etag_of(&app, &id).await;
     }
     let started = std::time::Instant::now();
     wait_until(
@@ -466,30 +455,19 @@ async fn read_events_are_written_within_a_second_and_counted() {
 
 #[tokio::test]
 async fn every_response_with_record_data_says_no_store() {
-    let app = App::standalone().await;
-    let client = reqwest::Client::new();
-    let created = client
-        .post(app.url("/records"))
-        .json(&valid_record())
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(created.status(), StatusCode::CREATED);
-    assert_eq!(
-        created.headers()["cache-control"],
-        "no-store",
-        "POST /records"
-    );
-    let record: Value = created.json().await.expect("record");
+    let app = spawn_app(Setup::default()).await;
+    let created = app.post("/records").json(&valid_record()).send().await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.header("cache-control"), "no-store", "POST /records");
+    let record = created.json();
     let batch_id = uuid::Uuid::new_v4().to_string();
-    let submitted = client
-        .post(app.url("/batches"))
+    let submitted = app
+        .post("/batches")
         .json(&json!({"batch_id": batch_id, "records": [valid_record()]}))
         .send()
-        .await
-        .expect("POST batch");
+        .await;
     assert_eq!(
-        submitted.headers()["cache-control"],
+        submitted.header("cache-control"),
         "no-store",
         "POST /batches"
     );
@@ -502,8 +480,8 @@ async fn every_response_with_record_data_says_no_store() {
         format!("/records/{id}/history"),
         "/audit".to_owned(),
     ] {
-        let response = client.get(app.url(&path)).send().await.expect("GET");
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+        let response = app.get(&path).send().await;
+        assert_eq!(response.status, StatusCode::OK, "{path}");
+        assert_eq!(response.header("cache-control"), "no-store", "{path}");
     }
 }

@@ -1,5 +1,6 @@
 //! Starting the real binary for a test: `App::start(...)` gives a running `handler` process with
-//! its own data folder, killed when dropped. The process binds port 0 (the kernel picks a free
+//! its own data folder, killed when dropped (the router in process, for the tests that need no
+//! process: [`router`]). The process binds port 0 (the kernel picks a free
 //! port, so parallel tests cannot race for one) and the test reads the real addresses from the
 //! process's `listening` start-up line, as zero2prod's `spawn_app` does.
 
@@ -9,6 +10,7 @@
 )]
 
 pub mod azurite;
+pub mod router;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -526,8 +528,9 @@ pub fn valid_record() -> serde_json::Value {
 }
 
 /// Which store a test's app runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
+    #[default]
     Embedded,
     Cosmos,
 }
