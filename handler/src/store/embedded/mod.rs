@@ -21,6 +21,7 @@
 //! See docs/adr/0002-embedded-store.md and docs/adr/0006-durable-write-path.md.
 
 pub(crate) mod journal;
+mod site_index;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,7 +35,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
 use self::journal::{Journal, OpenError, Put, Table};
-use super::embedded_site_index::{self as site_index, IndexKey};
+use self::site_index::IndexKey;
 use super::{Inserted, RecordStore, Replaced, StoreError, StoreHealth};
 use crate::domain::audit::{AuditCursor, AuditQuery, GENESIS_HASH, event_time};
 use crate::domain::{AuditDraft, AuditEvent, BatchId, BatchReport, ListQuery, Record, RecordId};
