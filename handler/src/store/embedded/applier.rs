@@ -8,7 +8,7 @@ use std::sync::mpsc as std_mpsc;
 use redb::Database;
 
 use super::audit::audited_records;
-use super::engine::{LatchOnPanic, Shared};
+use super::engine::{Engine, LatchOnPanic};
 use super::journal::{Put, Table};
 use super::site_index::{self, IndexKey};
 use super::tables::{AUDIT, AUDIT_BY_RECORD, BATCHES, RECORDS, unavailable};
@@ -22,7 +22,7 @@ pub(super) const DURABLE_EVERY_BYTES: usize = 8 * 1024 * 1024;
 pub(super) const MAX_APPLY_GROUPS: usize = 1024;
 
 /// A journaled group on its way to redb.
-pub(super) struct Applied {
+pub(super) struct JournaledGroup {
     pub(super) seq: u64,
     pub(super) puts: Vec<Put>,
     /// The writer will empty the journal: the commit holding this group must be durable.
@@ -31,8 +31,8 @@ pub(super) struct Applied {
 
 /// The applier thread: commit journaled groups to redb (as many as are waiting, in one durable
 /// transaction), then drop them from the pending map.
-pub(super) fn run_applier(shared: &Shared, queue: &std_mpsc::Receiver<Applied>) {
-    let _latch = LatchOnPanic(shared, "the store applier thread stopped");
+pub(super) fn run_applier(engine: &Engine, queue: &std_mpsc::Receiver<JournaledGroup>) {
+    let _latch = LatchOnPanic(engine, "the store applier thread stopped");
     let mut since_durable = 0_usize;
     while let Ok(first) = queue.recv() {
         let mut groups = vec![first];
@@ -50,34 +50,34 @@ pub(super) fn run_applier(shared: &Shared, queue: &std_mpsc::Receiver<Applied>) 
         since_durable += bytes;
         let durable =
             since_durable >= DURABLE_EVERY_BYTES || groups.iter().any(|group| group.checkpoint);
-        if let Err(e) = commit_puts(&shared.db, groups.iter().flat_map(|g| &g.puts), durable) {
+        if let Err(e) = commit_puts(&engine.db, groups.iter().flat_map(|g| &g.puts), durable) {
             // The puts stay in the journal (replayed on the next open) and in the pending map.
-            shared.latch(format!(
+            engine.latch(format!(
                 "applying the journal to the embedded store failed: {e}"
             ));
             return;
         }
-        let mut state = shared.state();
+        let mut ledger = engine.ledger();
         for group in &groups {
             for put in &group.puts {
                 let entry = (put.table, put.key);
-                if state
+                if ledger
                     .pending
                     .get(&entry)
                     .is_some_and(|(seq, _)| *seq == group.seq)
-                    && let Some((_, value)) = state.pending.remove(&entry)
+                    && let Some((_, value)) = ledger.pending.remove(&entry)
                 {
-                    state.pending_bytes -= value.len();
+                    ledger.pending_bytes -= value.len();
                 }
             }
-            state.applied = group.seq;
+            ledger.applied = group.seq;
         }
         if durable {
-            state.durable = state.applied;
+            ledger.durable = ledger.applied;
             since_durable = 0;
         }
-        drop(state);
-        shared.progress.notify_all();
+        drop(ledger);
+        engine.progress.notify_all();
     }
 }
 

@@ -11,10 +11,11 @@ use redb::Database;
 
 use super::journal::Table;
 
-/// What the writer, the applier and the readers share.
-pub(super) struct Shared {
+/// What the writer, the applier and the readers share: the redb database and the [`Ledger`] of
+/// the writes not yet in it.
+pub(super) struct Engine {
     pub(super) db: Database,
-    state: Mutex<State>,
+    ledger: Mutex<Ledger>,
     /// Signalled when the applier drains the pending map or a failure is latched.
     pub(super) progress: Condvar,
     /// Test fault injection: the next journal appends fail as the device would.
@@ -25,8 +26,10 @@ pub(super) struct Shared {
     pub(super) fail_lookup: Mutex<Option<u128>>,
 }
 
+/// Where the write path stands: the acknowledged puts not yet in redb, how far the writer and
+/// the applier have got (in journal groups), and the first failure.
 #[derive(Default)]
-pub(super) struct State {
+pub(super) struct Ledger {
     /// Acknowledged puts not yet committed to redb, with the group that wrote them.
     pub(super) pending: HashMap<(Table, u128), (u64, Bytes)>,
     pub(super) pending_bytes: usize,
@@ -40,11 +43,11 @@ pub(super) struct State {
     pub(super) failure: Option<String>,
 }
 
-impl Shared {
+impl Engine {
     pub(super) fn new(db: Database) -> Self {
         Self {
             db,
-            state: Mutex::new(State::default()),
+            ledger: Mutex::new(Ledger::default()),
             progress: Condvar::new(),
             #[cfg(test)]
             fail_appends: std::sync::atomic::AtomicBool::new(false),
@@ -53,40 +56,40 @@ impl Shared {
         }
     }
 
-    pub(super) fn state(&self) -> MutexGuard<'_, State> {
-        // A panicking thread cannot leave `State` half-updated in a way readers could misread.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(super) fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        // A panicking thread cannot leave `Ledger` half-updated in a way readers could misread.
+        self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(super) fn latch(&self, reason: String) {
-        let mut state = self.state();
-        if state.failure.is_none() {
+        let mut ledger = self.ledger();
+        if ledger.failure.is_none() {
             tracing::error!(%reason, "embedded store failed; writes are refused from now on");
-            state.failure = Some(reason);
+            ledger.failure = Some(reason);
         }
-        drop(state);
+        drop(ledger);
         self.progress.notify_all();
     }
 
     /// Waits until `done` holds or a failure is latched (then returns the failure).
-    pub(super) fn wait_until(&self, mut done: impl FnMut(&State) -> bool) -> Result<(), String> {
-        let mut state = self.state();
+    pub(super) fn wait_until(&self, mut done: impl FnMut(&Ledger) -> bool) -> Result<(), String> {
+        let mut ledger = self.ledger();
         loop {
-            if let Some(reason) = &state.failure {
+            if let Some(reason) = &ledger.failure {
                 return Err(reason.clone());
             }
-            if done(&state) {
+            if done(&ledger) {
                 return Ok(());
             }
-            state = self
+            ledger = self
                 .progress
-                .wait(state)
+                .wait(ledger)
                 .unwrap_or_else(PoisonError::into_inner);
         }
     }
 
     pub(super) fn pending(&self, table: Table, key: u128) -> Option<Bytes> {
-        self.state()
+        self.ledger()
             .pending
             .get(&(table, key))
             .map(|(_, value)| value.clone())
@@ -94,7 +97,7 @@ impl Shared {
 }
 
 /// Latches a failure if its thread unwinds (a panic on the writer or applier thread).
-pub(super) struct LatchOnPanic<'a>(pub(super) &'a Shared, pub(super) &'static str);
+pub(super) struct LatchOnPanic<'a>(pub(super) &'a Engine, pub(super) &'static str);
 
 impl Drop for LatchOnPanic<'_> {
     fn drop(&mut self) {

@@ -47,11 +47,11 @@ use tokio::sync::oneshot;
 
 use self::applier::{MAX_APPLY_GROUPS, commit_puts, run_applier};
 use self::audit::chain_head;
-use self::engine::Shared;
+use self::engine::Engine;
 use self::journal::{Journal, OpenError, Table};
 use self::site_index::IndexKey;
 use self::tables::{RECORDS, decode, definition, encode, unavailable};
-use self::writer::{Replacement, Reply, Resolved, Write, run_writer};
+use self::writer::{EncodedOutcome, Replacement, Reply, Write, run_writer};
 use super::{Inserted, RecordStore, Replaced, StoreError, StoreHealth};
 use crate::domain::audit::{AuditCursor, AuditQuery};
 use crate::domain::{AuditDraft, AuditEvent, BatchId, BatchReport, ListQuery, Record, RecordId};
@@ -81,19 +81,21 @@ pub const MEMORY_BYTES: usize = CACHE_BYTES + MAX_PENDING_BYTES;
 /// applier thread. Dropping the last clone lets both threads finish and waits for them.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    inner: Arc<Inner>,
+    engine: Arc<Engine>,
+    threads: Arc<Threads>,
 }
 
-struct Inner {
-    shared: Arc<Shared>,
-    writer: Option<std_mpsc::SyncSender<Write>>,
-    threads: Vec<JoinHandle<()>>,
+/// The writer's queue and the two threads' handles. Dropping it (with the last clone of the
+/// store) closes the queue, so the writer and then the applier finish, and waits for both.
+struct Threads {
+    queue: Option<std_mpsc::SyncSender<Write>>,
+    handles: Vec<JoinHandle<()>>,
 }
 
-impl Drop for Inner {
+impl Drop for Threads {
     fn drop(&mut self) {
-        drop(self.writer.take());
-        for thread in self.threads.drain(..) {
+        drop(self.queue.take());
+        for thread in self.handles.drain(..) {
             // A thread that panicked has latched its failure already.
             drop(thread.join());
         }
@@ -146,37 +148,37 @@ impl EmbeddedStore {
         }
         let head = chain_head(&db)?;
 
-        let shared = Arc::new(Shared::new(db));
+        let engine = Arc::new(Engine::new(db));
         let (writer, queue) = std_mpsc::sync_channel(QUEUE_CAPACITY);
         let (to_applier, applier_queue) = std_mpsc::sync_channel(MAX_APPLY_GROUPS);
         let spawn_error = |e: std::io::Error| {
             StoreError::unavailable(format!("cannot start a store thread: {e}"))
         };
-        let applier_shared = Arc::clone(&shared);
+        let applier_engine = Arc::clone(&engine);
         let applier = std::thread::Builder::new()
             .name("store-applier".into())
-            .spawn(move || run_applier(&applier_shared, &applier_queue))
+            .spawn(move || run_applier(&applier_engine, &applier_queue))
             .map_err(spawn_error)?;
-        let writer_shared = Arc::clone(&shared);
+        let writer_engine = Arc::clone(&engine);
         let writer_thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run_writer(&writer_shared, journal, head, &queue, &to_applier))
+            .spawn(move || run_writer(&writer_engine, journal, head, &queue, &to_applier))
             .map_err(spawn_error)?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                shared,
-                writer: Some(writer),
-                threads: vec![writer_thread, applier],
+            engine,
+            threads: Arc::new(Threads {
+                queue: Some(writer),
+                handles: vec![writer_thread, applier],
             }),
         })
     }
 
     /// Queues `write` for the writer thread without waiting; a full queue is `Unavailable`.
     fn enqueue(&self, write: Write) -> Result<(), StoreError> {
-        if let Some(reason) = &self.inner.shared.state().failure {
+        if let Some(reason) = &self.engine.ledger().failure {
             return Err(StoreError::unavailable(reason));
         }
-        let Some(writer) = &self.inner.writer else {
+        let Some(writer) = &self.threads.queue else {
             return Err(StoreError::unavailable("the store is closing"));
         };
         writer.try_send(write).map_err(|e| match e {
@@ -202,16 +204,18 @@ impl EmbeddedStore {
     /// call: what reads of redb-only tables (the indexes, the audit trail) need to see every
     /// acknowledged write.
     async fn applied_everything_acknowledged(&self) -> Result<(), StoreError> {
-        let shared = Arc::clone(&self.inner.shared);
+        let engine = Arc::clone(&self.engine);
         let target = {
-            let state = shared.state();
-            (state.applied < state.acknowledged).then_some(state.acknowledged)
+            let ledger = engine.ledger();
+            (ledger.applied < ledger.acknowledged).then_some(ledger.acknowledged)
         };
         if let Some(target) = target {
-            tokio::task::spawn_blocking(move || shared.wait_until(|state| state.applied >= target))
-                .await
-                .map_err(|e| StoreError::unavailable(format!("waiting for the applier: {e}")))?
-                .map_err(StoreError::unavailable)?;
+            tokio::task::spawn_blocking(move || {
+                engine.wait_until(|ledger| ledger.applied >= target)
+            })
+            .await
+            .map_err(|e| StoreError::unavailable(format!("waiting for the applier: {e}")))?
+            .map_err(StoreError::unavailable)?;
         }
         Ok(())
     }
@@ -219,10 +223,10 @@ impl EmbeddedStore {
     /// The stored bytes under `key`: the pending map first (acknowledged, maybe not yet in
     /// redb), then redb.
     fn read(&self, table: Table, key: u128) -> Result<Option<Bytes>, StoreError> {
-        if let Some(value) = self.inner.shared.pending(table, key) {
+        if let Some(value) = self.engine.pending(table, key) {
             return Ok(Some(value));
         }
-        let txn = self.inner.shared.db.begin_read().map_err(unavailable)?;
+        let txn = self.engine.db.begin_read().map_err(unavailable)?;
         let table = txn.open_table(definition(table)).map_err(unavailable)?;
         Ok(table
             .get(key)
@@ -257,9 +261,11 @@ impl RecordStore for EmbeddedStore {
         outcomes
             .into_iter()
             .map(|outcome| match outcome {
-                Resolved::Created => Ok(Inserted::Created),
-                Resolved::Existing(bytes) => decode(&bytes).map(Inserted::Existing),
-                Resolved::Missing => Err(StoreError::Corrupt("an insert found nothing".into())),
+                EncodedOutcome::Created => Ok(Inserted::Created),
+                EncodedOutcome::Existing(bytes) => decode(&bytes).map(Inserted::Existing),
+                EncodedOutcome::Missing => {
+                    Err(StoreError::Corrupt("an insert found nothing".into()))
+                }
             })
             .collect()
     }
@@ -281,9 +287,9 @@ impl RecordStore for EmbeddedStore {
             .submit(|done| Write::Replace(replacement, done))
             .await?
         {
-            Resolved::Created => Ok(Replaced::Done),
-            Resolved::Existing(current) => Ok(Replaced::Changed(Some(decode(&current)?))),
-            Resolved::Missing => Ok(Replaced::Changed(None)),
+            EncodedOutcome::Created => Ok(Replaced::Done),
+            EncodedOutcome::Existing(current) => Ok(Replaced::Changed(Some(decode(&current)?))),
+            EncodedOutcome::Missing => Ok(Replaced::Changed(None)),
         }
     }
 
@@ -300,7 +306,7 @@ impl RecordStore for EmbeddedStore {
         max: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         self.applied_everything_acknowledged().await?;
-        let txn = self.inner.shared.db.begin_read().map_err(unavailable)?;
+        let txn = self.engine.db.begin_read().map_err(unavailable)?;
         audit::page(&txn, query, max)
     }
 
@@ -310,7 +316,7 @@ impl RecordStore for EmbeddedStore {
         max: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         self.applied_everything_acknowledged().await?;
-        let txn = self.inner.shared.db.begin_read().map_err(unavailable)?;
+        let txn = self.engine.db.begin_read().map_err(unavailable)?;
         audit::chain(&txn, after, max)
     }
 
@@ -332,8 +338,8 @@ impl RecordStore for EmbeddedStore {
             .submit(|done| Write::InsertBatch(key, value, done))
             .await?
         {
-            Resolved::Created | Resolved::Missing => Ok(report),
-            Resolved::Existing(bytes) => decode(&bytes),
+            EncodedOutcome::Created | EncodedOutcome::Missing => Ok(report),
+            EncodedOutcome::Existing(bytes) => decode(&bytes),
         }
     }
 
@@ -368,7 +374,7 @@ impl RecordStore for EmbeddedStore {
     /// every write acknowledged before the call: a listing sees what was acknowledged.
     async fn list(&self, query: &ListQuery, max: usize) -> Result<Vec<Record>, StoreError> {
         self.applied_everything_acknowledged().await?;
-        let txn = self.inner.shared.db.begin_read().map_err(unavailable)?;
+        let txn = self.engine.db.begin_read().map_err(unavailable)?;
         let ids = site_index::page(&txn, query, max)?;
         let table = txn.open_table(RECORDS).map_err(unavailable)?;
         ids.into_iter()
@@ -389,16 +395,16 @@ impl RecordStore for EmbeddedStore {
         if let StoreHealth::Failed(reason) = self.health() {
             return Err(StoreError::unavailable(reason));
         }
-        let txn = self.inner.shared.db.begin_read().map_err(unavailable)?;
+        let txn = self.engine.db.begin_read().map_err(unavailable)?;
         txn.open_table(RECORDS).map_err(unavailable)?;
         Ok(())
     }
 
     fn health(&self) -> StoreHealth {
-        if let Some(reason) = &self.inner.shared.state().failure {
+        if let Some(reason) = &self.engine.ledger().failure {
             return StoreHealth::Failed(reason.clone());
         }
-        if self.inner.threads.iter().any(JoinHandle::is_finished) {
+        if self.threads.handles.iter().any(JoinHandle::is_finished) {
             return StoreHealth::Failed("a store thread has stopped".to_owned());
         }
         StoreHealth::Ok

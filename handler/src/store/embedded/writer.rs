@@ -1,7 +1,7 @@
 //! The embedded store's writer thread, the one place every write passes in order. It takes every
 //! write waiting (a group), decides each one's outcome against this group's earlier puts, the
 //! pending map and redb, stamps the group's audit events onto the chain, appends the puts to the
-//! journal with one `fdatasync`, puts them in the pending map (reads see them at once), answers
+//! journal with one `fdatasync`, puts them in the pending map (reads see them at once), replies
 //! the callers and hands the group to the applier.
 
 use std::collections::HashMap;
@@ -12,9 +12,9 @@ use redb::ReadableDatabase;
 use tokio::sync::oneshot;
 
 use super::MAX_PENDING_BYTES;
-use super::applier::Applied;
+use super::applier::JournaledGroup;
 use super::audit::ChainHead;
-use super::engine::{LatchOnPanic, Shared};
+use super::engine::{Engine, LatchOnPanic};
 use super::journal::{Journal, Put, Table};
 use super::site_index::IndexKey;
 use super::tables::{decode, definition};
@@ -35,13 +35,13 @@ pub(super) enum Write {
     Insert(
         Vec<(RecordId, Bytes, IndexKey)>,
         AuditDraft,
-        Reply<Vec<Resolved>>,
+        Reply<Vec<EncodedOutcome>>,
     ),
     /// A compare-and-replace of one record, with its event.
-    Replace(Box<Replacement>, Reply<Resolved>),
+    Replace(Box<Replacement>, Reply<EncodedOutcome>),
     /// Audit events on their own.
     Audit(Vec<AuditDraft>, Reply<()>),
-    InsertBatch(u128, Bytes, Reply<Resolved>),
+    InsertBatch(u128, Bytes, Reply<EncodedOutcome>),
     PutBatch(u128, Bytes, Reply<()>),
     /// A batch report to put only if the stored one is still `expected` (compared decoded, so the
     /// byte layout of an older write cannot make it fail forever).
@@ -56,7 +56,7 @@ pub(super) enum Write {
 
 /// An insert-if-absent's outcome, still encoded (the caller decodes, off the writer thread). For
 /// a replace: `Created` is done, `Existing` the record stored instead of the expected one.
-pub(super) enum Resolved {
+pub(super) enum EncodedOutcome {
     Created,
     Existing(Bytes),
     /// A replace found no record.
@@ -72,12 +72,12 @@ pub(super) struct Replacement {
     pub(super) event: AuditDraft,
 }
 
-/// A write's outcome, held until its group is on the device.
-enum Answer {
-    Insert(Reply<Vec<Resolved>>, Vec<Resolved>),
-    Replace(Reply<Resolved>, Resolved),
+/// A write's reply and its outcome, held until its group is on the device.
+enum HeldReply {
+    Insert(Reply<Vec<EncodedOutcome>>, Vec<EncodedOutcome>),
+    Replace(Reply<EncodedOutcome>, EncodedOutcome),
     Audit(Reply<()>),
-    InsertBatch(Reply<Resolved>, Resolved),
+    InsertBatch(Reply<EncodedOutcome>, EncodedOutcome),
     PutBatch(Reply<()>),
     PutBatchIf(Reply<bool>, bool),
     /// This write alone could not be decided (its lookup failed); the rest of its group goes on.
@@ -86,12 +86,12 @@ enum Answer {
 
 /// The reply of a write refused on its own.
 enum Refusal {
-    Insert(Reply<Vec<Resolved>>),
-    One(Reply<Resolved>),
+    Insert(Reply<Vec<EncodedOutcome>>),
+    One(Reply<EncodedOutcome>),
     Flag(Reply<bool>),
 }
 
-impl Answer {
+impl HeldReply {
     fn send(self) {
         // A caller that gave up (timeout, disconnect) no longer listens; its write stands.
         match self {
@@ -136,13 +136,13 @@ impl Refusal {
 /// the pending map is only in commits newer than an older snapshot (without this, a write
 /// acknowledged a moment ago could be missed and overwritten).
 fn lookup(
-    shared: &Shared,
+    engine: &Engine,
     reader: &mut Option<(redb::ReadTransaction, u64)>,
     table: Table,
     key: u128,
 ) -> Result<Option<Bytes>, String> {
     #[cfg(test)]
-    if *shared
+    if *engine
         .fail_lookup
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -151,15 +151,15 @@ fn lookup(
         return Err("injected lookup failure".to_owned());
     }
     let applied = {
-        let state = shared.state();
-        if let Some((_, value)) = state.pending.get(&(table, key)) {
+        let ledger = engine.ledger();
+        if let Some((_, value)) = ledger.pending.get(&(table, key)) {
             return Ok(Some(value.clone()));
         }
-        state.applied
+        ledger.applied
     };
     if !matches!(reader, Some((_, seen)) if *seen >= applied) {
         // Opened after reading `applied`: it holds every commit whose puts left the map.
-        *reader = Some((shared.db.begin_read().map_err(|e| e.to_string())?, applied));
+        *reader = Some((engine.db.begin_read().map_err(|e| e.to_string())?, applied));
     }
     let (txn, _) = reader.as_ref().ok_or("no read transaction")?;
     let opened = txn
@@ -172,13 +172,13 @@ fn lookup(
 /// The writer thread: block for one write, take whatever else is waiting, journal the group
 /// with one `fdatasync`, answer everyone, hand the puts to the applier.
 pub(super) fn run_writer(
-    shared: &Shared,
+    engine: &Engine,
     mut journal: Journal,
     mut head: ChainHead,
     queue: &std_mpsc::Receiver<Write>,
-    applier: &std_mpsc::SyncSender<Applied>,
+    applier: &std_mpsc::SyncSender<JournaledGroup>,
 ) {
-    let _latch = LatchOnPanic(shared, "the store writer thread stopped");
+    let _latch = LatchOnPanic(engine, "the store writer thread stopped");
     let mut seq = 0;
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
@@ -191,112 +191,112 @@ pub(super) fn run_writer(
         #[cfg(feature = "fault-injection")]
         crate::fault::writer_group_committing();
         seq += 1;
-        write_group(shared, &mut journal, &mut head, applier, seq, group);
+        write_group(engine, &mut journal, &mut head, applier, seq, group);
     }
 }
 
 fn write_group(
-    shared: &Shared,
+    engine: &Engine,
     journal: &mut Journal,
     head: &mut ChainHead,
-    applier: &std_mpsc::SyncSender<Applied>,
+    applier: &std_mpsc::SyncSender<JournaledGroup>,
     seq: u64,
     group: Vec<Write>,
 ) {
-    let fail_all = |answers: Vec<Answer>, reason: &str| {
-        for answer in answers {
-            answer.fail(reason);
+    let fail_all = |replies: Vec<HeldReply>, reason: &str| {
+        for reply in replies {
+            reply.fail(reason);
         }
     };
-    let Resolution {
+    let GroupDecision {
         puts,
-        answers,
+        replies,
         failure,
-    } = resolve(shared, head, group);
+    } = decide_group(engine, head, group);
     if let Some(reason) = failure {
-        return fail_all(answers, &reason);
+        return fail_all(replies, &reason);
     }
     if puts.is_empty() {
         // Every write found what it asked for already stored: nothing new to make durable.
-        answers.into_iter().for_each(Answer::send);
+        replies.into_iter().for_each(HeldReply::send);
         return;
     }
     let bytes: usize = puts.iter().map(|put| put.value.len()).sum();
-    if let Err(reason) = shared.wait_until(|state| {
-        state.pending_bytes == 0 || state.pending_bytes + bytes <= MAX_PENDING_BYTES
+    if let Err(reason) = engine.wait_until(|ledger| {
+        ledger.pending_bytes == 0 || ledger.pending_bytes + bytes <= MAX_PENDING_BYTES
     }) {
-        return fail_all(answers, &reason);
+        return fail_all(replies, &reason);
     }
-    if let Err(e) = append(shared, journal, &puts) {
+    if let Err(e) = append(engine, journal, &puts) {
         let reason = format!("journal write failed: {e}");
-        shared.latch(reason.clone());
-        return fail_all(answers, &reason);
+        engine.latch(reason.clone());
+        return fail_all(replies, &reason);
     }
     {
-        let mut state = shared.state();
+        let mut ledger = engine.ledger();
         for put in &puts {
-            let previous = state
+            let previous = ledger
                 .pending
                 .insert((put.table, put.key), (seq, put.value.clone()));
-            state.pending_bytes += put.value.len();
+            ledger.pending_bytes += put.value.len();
             if let Some((_, old)) = previous {
-                state.pending_bytes -= old.len();
+                ledger.pending_bytes -= old.len();
             }
         }
-        state.acknowledged = seq;
+        ledger.acknowledged = seq;
     }
     // On the device and visible to reads: acknowledge.
-    answers.into_iter().for_each(Answer::send);
+    replies.into_iter().for_each(HeldReply::send);
     let checkpoint = journal.len() > JOURNAL_RESET_BYTES;
     if applier
-        .send(Applied {
+        .send(JournaledGroup {
             seq,
             puts,
             checkpoint,
         })
         .is_err()
     {
-        shared.latch("the store applier thread stopped".to_owned());
+        engine.latch("the store applier thread stopped".to_owned());
         return;
     }
     if checkpoint {
-        let emptied = shared
-            .wait_until(|state| state.durable >= seq)
+        let emptied = engine
+            .wait_until(|ledger| ledger.durable >= seq)
             .and_then(|()| {
                 journal
                     .reset()
                     .map_err(|e| format!("journal reset failed: {e}"))
             });
         if let Err(reason) = emptied {
-            shared.latch(reason);
+            engine.latch(reason);
         }
     }
 }
 
-fn append(shared: &Shared, journal: &mut Journal, puts: &[Put]) -> std::io::Result<()> {
+fn append(engine: &Engine, journal: &mut Journal, puts: &[Put]) -> std::io::Result<()> {
     #[cfg(test)]
-    if shared
+    if engine
         .fail_appends
         .load(std::sync::atomic::Ordering::SeqCst)
     {
         return Err(std::io::Error::other("injected fdatasync failure"));
     }
     #[cfg(not(test))]
-    let _ = shared;
+    let _ = engine;
     journal.append(puts)
 }
 
 /// A group's outcome before it is journaled.
-struct Resolution {
+struct GroupDecision {
     /// What to journal and apply.
     puts: Vec<Put>,
     /// What to tell each caller once the puts are durable.
-    answers: Vec<Answer>,
+    replies: Vec<HeldReply>,
     /// Why the group cannot be written (a latched failure).
     failure: Option<String>,
 }
 
-/// Decides each write's outcome: the puts to journal, and the answers to send once they are
+/// Decides each write's outcome: the puts to journal, and the replies to send once they are
 /// durable. An id is looked up in this group's earlier puts, then the pending map, then redb. A
 /// failed lookup fails only the write it was for. The audit events of the writes that go ahead
 /// are stamped onto the chain at the end and journaled first, in the same append as the data
@@ -305,19 +305,19 @@ struct Resolution {
     clippy::too_many_lines,
     reason = "one arm per kind of write; each arm is the rule for that write"
 )]
-fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resolution {
+fn decide_group(engine: &Engine, head: &mut ChainHead, group: Vec<Write>) -> GroupDecision {
     let mut puts: Vec<Put> = Vec::new();
     let mut events: Vec<AuditDraft> = Vec::new();
     let mut in_group: HashMap<(Table, u128), usize> = HashMap::new();
-    let mut answers = Vec::with_capacity(group.len());
-    let failure = shared.state().failure.clone();
+    let mut replies = Vec::with_capacity(group.len());
+    let failure = engine.ledger().failure.clone();
     let mut reader = None;
     let mut stored =
         |table: Table, key: u128, puts: &[Put], in_group: &HashMap<_, usize>| match in_group
             .get(&(table, key))
         {
             Some(&at) => Ok(Some(puts[at].value.clone())),
-            None => lookup(shared, &mut reader, table, key),
+            None => lookup(engine, &mut reader, table, key),
         };
     let put = |puts: &mut Vec<Put>, in_group: &mut HashMap<_, _>, table, key, value, index| {
         in_group.insert((table, key), puts.len());
@@ -332,7 +332,7 @@ fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resoluti
     for write in group {
         if failure.is_some() {
             // A latched failure: every write of the group is failed with it (by `write_group`).
-            answers.extend(undecided(write));
+            replies.extend(undecided(write));
             continue;
         }
         match write {
@@ -345,12 +345,12 @@ fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resoluti
                 for (id, value, index) in records {
                     let key = id.as_uuid().as_u128();
                     match stored(Table::Records, key, &puts, &in_group) {
-                        Ok(Some(existing)) => outcomes.push(Resolved::Existing(existing)),
+                        Ok(Some(existing)) => outcomes.push(EncodedOutcome::Existing(existing)),
                         Ok(None) => {
                             let index = Some(index);
                             put(&mut puts, &mut in_group, Table::Records, key, value, index);
                             events.push(template.created(id));
-                            outcomes.push(Resolved::Created);
+                            outcomes.push(EncodedOutcome::Created);
                         }
                         Err(reason) => {
                             lookup_failed = Some(reason);
@@ -359,13 +359,13 @@ fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resoluti
                     }
                 }
                 match lookup_failed {
-                    None => answers.push(Answer::Insert(reply, outcomes)),
+                    None => replies.push(HeldReply::Insert(reply, outcomes)),
                     Some(reason) => {
                         for undone in puts.drain(mark..) {
                             in_group.remove(&(undone.table, undone.key));
                         }
                         events.truncate(events_mark);
-                        answers.push(Answer::Refused(Refusal::Insert(reply), reason));
+                        replies.push(HeldReply::Refused(Refusal::Insert(reply), reason));
                     }
                 }
             }
@@ -382,36 +382,39 @@ fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resoluti
                         let index = Some(index);
                         put(&mut puts, &mut in_group, Table::Records, key, value, index);
                         events.push(event);
-                        answers.push(Answer::Replace(reply, Resolved::Created));
+                        replies.push(HeldReply::Replace(reply, EncodedOutcome::Created));
                     }
                     Ok(Some(current)) => {
-                        answers.push(Answer::Replace(reply, Resolved::Existing(current)));
+                        replies.push(HeldReply::Replace(reply, EncodedOutcome::Existing(current)));
                     }
-                    Ok(None) => answers.push(Answer::Replace(reply, Resolved::Missing)),
-                    Err(reason) => answers.push(Answer::Refused(Refusal::One(reply), reason)),
+                    Ok(None) => replies.push(HeldReply::Replace(reply, EncodedOutcome::Missing)),
+                    Err(reason) => replies.push(HeldReply::Refused(Refusal::One(reply), reason)),
                 }
             }
             Write::Audit(drafts, reply) => {
                 events.extend(drafts);
-                answers.push(Answer::Audit(reply));
+                replies.push(HeldReply::Audit(reply));
             }
             Write::InsertBatch(key, value, reply) => {
                 match stored(Table::Batches, key, &puts, &in_group) {
                     Ok(Some(existing)) => {
-                        answers.push(Answer::InsertBatch(reply, Resolved::Existing(existing)));
+                        replies.push(HeldReply::InsertBatch(
+                            reply,
+                            EncodedOutcome::Existing(existing),
+                        ));
                     }
                     Ok(None) => {
                         put(&mut puts, &mut in_group, Table::Batches, key, value, None);
-                        answers.push(Answer::InsertBatch(reply, Resolved::Created));
+                        replies.push(HeldReply::InsertBatch(reply, EncodedOutcome::Created));
                     }
                     Err(reason) => {
-                        answers.push(Answer::Refused(Refusal::One(reply), reason));
+                        replies.push(HeldReply::Refused(Refusal::One(reply), reason));
                     }
                 }
             }
             Write::PutBatch(key, value, reply) => {
                 put(&mut puts, &mut in_group, Table::Batches, key, value, None);
-                answers.push(Answer::PutBatch(reply));
+                replies.push(HeldReply::PutBatch(reply));
             }
             Write::PutBatchIf(key, value, expected, reply) => {
                 let unchanged = stored(Table::Batches, key, &puts, &in_group).map(|current| {
@@ -422,10 +425,10 @@ fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resoluti
                 match unchanged {
                     Ok(true) => {
                         put(&mut puts, &mut in_group, Table::Batches, key, value, None);
-                        answers.push(Answer::PutBatchIf(reply, true));
+                        replies.push(HeldReply::PutBatchIf(reply, true));
                     }
-                    Ok(false) => answers.push(Answer::PutBatchIf(reply, false)),
-                    Err(reason) => answers.push(Answer::Refused(Refusal::Flag(reply), reason)),
+                    Ok(false) => replies.push(HeldReply::PutBatchIf(reply, false)),
+                    Err(reason) => replies.push(HeldReply::Refused(Refusal::Flag(reply), reason)),
                 }
             }
             #[cfg(test)]
@@ -435,9 +438,9 @@ fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resoluti
         }
     }
     if failure.is_some() || events.is_empty() {
-        return Resolution {
+        return GroupDecision {
             puts,
-            answers,
+            replies,
             failure,
         };
     }
@@ -447,38 +450,40 @@ fn resolve(shared: &Shared, head: &mut ChainHead, group: Vec<Write>) -> Resoluti
         match head.append(draft) {
             Ok(event) => journaled.push(event),
             Err(reason) => {
-                return Resolution {
+                return GroupDecision {
                     puts: Vec::new(),
-                    answers,
+                    replies,
                     failure: Some(format!("cannot encode an audit event: {reason}")),
                 };
             }
         }
     }
     journaled.extend(puts);
-    Resolution {
+    GroupDecision {
         puts: journaled,
-        answers,
+        replies,
         failure,
     }
 }
 
-/// The answer slot of a write that is not decided (its group fails as a whole).
+/// The held reply of a write that is not decided (its group fails as a whole).
 #[cfg_attr(
     not(test),
     expect(
         clippy::unnecessary_wraps,
-        reason = "only test-only writes have no answer"
+        reason = "only test-only writes have no reply"
     )
 )]
-fn undecided(write: Write) -> Option<Answer> {
+fn undecided(write: Write) -> Option<HeldReply> {
     match write {
-        Write::Insert(_, _, reply) => Some(Answer::Insert(reply, Vec::new())),
-        Write::InsertBatch(_, _, reply) => Some(Answer::InsertBatch(reply, Resolved::Created)),
-        Write::Replace(_, reply) => Some(Answer::Replace(reply, Resolved::Missing)),
-        Write::Audit(_, reply) => Some(Answer::Audit(reply)),
-        Write::PutBatch(_, _, reply) => Some(Answer::PutBatch(reply)),
-        Write::PutBatchIf(_, _, _, reply) => Some(Answer::PutBatchIf(reply, false)),
+        Write::Insert(_, _, reply) => Some(HeldReply::Insert(reply, Vec::new())),
+        Write::InsertBatch(_, _, reply) => {
+            Some(HeldReply::InsertBatch(reply, EncodedOutcome::Created))
+        }
+        Write::Replace(_, reply) => Some(HeldReply::Replace(reply, EncodedOutcome::Missing)),
+        Write::Audit(_, reply) => Some(HeldReply::Audit(reply)),
+        Write::PutBatch(_, _, reply) => Some(HeldReply::PutBatch(reply)),
+        Write::PutBatchIf(_, _, _, reply) => Some(HeldReply::PutBatchIf(reply, false)),
         #[cfg(test)]
         Write::Crash | Write::Block(_) => None,
     }
@@ -505,8 +510,7 @@ mod tests {
         assert_eq!(store.health(), StoreHealth::Ok);
 
         store
-            .inner
-            .shared
+            .engine
             .fail_appends
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let refused = within(store.insert(record("during the fault"), &draft())).await;
@@ -521,8 +525,7 @@ mod tests {
 
         // Latched: the device "recovering" does not make unsynced writes look durable again.
         store
-            .inner
-            .shared
+            .engine
             .fail_appends
             .store(false, std::sync::atomic::Ordering::SeqCst);
         let after = within(store.insert(record("after the fault"), &draft())).await;
@@ -571,7 +574,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(dir.path()).expect("open");
         let (before, bad, after) = (record("before"), record("bad"), record("after"));
-        *store.inner.shared.fail_lookup.lock().expect("lock") = Some(bad.id.as_uuid().as_u128());
+        *store.engine.fail_lookup.lock().expect("lock") = Some(bad.id.as_uuid().as_u128());
         // Hold the writer so that the three writes wait in the queue and form one group.
         let (release, blocked) = std_mpsc::channel();
         store
@@ -605,7 +608,7 @@ mod tests {
             Some(before)
         );
         assert_eq!(within(store.get(after.id)).await.expect("get"), Some(after));
-        *store.inner.shared.fail_lookup.lock().expect("lock") = None;
+        *store.engine.fail_lookup.lock().expect("lock") = None;
         assert_eq!(within(store.get(bad.id)).await.expect("get"), None);
     }
 
