@@ -13,7 +13,6 @@ use crate::domain::{AuditDraft, AuditEvent, BatchId, BatchReport, ListQuery, Rec
 
 pub mod cosmos;
 pub mod embedded;
-mod embedded_site_index;
 pub mod limited;
 pub mod observed;
 

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::store::embedded_site_index::IndexKey;
+use super::site_index::IndexKey;
 
 /// Bytes of an entry's frame: payload length (u32 LE), then the payload's CRC-32 (u32 LE).
 const FRAME: usize = 8;

@@ -3,8 +3,9 @@
 //! as the record it points to, so the index and the records can never disagree, and it is read in
 //! one MVCC read transaction together with the records (a page is a consistent snapshot).
 //!
-//! Kept apart from `embedded.rs` on purpose: the store's write path calls [`add`] once per new
-//! record and [`open_and_backfill`] once at open; everything else about the index lives here.
+//! Kept apart from the rest of the embedded store on purpose: the write path calls [`add`] once
+//! per new record and [`open_and_backfill`] once at open; everything else about the index lives
+//! here.
 
 use std::ops::Bound;
 
@@ -12,8 +13,8 @@ use redb::{
     ReadTransaction, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
 
-use super::StoreError;
 use crate::domain::{ListQuery, Record, RecordId};
+use crate::store::StoreError;
 
 pub(super) const BY_SITE: TableDefinition<(&str, &str, u128), ()> =
     TableDefinition::new("records_by_site");

@@ -1,0 +1,145 @@
+//! The embedded store's applier thread: it commits the groups the writer has journaled to redb,
+//! as many as are waiting in one transaction, without `fdatasync` (the journal has them) except
+//! once per [`DURABLE_EVERY_BYTES`] and before the writer empties the journal, then drops them
+//! from the pending map. [`commit_puts`] is also how the journal is replayed at open.
+
+use std::sync::mpsc as std_mpsc;
+
+use redb::Database;
+
+use super::audit::audited_records;
+use super::engine::{Engine, LatchOnPanic};
+use super::journal::{Put, Table};
+use super::site_index::{self, IndexKey};
+use super::tables::{AUDIT, AUDIT_BY_RECORD, BATCHES, RECORDS, unavailable};
+use crate::store::StoreError;
+
+/// Bytes the applier commits without `fdatasync` (`Durability::None`: the journal holds them)
+/// before one commit is made durable anyway. The journal is emptied only after a durable commit.
+pub(super) const DURABLE_EVERY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Most journal groups folded into one redb commit by the applier.
+pub(super) const MAX_APPLY_GROUPS: usize = 1024;
+
+/// A journaled group on its way to redb.
+pub(super) struct JournaledGroup {
+    pub(super) seq: u64,
+    pub(super) puts: Vec<Put>,
+    /// The writer will empty the journal: the commit holding this group must be durable.
+    pub(super) checkpoint: bool,
+}
+
+/// The applier thread: commit journaled groups to redb (as many as are waiting, in one durable
+/// transaction), then drop them from the pending map.
+pub(super) fn run_applier(engine: &Engine, queue: &std_mpsc::Receiver<JournaledGroup>) {
+    let _latch = LatchOnPanic(engine, "the store applier thread stopped");
+    let mut since_durable = 0_usize;
+    while let Ok(first) = queue.recv() {
+        let mut groups = vec![first];
+        while groups.len() < MAX_APPLY_GROUPS {
+            match queue.try_recv() {
+                Ok(next) => groups.push(next),
+                Err(_) => break,
+            }
+        }
+        let bytes: usize = groups
+            .iter()
+            .flat_map(|g| &g.puts)
+            .map(|put| put.value.len())
+            .sum();
+        since_durable += bytes;
+        let durable =
+            since_durable >= DURABLE_EVERY_BYTES || groups.iter().any(|group| group.checkpoint);
+        if let Err(e) = commit_puts(&engine.db, groups.iter().flat_map(|g| &g.puts), durable) {
+            // The puts stay in the journal (replayed on the next open) and in the pending map.
+            engine.latch(format!(
+                "applying the journal to the embedded store failed: {e}"
+            ));
+            return;
+        }
+        let mut ledger = engine.ledger();
+        for group in &groups {
+            for put in &group.puts {
+                let entry = (put.table, put.key);
+                if ledger
+                    .pending
+                    .get(&entry)
+                    .is_some_and(|(seq, _)| *seq == group.seq)
+                    && let Some((_, value)) = ledger.pending.remove(&entry)
+                {
+                    ledger.pending_bytes -= value.len();
+                }
+            }
+            ledger.applied = group.seq;
+        }
+        if durable {
+            ledger.durable = ledger.applied;
+            since_durable = 0;
+        }
+        drop(ledger);
+        engine.progress.notify_all();
+    }
+}
+
+/// Commits `puts` to redb in one durable transaction, each record with its by-site index entry.
+/// `durable`: `fdatasync` on commit; otherwise the commit is visible to readers at once and reaches
+/// the file with the next durable one (the journal keeps the puts until then).
+pub(super) fn commit_puts<'a>(
+    db: &Database,
+    puts: impl Iterator<Item = &'a Put>,
+    durable: bool,
+) -> Result<(), StoreError> {
+    let mut txn = db.begin_write().map_err(unavailable)?;
+    if !durable {
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| StoreError::unavailable(e.to_string()))?;
+    }
+    {
+        let mut records = txn.open_table(RECORDS).map_err(unavailable)?;
+        let mut batches = txn.open_table(BATCHES).map_err(unavailable)?;
+        let mut audit = txn.open_table(AUDIT).map_err(unavailable)?;
+        let mut by_record = txn.open_table(AUDIT_BY_RECORD).map_err(unavailable)?;
+        let mut index = site_index::open(&txn)?;
+        for put in puts {
+            match put.table {
+                Table::Records => {
+                    records
+                        .insert(put.key, put.value.as_ref())
+                        .map_err(unavailable)?;
+                    let parsed;
+                    let key = if let Some(key) = &put.index {
+                        key
+                    } else {
+                        parsed = IndexKey::from_json(&put.value)?;
+                        &parsed
+                    };
+                    site_index::add(&mut index, key, put.key)?;
+                }
+                Table::Batches => {
+                    batches
+                        .insert(put.key, put.value.as_ref())
+                        .map_err(unavailable)?;
+                }
+                Table::Audit => {
+                    audit
+                        .insert(put.key, put.value.as_ref())
+                        .map_err(unavailable)?;
+                    let parsed;
+                    let records = if let Some(records) = &put.audited {
+                        records
+                    } else {
+                        parsed = audited_records(&put.value)?;
+                        &parsed
+                    };
+                    for &record in records {
+                        by_record
+                            .insert((record, put.key), ())
+                            .map_err(unavailable)?;
+                    }
+                }
+            }
+        }
+    }
+    txn.commit().map_err(unavailable)?;
+    Ok(())
+}
