@@ -61,7 +61,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let mut id_text = uuid::Uuid::encode_buffer();
     let request_id: &str = REQUEST_IDS.next().hyphenated().encode_lower(&mut id_text);
     // Log fields and metric labels from closed sets only (a client picks the method and path).
-    let method = method_label(request.method());
+    let method = method_label(request.method().as_str());
     let route = request
         .extensions()
         .get::<MatchedPath>()

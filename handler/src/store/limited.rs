@@ -19,7 +19,7 @@ pub const SLOT_WAIT: Duration = Duration::from_secs(5);
 
 /// Wraps a store; at most `max` calls run at once.
 pub struct LimitedStore {
-    inner: SharedStore,
+    wrapped: SharedStore,
     slots: Arc<Semaphore>,
     max: usize,
     wait: Duration,
@@ -28,7 +28,7 @@ pub struct LimitedStore {
 impl std::fmt::Debug for LimitedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LimitedStore")
-            .field("backend", &self.inner.backend())
+            .field("backend", &self.wrapped.backend())
             .field("max", &self.max)
             .finish_non_exhaustive()
     }
@@ -36,9 +36,9 @@ impl std::fmt::Debug for LimitedStore {
 
 impl LimitedStore {
     /// At most `max` calls at once; a call waits at most `wait` for a slot ([`SLOT_WAIT`]).
-    pub fn wrap(inner: SharedStore, max: usize, wait: Duration) -> SharedStore {
+    pub fn wrap(wrapped: SharedStore, max: usize, wait: Duration) -> SharedStore {
         Arc::new(Self {
-            inner,
+            wrapped,
             slots: Arc::new(Semaphore::new(max)),
             max,
             wait,
@@ -65,7 +65,7 @@ impl LimitedStore {
 #[async_trait]
 impl RecordStore for LimitedStore {
     async fn insert(&self, record: Record, audit: &AuditDraft) -> Result<Inserted, StoreError> {
-        self.limited(self.inner.insert(record, audit)).await
+        self.limited(self.wrapped.insert(record, audit)).await
     }
 
     async fn insert_many(
@@ -73,7 +73,7 @@ impl RecordStore for LimitedStore {
         records: Vec<Record>,
         audit: &AuditDraft,
     ) -> Result<Vec<Inserted>, StoreError> {
-        self.limited(self.inner.insert_many(records, audit)).await
+        self.limited(self.wrapped.insert_many(records, audit)).await
     }
 
     async fn replace(
@@ -82,11 +82,12 @@ impl RecordStore for LimitedStore {
         new: Record,
         event: AuditDraft,
     ) -> Result<Replaced, StoreError> {
-        self.limited(self.inner.replace(expected, new, event)).await
+        self.limited(self.wrapped.replace(expected, new, event))
+            .await
     }
 
     async fn append_audit(&self, events: Vec<AuditDraft>) -> Result<(), StoreError> {
-        self.limited(self.inner.append_audit(events)).await
+        self.limited(self.wrapped.append_audit(events)).await
     }
 
     async fn audit_page(
@@ -94,7 +95,7 @@ impl RecordStore for LimitedStore {
         query: &AuditQuery,
         max: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        self.limited(self.inner.audit_page(query, max)).await
+        self.limited(self.wrapped.audit_page(query, max)).await
     }
 
     async fn audit_chain(
@@ -102,19 +103,19 @@ impl RecordStore for LimitedStore {
         after: Option<&AuditCursor>,
         max: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        self.limited(self.inner.audit_chain(after, max)).await
+        self.limited(self.wrapped.audit_chain(after, max)).await
     }
 
     async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
-        self.limited(self.inner.get(id)).await
+        self.limited(self.wrapped.get(id)).await
     }
 
     async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError> {
-        self.limited(self.inner.insert_batch(report)).await
+        self.limited(self.wrapped.insert_batch(report)).await
     }
 
     async fn put_batch(&self, report: BatchReport) -> Result<(), StoreError> {
-        self.limited(self.inner.put_batch(report)).await
+        self.limited(self.wrapped.put_batch(report)).await
     }
 
     async fn put_batch_if(
@@ -122,28 +123,28 @@ impl RecordStore for LimitedStore {
         report: BatchReport,
         expected: &BatchReport,
     ) -> Result<bool, StoreError> {
-        self.limited(self.inner.put_batch_if(report, expected))
+        self.limited(self.wrapped.put_batch_if(report, expected))
             .await
     }
 
     async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError> {
-        self.limited(self.inner.get_batch(id)).await
+        self.limited(self.wrapped.get_batch(id)).await
     }
 
     async fn list(&self, query: &ListQuery, max: usize) -> Result<Vec<Record>, StoreError> {
-        self.limited(self.inner.list(query, max)).await
+        self.limited(self.wrapped.list(query, max)).await
     }
 
     async fn check(&self) -> Result<(), StoreError> {
-        self.limited(self.inner.check()).await
+        self.limited(self.wrapped.check()).await
     }
 
     fn health(&self) -> StoreHealth {
-        self.inner.health()
+        self.wrapped.health()
     }
 
     fn backend(&self) -> &'static str {
-        self.inner.backend()
+        self.wrapped.backend()
     }
 }
 

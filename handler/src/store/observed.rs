@@ -16,21 +16,21 @@ use crate::metrics::Metrics;
 /// Wraps a store and records `mediflow_store_operation_duration_seconds`.
 #[derive(Clone)]
 pub struct ObservedStore {
-    inner: SharedStore,
+    wrapped: SharedStore,
     metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for ObservedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ObservedStore")
-            .field("backend", &self.inner.backend())
+            .field("backend", &self.wrapped.backend())
             .finish_non_exhaustive()
     }
 }
 
 impl ObservedStore {
-    pub fn wrap(inner: SharedStore, metrics: Arc<Metrics>) -> SharedStore {
-        Arc::new(Self { inner, metrics })
+    pub fn wrap(wrapped: SharedStore, metrics: Arc<Metrics>) -> SharedStore {
+        Arc::new(Self { wrapped, metrics })
     }
 
     async fn timed<T>(
@@ -49,7 +49,8 @@ impl ObservedStore {
 #[async_trait]
 impl RecordStore for ObservedStore {
     async fn insert(&self, record: Record, audit: &AuditDraft) -> Result<Inserted, StoreError> {
-        self.timed("insert", self.inner.insert(record, audit)).await
+        self.timed("insert", self.wrapped.insert(record, audit))
+            .await
     }
 
     async fn insert_many(
@@ -57,7 +58,7 @@ impl RecordStore for ObservedStore {
         records: Vec<Record>,
         audit: &AuditDraft,
     ) -> Result<Vec<Inserted>, StoreError> {
-        self.timed("insert_many", self.inner.insert_many(records, audit))
+        self.timed("insert_many", self.wrapped.insert_many(records, audit))
             .await
     }
 
@@ -67,12 +68,12 @@ impl RecordStore for ObservedStore {
         new: Record,
         event: AuditDraft,
     ) -> Result<Replaced, StoreError> {
-        self.timed("replace", self.inner.replace(expected, new, event))
+        self.timed("replace", self.wrapped.replace(expected, new, event))
             .await
     }
 
     async fn append_audit(&self, events: Vec<AuditDraft>) -> Result<(), StoreError> {
-        self.timed("append_audit", self.inner.append_audit(events))
+        self.timed("append_audit", self.wrapped.append_audit(events))
             .await
     }
 
@@ -81,7 +82,7 @@ impl RecordStore for ObservedStore {
         query: &AuditQuery,
         max: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        self.timed("audit_page", self.inner.audit_page(query, max))
+        self.timed("audit_page", self.wrapped.audit_page(query, max))
             .await
     }
 
@@ -90,26 +91,27 @@ impl RecordStore for ObservedStore {
         after: Option<&AuditCursor>,
         max: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        self.timed("audit_chain", self.inner.audit_chain(after, max))
+        self.timed("audit_chain", self.wrapped.audit_chain(after, max))
             .await
     }
 
     async fn get(&self, id: RecordId) -> Result<Option<Record>, StoreError> {
-        self.timed("get", self.inner.get(id)).await
+        self.timed("get", self.wrapped.get(id)).await
     }
 
     async fn get_json(&self, id: RecordId) -> Result<Option<Bytes>, StoreError> {
         // The same operation as `get` to an operator: one label, one latency series.
-        self.timed("get", self.inner.get_json(id)).await
+        self.timed("get", self.wrapped.get_json(id)).await
     }
 
     async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError> {
-        self.timed("insert_batch", self.inner.insert_batch(report))
+        self.timed("insert_batch", self.wrapped.insert_batch(report))
             .await
     }
 
     async fn put_batch(&self, report: BatchReport) -> Result<(), StoreError> {
-        self.timed("put_batch", self.inner.put_batch(report)).await
+        self.timed("put_batch", self.wrapped.put_batch(report))
+            .await
     }
 
     async fn put_batch_if(
@@ -117,27 +119,27 @@ impl RecordStore for ObservedStore {
         report: BatchReport,
         expected: &BatchReport,
     ) -> Result<bool, StoreError> {
-        self.timed("put_batch_if", self.inner.put_batch_if(report, expected))
+        self.timed("put_batch_if", self.wrapped.put_batch_if(report, expected))
             .await
     }
 
     async fn get_batch(&self, id: BatchId) -> Result<Option<BatchReport>, StoreError> {
-        self.timed("get_batch", self.inner.get_batch(id)).await
+        self.timed("get_batch", self.wrapped.get_batch(id)).await
     }
 
     async fn list(&self, query: &ListQuery, max: usize) -> Result<Vec<Record>, StoreError> {
-        self.timed("list", self.inner.list(query, max)).await
+        self.timed("list", self.wrapped.list(query, max)).await
     }
 
     async fn check(&self) -> Result<(), StoreError> {
-        self.timed("check", self.inner.check()).await
+        self.timed("check", self.wrapped.check()).await
     }
 
     fn health(&self) -> StoreHealth {
-        self.inner.health()
+        self.wrapped.health()
     }
 
     fn backend(&self) -> &'static str {
-        self.inner.backend()
+        self.wrapped.backend()
     }
 }

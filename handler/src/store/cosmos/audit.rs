@@ -105,7 +105,7 @@ impl ChainHead {
 }
 
 /// One append waiting for the writer.
-struct Append {
+struct QueuedAppend {
     drafts: Vec<AuditDraft>,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
@@ -114,7 +114,7 @@ struct Append {
 /// is dropped.
 #[derive(Debug, Clone)]
 pub struct ChainWriter {
-    queue: mpsc::Sender<Append>,
+    queue: mpsc::Sender<QueuedAppend>,
 }
 
 impl ChainWriter {
@@ -135,7 +135,7 @@ impl ChainWriter {
             let chunk: Vec<AuditDraft> = drafts.by_ref().take(MAX_BATCH_EVENTS).collect();
             let (done, answer) = oneshot::channel();
             self.queue
-                .try_send(Append {
+                .try_send(QueuedAppend {
                     drafts: chunk,
                     done,
                 })
@@ -159,7 +159,7 @@ impl ChainWriter {
 async fn run_writer(
     container: ContainerClient,
     mut head: ChainHead,
-    mut waiting: mpsc::Receiver<Append>,
+    mut waiting: mpsc::Receiver<QueuedAppend>,
 ) {
     while let Some(first) = waiting.recv().await {
         let mut group = vec![first];
@@ -175,7 +175,7 @@ async fn run_writer(
 
 /// Writes a group's events in as few batches as the limits allow, then answers each append:
 /// those whose events are all durable succeed; from the first failed batch on, the rest fail.
-async fn write_group(container: &ContainerClient, head: &mut ChainHead, group: Vec<Append>) {
+async fn write_group(container: &ContainerClient, head: &mut ChainHead, group: Vec<QueuedAppend>) {
     // The appends' drafts in order, with the index of the append each one ends (if it does).
     let mut drafts = Vec::new();
     let mut ends = Vec::with_capacity(group.len());
@@ -330,7 +330,7 @@ fn page_query(query: &AuditQuery, max: usize) -> Result<Query, StoreError> {
         parameters.push(("@after_chain", after.chain.as_str().into()));
         parameters.push(("@after_seq", after.seq.into()));
     }
-    build(
+    build_query(
         &format!("SELECT TOP {max} * FROM c"),
         &conditions,
         "ORDER BY c.time, c.chain, c.seq",
@@ -348,7 +348,7 @@ fn chain_query(after: Option<&AuditCursor>, max: usize) -> Result<Query, StoreEr
         parameters.push(("@after_chain", after.chain.as_str().into()));
         parameters.push(("@after_seq", after.seq.into()));
     }
-    build(
+    build_query(
         &format!("SELECT TOP {max} * FROM c"),
         &conditions,
         "ORDER BY c.chain, c.seq",
@@ -356,7 +356,8 @@ fn chain_query(after: Option<&AuditCursor>, max: usize) -> Result<Query, StoreEr
     )
 }
 
-fn build(
+/// `select`, then the `conditions` joined by AND (if any), then `order`, with the parameters bound.
+fn build_query(
     select: &str,
     conditions: &[&str],
     order: &str,
@@ -386,7 +387,7 @@ pub async fn page(
     if max == 0 {
         return Ok(Vec::new());
     }
-    collect(container, page_query(query, max)?, max, "audit page").await
+    query_events(container, page_query(query, max)?, max, "audit page").await
 }
 
 /// Up to `max` events in chain order after `after`.
@@ -398,12 +399,12 @@ pub async fn chain(
     if max == 0 {
         return Ok(Vec::new());
     }
-    collect(container, chain_query(after, max)?, max, "audit chain").await
+    query_events(container, chain_query(after, max)?, max, "audit chain").await
 }
 
 /// Runs a cross-partition query (the SDK fans it out and merges the ordered results) and keeps
 /// the first `max` events; the request charge is logged at debug level.
-async fn collect(
+async fn query_events(
     container: &ContainerClient,
     sql: Query,
     max: usize,

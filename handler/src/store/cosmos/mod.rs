@@ -96,7 +96,7 @@ const OWNER_RESOURCE_NOT_FOUND: u16 = 1003;
 /// What a document is; stored as `kind` so the change feed or an export can tell them apart.
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "lowercase")]
-enum Kind {
+enum DocumentKind {
     Record,
     Batch,
 }
@@ -107,14 +107,14 @@ enum Kind {
 struct RecordDocument<'a> {
     #[serde(flatten)]
     record: &'a Record,
-    kind: Kind,
+    kind: DocumentKind,
 }
 
 /// A batch report as stored, under id `batch-<uuid>` (never a record id: those are bare UUIDs).
 #[derive(Serialize)]
 struct BatchDocument<'a> {
     id: String,
-    kind: Kind,
+    kind: DocumentKind,
     #[serde(flatten)]
     report: &'a BatchReport,
 }
@@ -347,7 +347,7 @@ impl CosmosStore {
         let id = record.id.to_string();
         let document = RecordDocument {
             record: &record,
-            kind: Kind::Record,
+            kind: DocumentKind::Record,
         };
         match self.create(&id, &document).await {
             Ok(true) => Ok(Inserted::Created),
@@ -558,7 +558,7 @@ impl RecordStore for CosmosStore {
         self.chain.append(vec![event.clone()]).await?;
         let document = RecordDocument {
             record: &new,
-            kind: Kind::Record,
+            kind: DocumentKind::Record,
         };
         match self.replace_if(&id, &document, etag).await {
             Ok(true) => Ok(Replaced::Done),
@@ -601,7 +601,7 @@ impl RecordStore for CosmosStore {
                 &id,
                 &BatchDocument {
                     id: id.clone(),
-                    kind: Kind::Batch,
+                    kind: DocumentKind::Batch,
                     report: &report,
                 },
             )
@@ -616,7 +616,7 @@ impl RecordStore for CosmosStore {
         let id = batch_document_id(report.stored_id());
         let document = BatchDocument {
             id: id.clone(),
-            kind: Kind::Batch,
+            kind: DocumentKind::Batch,
             report: &report,
         };
         match self
@@ -640,7 +640,7 @@ impl RecordStore for CosmosStore {
             Some((stored, etag)) if stored == *expected => {
                 let document = BatchDocument {
                     id: id.clone(),
-                    kind: Kind::Batch,
+                    kind: DocumentKind::Batch,
                     report: &report,
                 };
                 self.replace_if(&id, &document, etag).await
@@ -722,7 +722,7 @@ mod tests {
         let record = record();
         let document = serde_json::to_value(RecordDocument {
             record: &record,
-            kind: Kind::Record,
+            kind: DocumentKind::Record,
         })
         .expect("json");
         assert_eq!(
@@ -755,7 +755,7 @@ mod tests {
         );
         let document = serde_json::to_value(BatchDocument {
             id: id.clone(),
-            kind: Kind::Batch,
+            kind: DocumentKind::Batch,
             report: &report,
         })
         .expect("json");
