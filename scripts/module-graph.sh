@@ -2,12 +2,17 @@
 # Prints the top-level module graph of handler/src, read from its `crate::` paths (use lines and
 # paths in code, comments left out): one "from -> to" line per dependency between top-level modules, then every
 # cycle (strongly connected group of modules). `cargo modules` gives the same graph but takes
-# minutes to install; this takes milliseconds. Usage: scripts/module-graph.sh [src dir]
+# minutes to install; this takes milliseconds. Then every transport name below `api`.
+# Usage: scripts/module-graph.sh [--check] [src dir]; --check exits 1 on a cycle or a transport
+# name below api (scripts/test.sh runs it so).
 set -euo pipefail
+check=0
+if [[ "${1:-}" == "--check" ]]; then check=1; shift; fi
 src=${1:-"$(dirname "$0")/../handler/src"}
-python3 - "$src" <<'PY'
+python3 - "$src" "$check" <<'PY'
 import pathlib, re, sys
 src = pathlib.Path(sys.argv[1])
+check = sys.argv[2] == "1"
 edges = set()
 for f in sorted(src.rglob("*.rs")):
     rel = f.relative_to(src)
@@ -71,4 +76,6 @@ for f, rel in files:
             leaks.append(f"  {rel}:{n}: {line.strip()}")
 print("transport below api:", "none" if not leaks else "")
 print("\n".join(leaks))
+if check and (groups or leaks):
+    sys.exit("module-graph: a cycle or a transport name below api (above)")
 PY

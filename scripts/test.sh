@@ -76,6 +76,8 @@ fi
 
 step "format and lints"
 cargo fmt --all -- --check
+# The house's layering (ADR 0011): no import cycle, no transport name below api.
+scripts/module-graph.sh --check >/dev/null
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 # The production build: no `emulator` feature, so no Cosmos key path compiles in.
 cargo clippy -p handler --bins --locked -- -D warnings
