@@ -34,8 +34,8 @@ fn batch(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-        .expect("runtime");
+        .build();
+    let runtime = runtime.expect("runtime");
     for (name, at_once) in [("one_at_a_time", 1), ("eight_at_a_time", 8)] {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = EmbeddedStore::open(dir.path()).expect("store");
@@ -44,16 +44,13 @@ fn batch(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter_custom(|iterations| {
                 let count = usize::try_from(iterations).expect("small") * at_once;
-                let messages: Vec<Vec<u8>> = (0..count)
-                    .map(|_| batch_message(RECORDS_PER_BATCH))
-                    .collect();
+                let messages = (0..count).map(|_| batch_message(RECORDS_PER_BATCH));
+                let messages: Vec<Vec<u8>> = messages.collect();
                 let started = Instant::now();
                 runtime.block_on(async {
                     for chunk in messages.chunks(at_once) {
-                        let stored = futures::future::join_all(
-                            chunk.iter().map(|message| ingest(&store, message)),
-                        )
-                        .await;
+                        let ingested = chunk.iter().map(|message| ingest(&store, message));
+                        let stored = futures::future::join_all(ingested).await;
                         assert_eq!(stored.iter().sum::<usize>(), records, "every record stored");
                     }
                 });

@@ -14,7 +14,7 @@ use hyper::Method;
 use serde_json::Value;
 
 use crate::client::Connection;
-use crate::servers::{self, API_KEY, Binaries, Running, Target};
+use crate::servers::{self, API_KEY, Binaries, Target};
 
 /// Azurite's well-known development account and key (public, documented by Microsoft).
 const ACCOUNT: &str = "devstoreaccount1";
@@ -32,49 +32,43 @@ pub struct EndToEnd {
 /// Azurite's start-up line: "... successfully listens on http://127.0.0.1:PORT".
 fn azurite_addr(line: &str) -> Option<SocketAddr> {
     let (_, port) = line.split_once("successfully listens on http://127.0.0.1:")?;
-    Some(SocketAddr::from((
-        [127, 0, 0, 1],
-        port.trim().parse().ok()?,
-    )))
+    format!("127.0.0.1:{}", port.trim()).parse().ok()
 }
 
 /// `None` (with a notice) when Azurite is not installed.
 pub fn run(bins: &Binaries, batches: usize) -> Result<Option<EndToEnd>, String> {
     let bin = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/emulators/node_modules/.bin/azurite-queue"
+        "/../../tests/emulators/node_modules/.bin/"
     );
-    if !std::path::Path::new(bin).exists()
-        || Command::new("node").arg("--version").output().is_err()
-    {
+    let bin = format!("{bin}azurite-queue");
+    if !std::path::Path::new(&bin).exists() || Command::new("node").arg("-v").output().is_err() {
         eprintln!("bench: SKIP Azurite end to end: needs node and `npm ci` in tests/emulators");
         return Ok(None);
     }
     let location = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-    let mut azurite = Command::new(bin);
+    let mut azurite = Command::new(&bin);
     azurite
         .args(["--queueHost", "127.0.0.1", "--queuePort", "0", "--silent"])
         .args(["--skipApiVersionCheck", "--disableTelemetry", "--location"])
         .arg(location.path());
-    let (azurite, queue_addr) = servers::spawn_listening(&mut azurite, azurite_addr)?;
-    let _azurite = Running(azurite);
+    let (_azurite, queue_addr) = servers::spawn_listening(&mut azurite, azurite_addr)?;
     let connection = format!(
         "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};QueueEndpoint=http://{queue_addr}/{ACCOUNT}"
     );
     let secret = handler::secret::Secret::new(connection.clone());
     let url = handler::queue::connection::connection_service_url(&secret)
         .map_err(|e| format!("SAS: {e}"))?;
-    let create = format!(
-        "{}/mediflow-batches?{}",
+    let (path, query) = (
         url.path().trim_end_matches('/'),
-        url.query().unwrap_or_default()
+        url.query().unwrap_or_default(),
     );
+    let create = format!("{path}/mediflow-batches?{query}");
     let data = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let mut service = bins.command(Target::Service, data.path(), None);
     service.env("MEDIFLOW_QUEUE", &connection);
-    let (service, addr) = servers::spawn_listening(&mut service, servers::listening_addr)?;
-    let mut service = Running(service);
-    servers::wait_for_200(&mut service.0, addr, "/ready")?;
+    let (mut service, addr) = servers::spawn_listening(&mut service, servers::listening_addr)?;
+    servers::wait_for_200(&mut service, addr, "/ready")?;
     let elapsed = crate::client::block_on(submit_and_wait(queue_addr, &create, addr, batches))??;
     #[expect(
         clippy::cast_precision_loss,

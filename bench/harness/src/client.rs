@@ -78,21 +78,15 @@ impl Connection {
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
         }
-        let request = request
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(text)?;
+        let body = Full::new(body.unwrap_or_default());
+        let request = request.body(body).map_err(text)?;
         self.sender.ready().await.map_err(text)?;
         let response = self.sender.send_request(request).await.map_err(text)?;
         let status = response.status().as_u16();
         let retry_after = response.headers().get(header::RETRY_AFTER);
         let seconds = retry_after.and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(text)?
-            .to_bytes();
-        Ok((status, seconds.is_some_and(|s| s >= 1), body))
+        let body = response.into_body().collect().await.map_err(text)?;
+        Ok((status, seconds.is_some_and(|s| s >= 1), body.to_bytes()))
     }
 }
 
@@ -191,9 +185,8 @@ async fn post_until(
             continue;
         };
         let sent = Instant::now();
-        let answer = client
-            .send(Method::POST, "/records", Some(&key), Some(body.clone()))
-            .await;
+        let request = client.send(Method::POST, "/records", Some(&key), Some(body.clone()));
+        let answer = request.await;
         let done = Instant::now();
         if done > deadline {
             break;

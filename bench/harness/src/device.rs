@@ -16,14 +16,10 @@ pub struct Sync {
 }
 
 pub fn fsync(dir: &Path, rounds: usize, bytes: usize) -> Result<Sync, String> {
-    let probe = tempfile::Builder::new()
-        .prefix("fsync-probe")
-        .tempfile_in(dir)
-        .map_err(|e| format!("probe file in {}: {e}", dir.display()))?;
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(probe.path())
-        .map_err(|e| format!("probe file: {e}"))?;
+    let probe = tempfile::NamedTempFile::new_in(dir);
+    let mut probe = probe.map_err(|e| format!("probe file in {}: {e}", dir.display()))?;
+    // A fresh file written from its start: each write appends.
+    let file = probe.as_file_mut();
     let payload = vec![b'x'; bytes];
     let mut took = Vec::with_capacity(rounds);
     for _ in 0..rounds.max(1) {

@@ -13,7 +13,6 @@ mod run;
 mod servers;
 mod tools;
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,7 +63,7 @@ fn main() -> ExitCode {
 #[expect(clippy::print_stdout, reason = "the JSON line is the output")]
 fn execute(command: Command) -> Result<(), String> {
     match command {
-        Command::Run(settings) => run::run(&settings),
+        Command::Run(settings) => run::run(settings),
         Command::Post {
             addr,
             connections,
@@ -75,16 +74,11 @@ fn execute(command: Command) -> Result<(), String> {
             let key = servers::API_KEY;
             let (level, ids) = client::post_loop(addr, key, connections, time, urls.is_some())?;
             if let Some(path) = urls {
-                let mut lines = String::new();
-                for id in ids {
-                    let _ = writeln!(lines, "http://{addr}/records/{id}");
-                }
-                std::fs::write(&path, lines).map_err(|e| format!("{}: {e}", path.display()))?;
+                let lines = ids.iter().map(|id| format!("http://{addr}/records/{id}\n"));
+                std::fs::write(&path, lines.collect::<String>()).map_err(client::text)?;
             }
-            println!(
-                "{}",
-                serde_json::to_string(&level).map_err(|e| e.to_string())?
-            );
+            let line = serde_json::to_string(&level).map_err(client::text)?;
+            println!("{line}");
             Ok(())
         }
         Command::Probe { path, server } => {
@@ -94,9 +88,7 @@ fn execute(command: Command) -> Result<(), String> {
             let mut command = std::process::Command::new(program);
             let started = servers::spawn_listening(command.args(args), servers::listening_addr);
             let (mut child, addr) = started?;
-            let answered = servers::wait_for_200(&mut child, addr, &path);
-            servers::stop(&mut child);
-            answered
+            servers::wait_for_200(&mut child, addr, &path) // and `child` is killed
         }
     }
 }

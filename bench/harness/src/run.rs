@@ -30,8 +30,8 @@ const POST_ARGS: [&str; 6] = ["-m", "POST", "-T", "application/json", "-d", RECO
 /// What `harness run` is told.
 #[derive(Debug, clap::Args)]
 pub struct Settings {
-    /// A second or two of load per phase, 1 round: proves the pipeline and that the counts add
-    /// up; judges nothing.
+    /// 4 connections, 0.5 s per phase, 1 round, short in-process benches: proves the pipeline
+    /// and that the counts add up; judges nothing.
     #[arg(long)]
     pub smoke: bool,
     /// Also write the report to this file.
@@ -48,35 +48,32 @@ pub struct Settings {
     /// `handler` next to this binary).
     #[arg(long)]
     handler: Option<PathBuf>,
-    /// Connections of every load phase [32; smoke 4].
-    #[arg(long)]
-    connections: Option<usize>,
-    /// Each load phase [10000; smoke 500]; the warm-up is a fifth of it.
-    #[arg(long)]
-    duration_ms: Option<u64>,
-    /// Rounds alternating floor, durable floor, service [3; smoke 1].
-    #[arg(long)]
-    rounds: Option<usize>,
-    /// No CPU pinning (otherwise: server on CPU 1, load on CPU 0, when there are two cores).
+    /// Connections of every load phase.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Each load phase, in ms; the warm-up is a fifth of it.
+    #[arg(long, default_value_t = 10_000)]
+    duration_ms: u64,
+    /// Rounds alternating floor, durable floor, service.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// No CPU pinning (otherwise: servers on CPU 1, load generators on CPU 0, on two cores).
     #[arg(long)]
     no_pin: bool,
-}
-
-/// Settings with their defaults applied.
-#[derive(Debug)]
-pub struct Plan {
-    pub smoke: bool,
-    pub connections: usize,
-    pub duration: Duration,
-    pub rounds: usize,
+    #[arg(skip)]
     pub server_cpu: Option<u32>,
-    pub load_cpu: Option<u32>,
+    #[arg(skip)]
+    load_cpu: Option<u32>,
 }
 
-impl Plan {
+impl Settings {
+    pub fn duration(&self) -> Duration {
+        Duration::from_millis(self.duration_ms)
+    }
+
     /// The warm-up before each load run, a fifth of a phase (2 s in a full run).
     pub fn warmup(&self) -> Duration {
-        self.duration / 5
+        self.duration() / 5
     }
 
     /// A full run's figure, or the smoke run's.
@@ -85,47 +82,28 @@ impl Plan {
     }
 }
 
-/// What every step needs: the plan, the binaries, this binary (`harness post`, `harness probe`)
-/// and the tools.
-#[derive(Debug)]
-struct Bench<'a> {
-    plan: Plan,
-    bins: Binaries,
-    own: PathBuf,
-    settings: &'a Settings,
-}
-
 pub fn progress(line: &str) {
     eprintln!("bench: {line}");
 }
 
 /// Runs the benchmark; the report goes to stdout and to `--out`.
 #[expect(clippy::print_stdout, reason = "the report is the output")]
-pub fn run(s: &Settings) -> Result<(), String> {
+pub fn run(mut s: Settings) -> Result<(), String> {
+    if s.smoke {
+        (s.connections, s.duration_ms, s.rounds) = (4, 500, 1);
+    }
     let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     let taskset = std::process::Command::new("taskset").arg("-V").output();
-    let pin = two_cores && taskset.is_ok_and(|o| o.status.success()) && !s.no_pin;
-    let plan = Plan {
-        smoke: s.smoke,
-        connections: s.connections.unwrap_or(if s.smoke { 4 } else { 32 }),
-        duration: Duration::from_millis(s.duration_ms.unwrap_or(if s.smoke {
-            500
-        } else {
-            10_000
-        })),
-        rounds: s.rounds.unwrap_or(if s.smoke { 1 } else { 3 }),
-        server_cpu: pin.then_some(1),
-        load_cpu: pin.then_some(0),
-    };
+    if two_cores && taskset.is_ok_and(|o| o.status.success()) && !s.no_pin {
+        (s.server_cpu, s.load_cpu) = (Some(1), Some(0));
+    }
     let own = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
     let keys = tempfile::NamedTempFile::new().map_err(|e| format!("key file: {e}"))?;
     std::fs::write(keys.path(), format!("{API_KEY}\n")).map_err(|e| format!("key file: {e}"))?;
+    let handler = s.handler.clone();
     let bins = Binaries {
         floor: own.with_file_name("floor"),
-        handler: s
-            .handler
-            .clone()
-            .unwrap_or_else(|| own.with_file_name("handler")),
+        handler: handler.unwrap_or_else(|| own.with_file_name("handler")),
         key_file: keys.path().to_owned(),
     };
     for bin in [&bins.floor, &bins.handler, &s.in_process_bench] {
@@ -136,16 +114,10 @@ pub fn run(s: &Settings) -> Result<(), String> {
             ));
         }
     }
-    progress(&format!("{plan:?}"));
-    let bench = Bench {
-        plan,
-        bins,
-        own,
-        settings: s,
-    };
-    let (plan, bins) = (&bench.plan, &bench.bins);
-    let device = crate::device::fsync(&std::env::temp_dir(), plan.pick(1000, 50), 200)?;
+    progress(&format!("{s:?}"));
+    let device = crate::device::fsync(&std::env::temp_dir(), s.pick(1000, 50), 200)?;
     progress(&format!("device: {device:?}"));
+    let bench = Bench { s, bins, own };
     let start = bench.start_times()?;
     progress(&format!("start: {start:?}"));
     let mut memory = [[0; 2]; 3];
@@ -153,12 +125,13 @@ pub fn run(s: &Settings) -> Result<(), String> {
     let half = |phases: &[Phase]| (median(phases.iter().map(|p| p.rps)) / 2.0).max(1.0);
     let rates = (half(&saturated[2].post), half(&saturated[2].get));
     let paced = bench.load_rounds(Some(rates), &mut memory)?;
-    let in_process = in_process(plan, &s.in_process_bench)?;
-    let azurite = crate::azurite::run(bins, plan.pick(100, 3))?;
+    let Bench { s, bins, .. } = &bench;
+    let in_process = in_process(s)?;
+    let azurite = crate::azurite::run(bins, s.pick(100, 3))?;
     let mut overload = Vec::new();
     for connections in [32, 512] {
-        let server = Server::start(Target::Service, bins, plan.server_cpu)?;
-        let time = Duration::from_millis(plan.pick(5000, 500));
+        let server = Server::start(Target::Service, bins, s.server_cpu)?;
+        let time = Duration::from_millis(s.pick(5000, 500));
         let level = bench.post(server.addr, connections, time, None)?;
         let (created, slack) = (level.count(201), connections as u64);
         agree(server.addr, ["/records", "POST", "201"], created, slack)?;
@@ -166,7 +139,7 @@ pub fn run(s: &Settings) -> Result<(), String> {
         overload.push(level);
     }
     let report = Report {
-        plan,
+        plan: s,
         device,
         start,
         saturated: &saturated,
@@ -185,50 +158,54 @@ pub fn run(s: &Settings) -> Result<(), String> {
     Ok(())
 }
 
-impl Bench<'_> {
+/// What every step needs: the settings, the binaries, and this binary (`harness post`, `probe`).
+#[derive(Debug)]
+struct Bench {
+    s: Settings,
+    bins: Binaries,
+    own: PathBuf,
+}
+
+impl Bench {
     /// hyperfine's medians of `harness probe` for each server, less the probe's own cost.
     fn start_times(&self) -> Result<StartTimes, String> {
-        let (plan, bins, own) = (&self.plan, &self.bins, &self.own);
         let scratch = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let data = scratch.path().join("data");
         let text = |path: &Path| path.to_string_lossy().into_owned();
+        let own = text(&self.own);
         let probe = |path: &str, server: &[String]| {
-            let probe = [
-                text(own),
-                "probe".into(),
-                "--path".into(),
-                path.into(),
-                "--".into(),
-            ];
+            let probe = [&own, "probe", "--path", path, "--"].map(String::from);
             [&probe, server].concat()
         };
-        let floor = [text(&bins.floor), "127.0.0.1:0".into()];
-        let service = [text(&bins.handler)];
+        let (floor, service) = (
+            [text(&self.bins.floor), "127.0.0.1:0".into()],
+            [text(&self.bins.handler)],
+        );
         let commands = [
-            ("probe alone", vec![text(own), "probe".into()]),
+            ("probe alone", vec![own.clone(), "probe".into()]),
             ("floor /health", probe("/health", &floor)),
             ("service /health", probe("/health", &service)),
             ("service /ready", probe("/ready", &service)),
         ];
         // Every start gets an empty data dir, as a fresh pod would.
         let prepare = ["rm".into(), "-rf".into(), text(&data)];
-        let runs = plan.pick(5, 2);
-        let env = |command: &mut _| service_env(command, &data, &bins.key_file);
-        let hyperfine = &self.settings.hyperfine;
+        let env = |command: &mut _| service_env(command, &data, &self.bins.key_file);
+        let (hyperfine, runs) = (&self.s.hyperfine, self.s.pick(5, 2));
         let medians = tools::hyperfine(hyperfine, runs, &commands, &prepare, env)?;
         let [probe, floor, service, ready] = medians[..] else {
             return Err("hyperfine: not four medians".into());
         };
         if [floor, service, ready].iter().any(|&ms| ms <= probe) {
             return Err(format!(
-                "a start took no longer than the probe alone: {medians:?}"
+                "a start no longer than the probe alone: {medians:?}"
             ));
         }
+        let (floor, service, ready) = (floor - probe, service - probe, ready - probe);
         Ok(StartTimes {
             probe,
-            floor: floor - probe,
-            service: service - probe,
-            ready: ready - probe,
+            floor,
+            service,
+            ready,
         })
     }
 
@@ -239,27 +216,26 @@ impl Bench<'_> {
         rates: Option<(f64, f64)>,
         memory: &mut [[u64; 2]; 3],
     ) -> Result<[Figures; 3], String> {
-        let (plan, bins, oha) = (&self.plan, &self.bins, &self.settings.oha);
+        let s = &self.s;
         let mut figures: [Figures; 3] = Default::default();
-        for round in 0..plan.rounds {
+        for round in 0..s.rounds {
             for (slot, target) in Target::LOAD.into_iter().enumerate() {
-                let server = Server::start(target, bins, plan.server_cpu)?;
+                let server = Server::start(target, &self.bins, s.server_cpu)?;
                 let failed = |e| format!("load against the {}: {e}", target.name());
                 let urls = tempfile::NamedTempFile::new().map_err(|e| format!("temp file: {e}"))?;
                 let addr = server.addr;
-                let urls_file = Some(urls.path());
-                let warmup = self.post(addr, plan.connections, plan.warmup(), urls_file)?;
+                let warmup = self.post(addr, s.connections, s.warmup(), Some(urls.path()))?;
                 if warmup.count(201) == 0 || warmup.statuses.len() > 1 || warmup.errors > 0 {
                     return Err(failed(format!("the warm-up was not all 201: {warmup:?}")));
                 }
                 let load = |target: Vec<&str>, rate: Option<f64>, expect| {
-                    let mut args = vec![format!("-z={}ms", plan.duration.as_millis())];
+                    let mut args = vec![format!("-z={}ms", s.duration_ms)];
                     args.push(format!("-H=x-api-key: {API_KEY}"));
                     args.extend(rate.map(|rate| format!("-q={rate:.1}")));
                     args.extend(rate.map(|_| "--latency-correction".to_owned()));
                     args.extend(target.into_iter().map(str::to_owned));
-                    tools::oha(oha, plan.load_cpu, plan.connections as u64, &args, expect)
-                        .map_err(failed)
+                    let connections = s.connections as u64;
+                    tools::oha(&s.oha, s.load_cpu, connections, &args, expect).map_err(failed)
                 };
                 let (records, urls) = (
                     format!("http://{addr}/records"),
@@ -273,19 +249,17 @@ impl Bench<'_> {
                 let get = load(vec!["--urls-from-file", &urls], rates.map(|r| r.1), 200)?;
                 if target == Target::Service {
                     let (bound, created) =
-                        (plan.connections as u64, warmup.count(201) + post.answered);
+                        (s.connections as u64, warmup.count(201) + post.answered);
                     agree(addr, ["/records", "POST", "201"], created, 2 * bound)?;
                     agree(addr, ["/records/{id}", "GET", "200"], get.answered, bound)?;
                 }
                 let (peak, after) = server.memory()?;
-                let (name, kind) = (
-                    target.name(),
-                    if rates.is_some() {
-                        "fixed-rate"
-                    } else {
-                        "saturation"
-                    },
-                );
+                let kind = if rates.is_some() {
+                    "fixed-rate"
+                } else {
+                    "saturation"
+                };
+                let name = target.name();
                 let (post_rps, post_p99, get_rps, get_p99) =
                     (post.rps, post.p99_us, get.rps, get.p99_us);
                 progress(&format!(
@@ -308,16 +282,21 @@ impl Bench<'_> {
         time: Duration,
         urls: Option<&Path>,
     ) -> Result<Level, String> {
-        let mut command = pinned(&self.own, self.plan.load_cpu);
-        let (connections, ms) = (connections.to_string(), time.as_millis().to_string());
+        let mut command = pinned(&self.own, self.s.load_cpu);
+        let (addr, connections, ms) = (
+            addr.to_string(),
+            connections.to_string(),
+            time.as_millis().to_string(),
+        );
         command.args([
             "post",
             "--addr",
-            &addr.to_string(),
+            &addr,
             "--connections",
             &connections,
+            "--duration-ms",
+            &ms,
         ]);
-        command.args(["--duration-ms", &ms]);
         if let Some(urls) = urls {
             command.arg("--urls").arg(urls);
         }
@@ -325,7 +304,6 @@ impl Bench<'_> {
         serde_json::from_value(line).map_err(|e| format!("harness post output: {e}"))
     }
 }
-
 /// Checks that the service answered `[route, method, status]` between `counted` and
 /// `counted + slack` times (its own counter, from `/metrics`): answers that came after a phase's
 /// end are the service's but not the load generator's, at most one per connection and phase.
@@ -350,10 +328,17 @@ fn agree(addr: SocketAddr, labels: [&str; 3], counted: u64, slack: u64) -> Resul
 }
 
 /// The criterion benches, pinned to the server's core, with their reports in a temp dir.
-fn in_process(plan: &Plan, bench: &Path) -> Result<InProcess, String> {
+fn in_process(s: &Settings) -> Result<InProcess, String> {
     let home = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let short = ["--warm-up-time", "0.1", "--measurement-time", "0.2"];
-    tools::criterion(bench, plan.server_cpu, home.path(), plan.pick(&[], &short))?;
+    let (bench, extra) = (&s.in_process_bench, s.pick(&[][..], &short[..]));
+    let mut criterion = pinned(bench, s.server_cpu);
+    tools::run(
+        criterion
+            .args(["--bench", "--noplot"])
+            .args(extra)
+            .env("CRITERION_HOME", home.path()),
+    )?;
     let mean = |group: &str, name: &str| tools::criterion_mean_ns(home.path(), group, name);
     let records = harness::RECORDS_PER_BATCH;
     #[expect(clippy::cast_precision_loss, reason = "record counts are small")]

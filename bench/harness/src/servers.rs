@@ -69,13 +69,14 @@ pub fn service_env(command: &mut Command, data: &Path, key_file: &Path) {
 /// `program`, pinned to `cpu` with taskset when given, with none of the caller's service, Functions
 /// host or log settings (nothing from the environment may change what is measured).
 pub fn pinned(program: &Path, cpu: Option<u32>) -> Command {
-    let mut command = Command::new(if cpu.is_some() {
-        Path::new("taskset")
+    let taskset = cpu.map(|cpu| ["-c".to_owned(), cpu.to_string()]);
+    let mut command = Command::new(if taskset.is_some() {
+        "taskset".as_ref()
     } else {
         program
     });
-    if let Some(cpu) = cpu {
-        command.arg("-c").arg(cpu.to_string()).arg(program);
+    if let Some(taskset) = taskset {
+        command.args(taskset).arg(program);
     }
     for (name, _) in std::env::vars() {
         let ours = ["MEDIFLOW_", "FUNCTIONS_", "AzureFunctionsJobHost"];
@@ -91,15 +92,11 @@ pub fn pinned(program: &Path, cpu: Option<u32>) -> Command {
 pub fn spawn_listening(
     command: &mut Command,
     addr_in: fn(&str) -> Option<SocketAddr>,
-) -> Result<(Child, SocketAddr), String> {
-    let stdio = (Stdio::null(), Stdio::piped(), Stdio::null());
-    let spawned = command
-        .stdin(stdio.0)
-        .stdout(stdio.1)
-        .stderr(stdio.2)
-        .spawn();
-    let mut child = spawned.map_err(|e| format!("start {command:?}: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
+) -> Result<(Running, SocketAddr), String> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped());
+    let spawned = command.stderr(Stdio::null()).spawn();
+    let mut child = Running(spawned.map_err(|e| format!("start {command:?}: {e}"))?);
+    let stdout = child.0.stdout.take().ok_or("no stdout")?;
     let (found, addr) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -107,10 +104,9 @@ pub fn spawn_listening(
         }
     });
     let Ok(addr) = addr.recv_timeout(Duration::from_secs(60)) else {
-        let status = child.try_wait().ok().flatten();
-        stop(&mut child);
+        let status = child.0.try_wait().ok().flatten();
         return Err(format!(
-            "{command:?} named no address within 60 s (exit: {status:?})"
+            "{command:?}: no address within 60 s (exit: {status:?})"
         ));
     };
     Ok((child, addr))
@@ -123,10 +119,10 @@ pub fn listening_addr(line: &str) -> Option<SocketAddr> {
 }
 
 /// Polls `GET path` every 0.2 ms until it answers 200 (at most 60 s); fails if the child exits.
-pub fn wait_for_200(child: &mut Child, addr: SocketAddr, path: &str) -> Result<(), String> {
+pub fn wait_for_200(child: &mut Running, addr: SocketAddr, path: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while crate::client::get(addr, path).is_none_or(|(status, _)| status != 200) {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = child.0.try_wait() {
             return Err(format!("the server exited at start: {status}"));
         }
         if Instant::now() > deadline {
@@ -137,18 +133,14 @@ pub fn wait_for_200(child: &mut Child, addr: SocketAddr, path: &str) -> Result<(
     Ok(())
 }
 
-pub fn stop(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// A child process, killed on drop.
+/// A child process, killed (and reaped) on drop.
 #[derive(Debug)]
 pub struct Running(pub Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        stop(&mut self.0);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -165,17 +157,10 @@ impl Server {
         let data = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let mut command = bins.command(target, data.path(), cpu);
         let (mut child, addr) = spawn_listening(&mut command, listening_addr)?;
-        let ready = if target == Target::Service {
-            "/ready"
-        } else {
-            "/health"
-        };
-        if let Err(err) = wait_for_200(&mut child, addr, ready) {
-            stop(&mut child);
-            return Err(format!("{}: {err}", target.name()));
-        }
+        let ready = ["/health", "/health", "/ready"][target as usize];
+        wait_for_200(&mut child, addr, ready).map_err(|e| format!("{}: {e}", target.name()))?;
         Ok(Self {
-            child: Running(child),
+            child,
             addr,
             _data: data,
         })
@@ -183,8 +168,8 @@ impl Server {
 
     /// (VmHWM, VmRSS) in bytes, from `/proc/<pid>/status`.
     pub fn memory(&self) -> Result<(u64, u64), String> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id()))
-            .map_err(|e| format!("/proc status: {e}"))?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id()));
+        let status = status.map_err(|e| format!("/proc status: {e}"))?;
         let field = |name: &str| {
             let kib = status.lines().find_map(|line| line.strip_prefix(name));
             let kib = kib.and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());

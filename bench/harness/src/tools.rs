@@ -88,55 +88,29 @@ pub fn hyperfine(
     }
     run(&mut command)?;
     let report = read_json(out.path())?;
-    let results = report["results"]
-        .as_array()
-        .ok_or("hyperfine: no results")?;
-    let medians = results
-        .iter()
-        .map(|r| positive(&r["median"], "median").map(|s| s * 1000.0));
-    let medians = medians.collect::<Result<Vec<_>, _>>()?;
-    if medians.len() == commands.len() {
-        Ok(medians)
-    } else {
-        Err(format!(
-            "hyperfine: {} results for {} commands",
-            medians.len(),
-            commands.len()
-        ))
-    }
+    let results = report["results"].as_array().map_or(&[][..], Vec::as_slice);
+    let median = |r: &Value| positive(&r["median"], "hyperfine's median").map(|s| s * 1000.0);
+    let medians = results.iter().map(median).collect::<Result<Vec<_>, _>>()?;
+    let complete = medians.len() == commands.len();
+    complete
+        .then_some(medians)
+        .ok_or_else(|| format!("hyperfine: not one result per command: {report}"))
 }
 
 /// Quotes each word for hyperfine's own command-line splitting (`--shell=none`).
 fn words(argv: &[String]) -> String {
-    let quoted: Vec<String> = argv
-        .iter()
-        .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
-        .collect();
-    quoted.join(" ")
+    let quote = |word: &String| format!("'{}'", word.replace('\'', r"'\''"));
+    argv.iter().map(quote).collect::<Vec<_>>().join(" ")
 }
 
-/// Runs the criterion bench executable `bench` (pinned to `cpu`) with `extra` arguments, its
-/// reports in `home`; then `mean(group, name)` is the mean time per iteration in ns.
-pub fn criterion(
-    bench: &Path,
-    cpu: Option<u32>,
-    home: &Path,
-    extra: &[&str],
-) -> Result<(), String> {
-    let mut command = pinned(bench, cpu);
-    run(command
-        .args(["--bench", "--noplot"])
-        .args(extra)
-        .env("CRITERION_HOME", home))
-}
-
+/// The mean time per iteration, in ns, of criterion's benchmark `group/name` reported in `home`.
 pub fn criterion_mean_ns(home: &Path, group: &str, name: &str) -> Result<f64, String> {
     let estimates = read_json(&home.join(group).join(name).join("new/estimates.json"))?;
     positive(&estimates["mean"]["point_estimate"], "mean")
 }
 
 /// Runs `command` to its end, its stdout on our stderr (progress, off the report).
-fn run(command: &mut Command) -> Result<(), String> {
+pub fn run(command: &mut Command) -> Result<(), String> {
     use std::os::fd::AsFd as _;
     let stderr = std::io::stderr()
         .as_fd()
