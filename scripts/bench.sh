@@ -2,7 +2,7 @@
 # The benchmark: the service against the floors, in one run (BENCHMARKS.md). bench/harness
 # orchestrates; oha drives the HTTP load, hyperfine times the starts, criterion the in-process
 # figures (installed when missing: scripts/bench-env.sh).
-#   scripts/bench.sh               release build, full run (~9 minutes), report on stdout and in
+#   scripts/bench.sh               release build, full run (~8 minutes after it), report on stdout and in
 #                                  $target_dir/bench/results.md
 #   scripts/bench.sh --smoke       dev build, a few seconds of load: proves the pipeline works and
 #                                  that the counts add up; judges no figure (the test command's stage)
