@@ -2,7 +2,7 @@
 """CPU per request by component, from the `perf record -g -e cpu-clock` files of scripts/profile.sh.
 
 Usage: perf-categories.py OUT_DIR SAMPLE_SECONDS TARGET...
-Reads OUT_DIR/<target>.<phase>.data (perf) and OUT_DIR/<target>.load.jsonl (loadgen's phases);
+Reads OUT_DIR/<target>.<phase>.data (perf) and OUT_DIR/<target>.<phase>.oha.json (oha's report of each phase);
 prints a Markdown summary: per target and phase, req/s, CPU µs per request in all, by thread,
 and by component. A sample goes to the first component (in the order of COMPONENTS) that any
 frame of its stack belongs to, so a store's page I/O in the kernel counts as the store's, and a
@@ -73,16 +73,12 @@ def samples(path):
         yield comm, stack
 
 
-def phase_rps(load_file, phase):
+def phase_rps(oha_file):
     try:
-        with open(load_file) as f:
-            for line in f:
-                row = json.loads(line)
-                if row.get("phase") == phase:
-                    return row["rps"]
-    except (OSError, ValueError):
-        pass
-    return None
+        with open(oha_file) as f:
+            return json.load(f)["summary"]["requestsPerSec"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def main():
@@ -92,7 +88,7 @@ def main():
     for phase in ("post", "get"):
         rows = {}
         for target in targets:
-            rps = phase_rps(f"{out}/{target}.load.jsonl", phase)
+            rps = phase_rps(f"{out}/{target}.{phase}.oha.json")
             by_component = collections.Counter()
             by_thread = collections.Counter()
             total = 0

@@ -11,7 +11,8 @@
 #                                  infrastructure/image/fuzz/benchmark stages (a few minutes warm)
 #
 # Needs: Rust (rustup) with cargo-nextest, Node 20+ with npm, Python 3.11+, root for apt-get (the
-# image check installs buildah, the arm64 stage Debian's Rust, the aarch64 gcc and qemu). Everything else is installed by the stages themselves; nothing is
+# image check installs buildah, the arm64 stage Debian's Rust, the aarch64 gcc and qemu, the
+# benchmark smoke hyperfine and oha). Everything else is installed by the stages themselves; nothing is
 # read from outside the repository but ../shared (schemas for the offline infrastructure checks).
 # To prove it on an empty cache, run scripts/fresh-check.sh (README, "Contributing").
 set -euo pipefail
@@ -111,7 +112,8 @@ fi
 step "API fuzzing (schemathesis against the running binary's own OpenAPI document)"
 bash .ci/checks/api-fuzz.sh "$root/target/debug/handler"
 
-step "benchmark smoke run (proves the benchmark works; judges no figure)"
+# Installs what it lacks: Debian's hyperfine, and once a debug build of oha (scripts/bench-env.sh).
+step "benchmark smoke run (proves the benchmark works and its counts add up; judges no figure)"
 bash scripts/bench.sh --smoke
 
 step "done"

@@ -8,8 +8,9 @@
 //! commit); a POST is answered only after its sync. What a durable write costs on this machine's
 //! HTTP stack and disk, with no engine at all.
 //!
-//! Usage: `floor [ADDR [JOURNAL]]` (or `FLOOR_ADDR`), default `127.0.0.1:0`; prints
-//! `listening <addr>`.
+//! Usage: `floor [ADDR [JOURNAL]]` (or `FLOOR_ADDR`), default `127.0.0.1:0`; prints the bound
+//! address as the service's JSON start-up line does (`{"fields":{"message":"listening","http_addr":"…"}}`),
+//! so the benchmark reads both the same way.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -160,6 +161,7 @@ async fn main() -> std::io::Result<()> {
         }
     };
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("listening {}", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    println!(r#"{{"fields":{{"message":"listening","http_addr":"{addr}"}}}}"#);
     axum::serve(listener, router(writer)).await
 }

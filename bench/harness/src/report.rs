@@ -1,0 +1,330 @@
+//! The report: BENCHMARKS.md's tables, in its order, with the targets of issue 25.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::azurite::EndToEnd;
+use crate::client::{Level, REFUSED_PAUSE};
+use crate::device::Sync;
+use crate::run::Settings;
+use crate::tools::Phase;
+
+/// One target's figures over the rounds.
+#[derive(Debug, Default)]
+pub struct Figures {
+    pub post: Vec<Phase>,
+    pub get: Vec<Phase>,
+}
+
+/// hyperfine medians, in ms; the servers' less the probe's own cost.
+#[derive(Debug, Clone, Copy)]
+pub struct StartTimes {
+    pub probe: f64,
+    pub floor: f64,
+    pub service: f64,
+    /// The service to its first 200 on `/ready` (store open).
+    pub ready: f64,
+}
+
+#[derive(Debug)]
+pub struct Envelope {
+    pub records: usize,
+    pub bytes: usize,
+    /// Decoding the invocation, then the message in it.
+    pub invocation_ns: f64,
+    pub bare_ns: f64,
+}
+
+/// The criterion figures.
+#[derive(Debug)]
+pub struct InProcess {
+    pub message_bytes: usize,
+    pub one_at_a_time: f64,
+    pub eight_at_a_time: f64,
+    pub envelopes: Vec<Envelope>,
+}
+
+pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.into_iter().collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => f64::midpoint(values[n / 2 - 1], values[n / 2]),
+    }
+}
+
+/// One figure of a phase.
+type Figure = fn(&Phase) -> f64;
+
+fn med(phases: &[Phase], figure: Figure) -> f64 {
+    median(phases.iter().map(figure))
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "memory sizes are far below 2^52"
+)]
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+/// One row of the load table, figures in `unit` with `digits` decimals: `durable` is the durable
+/// floor's figure, which is then the reference (the POST rows); otherwise the floor's is.
+fn row(out: &mut String, name: &str, [floor, service]: [f64; 2], durable: Option<f64>, unit: &str) {
+    let digits = match unit {
+        "" => 0,
+        " MB" => 1,
+        _ => 2,
+    };
+    let (floor_cell, durable_cell, reference) = match durable {
+        Some(d) => (
+            format!("{floor:.digits$}{unit}"),
+            format!("**{d:.digits$}{unit}**"),
+            d,
+        ),
+        None => (format!("**{floor:.digits$}{unit}**"), "–".to_owned(), floor),
+    };
+    let ratio = service / reference;
+    let service = format!("{service:.digits$}{unit}");
+    let _ = writeln!(
+        out,
+        "| {name} | {floor_cell} | {durable_cell} | {service} | {ratio:.2}× |"
+    );
+}
+
+#[derive(Debug)]
+pub struct Report<'a> {
+    pub plan: &'a Settings,
+    pub device: Sync,
+    pub start: StartTimes,
+    pub saturated: &'a [Figures; 3],
+    pub paced: &'a [Figures; 3],
+    pub rates: (f64, f64),
+    /// Each target's worst (peak RSS, RSS after the load) over all load runs, in bytes.
+    pub memory: [[u64; 2]; 3],
+    pub in_process: &'a InProcess,
+    pub azurite: Option<&'a EndToEnd>,
+    pub overload: &'a [Level],
+}
+
+impl Report<'_> {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.header(&mut out);
+        self.load_table(&mut out);
+        self.batch_table(&mut out);
+        self.targets(&mut out);
+        self.overload_table(&mut out);
+        out
+    }
+
+    /// The machine, the load and the device limit.
+    fn header(&self, out: &mut String) {
+        let p = self.plan;
+        let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpu
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .unwrap_or("unknown");
+        let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+        let date = std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output();
+        let date = date.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        let _ = writeln!(
+            out,
+            "Machine: {cores} cores ({}), {}. {} {} connections, {} ms warm-up, {} ms per phase, {} round(s) alternating floor/durable floor/service; {}. Load: oha, one worker thread.\n",
+            cpu.trim_start_matches([' ', '\t', ':']),
+            date.unwrap_or_default(),
+            if p.smoke {
+                "SMOKE RUN (figures mean nothing):"
+            } else {
+                "Load:"
+            },
+            p.connections,
+            p.warmup().as_millis(),
+            p.duration().as_millis(),
+            p.rounds,
+            if p.server_cpu.is_some() {
+                "server pinned to CPU 1, load generators to CPU 0"
+            } else {
+                "no CPU pinning"
+            }
+        );
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let Sync { rounds, bytes, .. } = self.device;
+        let (p50, p99) = (ms(self.device.p50), ms(self.device.p99));
+        let per_s = 1000.0 / p50;
+        let _ = writeln!(
+            out,
+            "Device limit (the temp dir's file system): append {bytes} B + `fdatasync`, {rounds} rounds one at a time: p50 {p50:.2} ms, p99 {p99:.2} ms, so at most {per_s:.0} durable group commits/s.\n"
+        );
+    }
+
+    fn load_table(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "| measure | floor | durable floor | service | service / reference (**bold**) |\n| --- | ---: | ---: | ---: | ---: |"
+        );
+        let quantiles: [(&str, Figure); 2] = [
+            ("p50", |p| p.p50_us / 1000.0),
+            ("p99", |p| p.p99_us / 1000.0),
+        ];
+        for (figures, paced) in [(self.saturated, false), (self.paced, true)] {
+            let [floor, durable, service] = figures;
+            let requests = [
+                (
+                    "POST /records",
+                    [&floor.post, &service.post],
+                    Some(&durable.post),
+                    self.rates.0,
+                ),
+                (
+                    "GET /records/{id}",
+                    [&floor.get, &service.get],
+                    None,
+                    self.rates.1,
+                ),
+            ];
+            for (name, [f, s], d, rate) in requests {
+                let figures =
+                    |figure| ([med(f, figure), med(s, figure)], d.map(|d| med(d, figure)));
+                if !paced {
+                    let (both, durable) = figures(|p| p.rps);
+                    row(out, &format!("{name} req/s (saturated)"), both, durable, "");
+                }
+                for (quantile, figure) in quantiles {
+                    let (both, durable) = figures(figure);
+                    let name = if paced {
+                        format!("{name} {quantile} at {rate:.0} req/s")
+                    } else {
+                        format!("{name} {quantile} (saturated)")
+                    };
+                    row(out, &name, both, durable, " ms");
+                }
+            }
+        }
+        let t = self.start;
+        let start = "start, exec to first 200 on /health (median)";
+        row(out, start, [t.floor, t.service], None, " ms");
+        let ([floor, _, service], [_, durable, _]) = (self.memory, self.saturated);
+        let rss = |i: usize| [mb(floor[i]), mb(service[i])];
+        row(out, "peak RSS (VmHWM, worst round)", rss(0), None, " MB");
+        row(
+            out,
+            "RSS after the load (VmRSS, worst round)",
+            rss(1),
+            None,
+            " MB",
+        );
+        let [floor, _, service] = self.saturated;
+        let rounds = |phases: &[Phase]| phases.iter().map(|p| p.rps.round()).collect::<Vec<_>>();
+        let (probe, ready) = (t.probe, t.ready);
+        let [floor_post, durable_post] = [rounds(&floor.post), rounds(&durable.post)];
+        let [service_post, floor_get] = [rounds(&service.post), rounds(&floor.get)];
+        let service_get = rounds(&service.get);
+        let _ = writeln!(
+            out,
+            "\nStart: hyperfine medians of `harness probe` (exec, first 200, kill and reap), less the probe's own {probe:.2} ms (`harness probe` with no server); service start to first 200 on /ready (store open): {ready:.2} ms. Per-round saturated req/s, floor POST {floor_post:?}, durable floor POST {durable_post:?}, service POST {service_post:?}, floor GET {floor_get:?}, service GET {service_get:?}.\n"
+        );
+    }
+
+    fn batch_table(&self, out: &mut String) {
+        let (b, records) = (self.in_process, harness::RECORDS_PER_BATCH);
+        let _ = writeln!(
+            out,
+            "| batch path | figure |\n| --- | ---: |\n| in process, one core, {records} records/batch ({} B), one batch at a time | {:.0} records/s |\n| in process, one core, {records} records/batch, 8 batches at a time | {:.0} records/s |",
+            b.message_bytes, b.one_at_a_time, b.eight_at_a_time
+        );
+        let _ = match self.azurite {
+            Some(e2e) => writeln!(
+                out,
+                "| end to end through Azurite: POST /batches → queue → trigger → stored, {} batches of {records} | {:.0} records/s |",
+                e2e.batches, e2e.records_per_s
+            ),
+            None => writeln!(
+                out,
+                "| end to end through Azurite | TODO: not measured (Azurite not installed: `npm ci` in tests/emulators) |"
+            ),
+        };
+        for e in &b.envelopes {
+            let (records, bytes, with, bare) = (e.records, e.bytes, e.invocation_ns, e.bare_ns);
+            let cost = with - bare;
+            let _ = writeln!(
+                out,
+                "| custom-handler envelope cost per `ingest_batch` invocation, {records}-record message ({bytes} B envelope) | {cost:.0} ns (envelope + message {with:.0} ns, bare message {bare:.0} ns) |"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n(In process: criterion means, `benches/in_process.rs`.)\n"
+        );
+    }
+
+    fn targets(&self, out: &mut String) {
+        let ([floor, durable, service], [floor_paced, durable_paced, service_paced]) =
+            (self.saturated, self.paced);
+        let (rps, p99): (Figure, Figure) = (|p| p.rps, |p| p.p99_us);
+        let post = med(&service.post, rps) / med(&durable.post, rps);
+        let get = med(&service.get, rps) / med(&floor.get, rps);
+        let post_p99 = med(&service_paced.post, p99) / med(&durable_paced.post, p99);
+        let get_p99 = med(&service_paced.get, p99) / med(&floor_paced.get, p99);
+        let start = self.start.service / self.start.floor;
+        let rss = mb(self.memory[2][1]);
+        let batch = self.in_process.one_at_a_time;
+        let _ = writeln!(out, "| target | result |\n| --- | --- |");
+        let smoke = self.plan.smoke;
+        let mut target = |text: String, met: bool| {
+            let verdict = ["MISSED", "met"][usize::from(met)];
+            let verdict = if smoke { "not judged (smoke)" } else { verdict };
+            let _ = writeln!(out, "| {text} | {verdict} |");
+        };
+        let text = "POST req/s (every 201 fsynced) ≥ 0.80 × durable floor";
+        target(format!("{text}: {post:.2}×"), post >= 0.80);
+        target(format!("GET req/s ≥ 0.80 × floor: {get:.2}×"), get >= 0.80);
+        let text = format!("POST {post_p99:.2}× (durable floor), GET {get_p99:.2}× (floor)");
+        let met = post_p99 <= 2.0 && get_p99 <= 2.0;
+        target(
+            format!("p99 ≤ 2 × the reference's at the same load: {text}"),
+            met,
+        );
+        target(format!("start ≤ 2 × floor's: {start:.2}×"), start <= 2.0);
+        target(
+            format!("RSS after the load ≤ 20 MB: {rss:.1} MB"),
+            rss <= 20.0,
+        );
+        let text = "batch in process, durable, ≥ 200,000 records/s on one core";
+        target(format!("{text}: {batch:.0}"), batch >= 200_000.0);
+    }
+
+    fn overload_table(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "\nOverload (issue 16): standalone service, embedded store, auth on, host.json as shipped (maxConcurrentRequests 64, maxOutstandingRequests 256); each connection posts records in a closed loop, pausing {} ms after a refusal.\n\n| connections | seconds | 201 | 429 | 503 | other | refused without Retry-After | no answer | 201 p50 | 201 p99 |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            REFUSED_PAUSE.as_millis()
+        );
+        let mut deliberate = true;
+        for l in self.overload {
+            let known = l.count(201) + l.count(429) + l.count(503);
+            let other = l.statuses.values().sum::<u64>() - known;
+            deliberate &= other + l.missing_retry_after + l.errors == 0;
+            let ms = |us: u64| Duration::from_micros(us).as_secs_f64() * 1000.0;
+            let counts = [201, 429, 503]
+                .map(|status| l.count(status).to_string())
+                .join(" | ");
+            let (connections, seconds, missing, errors) =
+                (l.connections, l.seconds, l.missing_retry_after, l.errors);
+            let (p50, p99) = (ms(l.created_p50_us), ms(l.created_p99_us));
+            let _ = writeln!(
+                out,
+                "| {connections} | {seconds:.1} | {counts} | {other} | {missing} | {errors} | {p50:.2} ms | {p99:.2} ms |"
+            );
+        }
+        let yes = if deliberate { "yes" } else { "NO" };
+        let _ = writeln!(
+            out,
+            "\nEvery answer 201, or 429/503 with `Retry-After`, none unanswered: {yes}."
+        );
+    }
+}
