@@ -101,7 +101,8 @@ functions_base() {
 
 # --- the source build's context: what .dockerignore lets through must load the workspace -------
 # (cargo reads every member's manifest; a member left out of the allow-list breaks the source
-# build, which this check never runs: it builds from prebuilt binaries, and there is no Docker.)
+# build, which this check never runs: it builds from prebuilt binaries, and there is no Docker.
+# Not --offline: run on its own, on a fresh machine, cargo fetches what the lock file names.)
 source_context="$work/source-context"
 mkdir -p "$source_context"
 while IFS= read -r allowed; do
@@ -111,7 +112,7 @@ while IFS= read -r allowed; do
   mkdir -p "$source_context/$(dirname "$path")"
   cp -R "$path" "$source_context/$path"
 done < <(grep '^!' .dockerignore)
-(cd "$source_context" && cargo metadata --locked --offline --format-version 1 >/dev/null) \
+(cd "$source_context" && cargo metadata --locked --format-version 1 >/dev/null) \
   || fail "the Docker build context (.dockerignore's allow-list) does not load the workspace"
 [[ ! -e "$source_context/target" && ! -e "$source_context/.git" ]] || fail ".dockerignore lets target/ or .git in"
 
