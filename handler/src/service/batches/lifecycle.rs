@@ -153,6 +153,18 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// What went wrong, for operators (logs, the Functions invocation's `Logs`): a store error's
+    /// text may be named here, never in a batch's `failure` ([`failure_text`]).
+    fn why(&self) -> String {
+        match self {
+            Self::Undecodable(reason) => format!("undecodable batch message: {reason}"),
+            Self::Conflict => "batch_id was already used for different records".to_owned(),
+            Self::Store(err) | Self::Outage(err) => format!("batch not ingested: {err}"),
+            Self::Abandoned => "abandoned by an earlier consumer".to_owned(),
+            Self::FoundPoisoned => "found in the poison queue".to_owned(),
+        }
+    }
+
     /// Whether the message could never succeed as it stands.
     fn is_invalid(&self) -> bool {
         matches!(self, Self::Undecodable(_) | Self::Conflict)
@@ -242,15 +254,7 @@ impl Handled {
                 "batch {} ingested: {} accepted, {} rejected",
                 report.batch_id, report.accepted, report.rejected
             ),
-            (None, Some(Failure::Undecodable(reason))) => {
-                format!("undecodable batch message: {reason}")
-            }
-            (None, Some(Failure::Conflict)) => {
-                "batch_id was already used for different records".to_owned()
-            }
-            (None, Some(Failure::Store(err) | Failure::Outage(err))) => format!("failed: {err}"),
-            (None, Some(Failure::Abandoned)) => "abandoned by an earlier consumer".to_owned(),
-            (None, Some(Failure::FoundPoisoned)) => "found in the poison queue".to_owned(),
+            (None, Some(failure)) => failure.why(),
             (None, None) => "nothing happened".to_owned(),
         }
     }
@@ -412,15 +416,7 @@ impl Lifecycle {
                 "store unavailable: the batch goes back on the queue (not counted toward poisoning); receiving pauses until the store answers");
             }
             Some(failure) => {
-                let why = match failure {
-                    Failure::Undecodable(reason) => format!("undecodable batch message: {reason}"),
-                    Failure::Conflict => "batch_id already used for different records".to_owned(),
-                    Failure::Store(err) => format!("batch not ingested: {err}"),
-                    Failure::FoundPoisoned => "found in the poison queue".to_owned(),
-                    Failure::Outage(_) | Failure::Abandoned => {
-                        unreachable!("logged by the arms above")
-                    }
-                };
+                let why = failure.why();
                 if verdict == Verdict::Poison {
                     tracing::warn!(%batch_id, message_id, dequeue_count, max_dequeue_count, why,
                         "last attempt failed: the message goes to the poison queue");
