@@ -212,3 +212,74 @@ async fn a_flipped_byte_refuses_the_start_until_salvage_keeps_every_other_record
     assert_eq!(busy.status.code(), Some(1), "salvage refuses: {stderr}");
     assert!(stderr.contains("stop the service"), "{stderr}");
 }
+
+/// The closed journal segment (left when the process dies after the writer closed a segment and
+/// before redb held it durably) is the journal's older half: damage in it refuses the start like
+/// damage in the journal, `store check` and `store salvage` name it, and once salvaged the
+/// service replays it, serves every record but the damaged frame's, and deletes it.
+#[tokio::test]
+async fn damage_in_the_closed_segment_is_found_salvaged_and_replayed() {
+    let mut app = App::standalone().await;
+    let client = reqwest::Client::new();
+    let acked = acknowledge(&app, &client).await;
+    app.kill_hard();
+    // The state a kill leaves right after the writer's roll: everything in the closed segment,
+    // an empty journal beside it.
+    let closed = app.data_dir.join("mediflow.journal.closed");
+    std::fs::rename(app.data_dir.join("mediflow.journal"), &closed).expect("roll");
+    std::fs::write(app.data_dir.join("mediflow.journal"), b"").expect("new segment");
+    let (hit, frames, journal) = flip_the_middle_byte(&closed);
+    let lost: Vec<String> = if hit.tag == 1 {
+        vec![uuid::Uuid::from_u128(hit.key).to_string()]
+    } else {
+        Vec::new()
+    };
+
+    let refused = run(&app.data_dir, &[]).await;
+    let stderr = refused.stderr.join("\n");
+    assert!(
+        !refused.status.success(),
+        "damage refuses the start: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("damaged at byte {}", hit.start)),
+        "the error names the offset {}: {stderr}",
+        hit.start
+    );
+    assert_eq!(std::fs::read(&closed).expect("closed"), journal);
+
+    let check = run(&app.data_dir, &["store", "check"]).await;
+    let report = check.stdout.join("\n");
+    assert_eq!(check.status.code(), Some(1), "check: damaged: {report}");
+    assert!(
+        report.contains(&format!("journal: {}", closed.display()))
+            && report.contains(&format!("damaged: offset {} length", hit.start)),
+        "check names the closed segment and its region: {report}"
+    );
+
+    let salvage = run(&app.data_dir, &["store", "salvage"]).await;
+    let report = [salvage.stdout.join("\n"), salvage.stderr.join("\n")].join("\n");
+    assert_eq!(salvage.status.code(), Some(0), "salvage: {report}");
+    assert!(
+        report.contains(&format!("kept frames: {}", frames - 1)),
+        "every frame of the closed segment but the damaged one kept: {report}"
+    );
+    let aside: Vec<_> = std::fs::read_dir(&app.data_dir)
+        .expect("data dir")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("mediflow.journal.closed.damaged-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "the closed segment copied aside once");
+
+    let app = app.restart().await;
+    assert_eq!(
+        missing(&app, &client, &acked).await,
+        lost,
+        "only the damaged frame's record is lost"
+    );
+    assert!(!closed.exists(), "replayed, the closed segment is deleted");
+}

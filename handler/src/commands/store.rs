@@ -2,6 +2,9 @@
 //! `MEDIFLOW_DATA_DIR` (same environment as the service), for an operator after the service
 //! refused to start on a damaged journal (docs/adr/0006-durable-write-path.md).
 //!
+//! Both read the closed journal segment too when one is still there (`mediflow.journal.closed`,
+//! left when the service stopped before redb held it durably), before the journal.
+//!
 //! `check` reads the journal and changes nothing: exit 0 when it is clean or ends in a torn tail
 //! (which the service cuts on its own), 1 when it is damaged, 2 when it cannot be read.
 //! `salvage` takes the store's lock (it opens `mediflow.redb`, which redb lets one process hold,
@@ -18,7 +21,7 @@ use clap::Subcommand;
 
 use crate::config::{Config, StoreConfig};
 use crate::store::embedded::journal::{self, Salvaged, Scan};
-use crate::store::embedded::{CACHE_BYTES, DATABASE_FILE, JOURNAL_FILE};
+use crate::store::embedded::{CACHE_BYTES, CLOSED_JOURNAL_FILE, DATABASE_FILE, JOURNAL_FILE};
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
@@ -39,7 +42,7 @@ impl StoreCommand {
         };
         let outcome = match self {
             Self::Check => check(data_dir).map(|report| {
-                let code = if report.scan.is_damaged() {
+                let code = if report.is_damaged() {
                     ExitCode::FAILURE
                 } else {
                     ExitCode::SUCCESS
@@ -94,35 +97,81 @@ impl StoreCommandError {
     }
 }
 
-/// What `handler store check` found.
+/// What `handler store check` found: the closed journal segment when one is still there (the
+/// service stopped before redb held it durably), then the journal.
 #[derive(Debug)]
 pub struct CheckReport {
+    pub segments: Vec<SegmentCheck>,
+}
+
+/// One journal file and what its scan found.
+#[derive(Debug)]
+pub struct SegmentCheck {
     pub journal: PathBuf,
     pub scan: Scan,
+}
+
+impl CheckReport {
+    /// Whether any segment is damaged (the service will not start on it).
+    pub fn is_damaged(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|segment| segment.scan.is_damaged())
+    }
+}
+
+/// The journal files of `data_dir`, in replay order: the closed segment if it is there, then the
+/// journal.
+fn segments(data_dir: &Path) -> Result<Vec<PathBuf>, StoreCommandError> {
+    let closed = data_dir.join(CLOSED_JOURNAL_FILE);
+    let there = closed
+        .try_exists()
+        .map_err(|source| StoreCommandError::Read {
+            path: closed.clone(),
+            source,
+        })?;
+    Ok(there
+        .then_some(closed)
+        .into_iter()
+        .chain([data_dir.join(JOURNAL_FILE)])
+        .collect())
 }
 
 /// Scans the journal in `data_dir` without changing anything. A data folder without a journal
 /// is clean (the service creates it); a data folder that does not exist is an error (a wrong
 /// `MEDIFLOW_DATA_DIR`).
 pub fn check(data_dir: &Path) -> Result<CheckReport, StoreCommandError> {
-    let journal = data_dir.join(JOURNAL_FILE);
-    let read_error = |source| StoreCommandError::Read {
-        path: journal.clone(),
+    std::fs::metadata(data_dir).map_err(|source| StoreCommandError::Read {
+        path: data_dir.join(JOURNAL_FILE),
         source,
-    };
-    std::fs::metadata(data_dir).map_err(read_error)?;
-    let contents = match std::fs::read(&journal) {
-        Ok(contents) => contents,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(read_error(e)),
-    };
-    Ok(CheckReport {
-        scan: Scan::of(&contents),
-        journal,
-    })
+    })?;
+    let mut checked = Vec::new();
+    for journal in segments(data_dir)? {
+        let contents = match std::fs::read(&journal) {
+            Ok(contents) => contents,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(StoreCommandError::Read {
+                    path: journal,
+                    source,
+                });
+            }
+        };
+        checked.push(SegmentCheck {
+            scan: Scan::of(&contents),
+            journal,
+        });
+    }
+    Ok(CheckReport { segments: checked })
 }
 
 impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.segments.iter().try_for_each(|segment| segment.fmt(f))
+    }
+}
+
+impl fmt::Display for SegmentCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scan = &self.scan;
         writeln!(f, "journal: {}", self.journal.display())?;
@@ -161,14 +210,20 @@ fn write_regions(f: &mut fmt::Formatter<'_>, scan: &Scan) -> fmt::Result {
     Ok(())
 }
 
-/// What `handler store salvage` did.
+/// What `handler store salvage` did, per journal file (the closed segment first, when there).
 #[derive(Debug)]
 pub struct SalvageReport {
+    pub segments: Vec<SegmentSalvage>,
+}
+
+/// One journal file and what salvaging it did.
+#[derive(Debug)]
+pub struct SegmentSalvage {
     pub journal: PathBuf,
     pub salvaged: Salvaged,
 }
 
-/// Holds the store's lock, then salvages the journal in `data_dir` ([`journal::salvage`]).
+/// Holds the store's lock, then salvages each journal file in `data_dir` ([`journal::salvage`]).
 pub fn salvage(data_dir: &Path) -> Result<SalvageReport, StoreCommandError> {
     let journal = data_dir.join(JOURNAL_FILE);
     std::fs::metadata(&journal).map_err(|source| StoreCommandError::Read {
@@ -185,17 +240,35 @@ pub fn salvage(data_dir: &Path) -> Result<SalvageReport, StoreCommandError> {
             path: database,
             source: e.into(),
         })?;
-    let aside = data_dir.join(format!("{JOURNAL_FILE}.damaged-{}", utc_stamp()));
-    let salvaged =
-        journal::salvage(&journal, &aside).map_err(|source| StoreCommandError::Salvage {
-            path: journal.clone(),
-            source,
-        })?;
+    let stamp = utc_stamp();
+    let mut salvaged = Vec::new();
+    for journal in segments(data_dir)? {
+        let name = journal.file_name().map_or_else(
+            || JOURNAL_FILE.into(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        let aside = data_dir.join(format!("{name}.damaged-{stamp}"));
+        let done =
+            journal::salvage(&journal, &aside).map_err(|source| StoreCommandError::Salvage {
+                path: journal.clone(),
+                source,
+            })?;
+        salvaged.push(SegmentSalvage {
+            journal,
+            salvaged: done,
+        });
+    }
     drop(lock);
-    Ok(SalvageReport { journal, salvaged })
+    Ok(SalvageReport { segments: salvaged })
 }
 
 impl fmt::Display for SalvageReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.segments.iter().try_for_each(|segment| segment.fmt(f))
+    }
+}
+
+impl fmt::Display for SegmentSalvage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scan = &self.salvaged.scan;
         writeln!(f, "journal: {}", self.journal.display())?;

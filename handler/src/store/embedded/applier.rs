@@ -1,8 +1,10 @@
 //! The embedded store's applier thread: it commits the groups the writer has journaled to redb,
 //! as many as are waiting in one transaction, without `fdatasync` (the journal has them) except
-//! once per [`DURABLE_EVERY_BYTES`] and before the writer empties the journal, then drops them
-//! from the pending map. [`commit_puts`] is also how the journal is replayed at open.
+//! for the commit holding a group that closed a journal segment: that one is durable, and then
+//! the closed segment is deleted. Then it drops the groups from the pending map. [`commit_puts`]
+//! is also how the journal is replayed at open.
 
+use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 
 use redb::Database;
@@ -14,10 +16,6 @@ use super::site_index::{self, IndexKey};
 use super::tables::{AUDIT, AUDIT_BY_RECORD, BATCHES, RECORDS, unavailable};
 use crate::store::StoreError;
 
-/// Bytes the applier commits without `fdatasync` (`Durability::None`: the journal holds them)
-/// before one commit is made durable anyway. The journal is emptied only after a durable commit.
-pub(super) const DURABLE_EVERY_BYTES: usize = 8 * 1024 * 1024;
-
 /// Most journal groups folded into one redb commit by the applier.
 pub(super) const MAX_APPLY_GROUPS: usize = 1024;
 
@@ -25,15 +23,19 @@ pub(super) const MAX_APPLY_GROUPS: usize = 1024;
 pub(super) struct JournaledGroup {
     pub(super) seq: u64,
     pub(super) puts: Vec<Put>,
-    /// The writer will empty the journal: the commit holding this group must be durable.
-    pub(super) checkpoint: bool,
+    /// The last group of a journal segment the writer has closed: the commit holding it is made
+    /// durable, then the closed segment is deleted.
+    pub(super) closes_segment: bool,
 }
 
 /// The applier thread: commit journaled groups to redb (as many as are waiting, in one durable
 /// transaction), then drop them from the pending map.
-pub(super) fn run_applier(engine: &Engine, queue: &std_mpsc::Receiver<JournaledGroup>) {
+pub(super) fn run_applier(
+    engine: &Engine,
+    queue: &std_mpsc::Receiver<JournaledGroup>,
+    closed_segment: &Path,
+) {
     let _latch = LatchOnPanic(engine, "the store applier thread stopped");
-    let mut since_durable = 0_usize;
     while let Ok(first) = queue.recv() {
         let mut groups = vec![first];
         while groups.len() < MAX_APPLY_GROUPS {
@@ -42,19 +44,17 @@ pub(super) fn run_applier(engine: &Engine, queue: &std_mpsc::Receiver<JournaledG
                 Err(_) => break,
             }
         }
-        let bytes: usize = groups
-            .iter()
-            .flat_map(|g| &g.puts)
-            .map(|put| put.value.len())
-            .sum();
-        since_durable += bytes;
-        let durable =
-            since_durable >= DURABLE_EVERY_BYTES || groups.iter().any(|group| group.checkpoint);
+        let durable = groups.iter().any(|group| group.closes_segment);
         if let Err(e) = commit_puts(&engine.db, groups.iter().flat_map(|g| &g.puts), durable) {
             // The puts stay in the journal (replayed on the next open) and in the pending map.
             engine.latch(format!(
                 "applying the journal to the embedded store failed: {e}"
             ));
+            return;
+        }
+        // Everything the closed segment holds is durable in redb now: it may go.
+        if durable && let Err(e) = delete_closed(closed_segment) {
+            engine.latch(format!("deleting the closed journal segment failed: {e}"));
             return;
         }
         let mut ledger = engine.ledger();
@@ -74,11 +74,21 @@ pub(super) fn run_applier(engine: &Engine, queue: &std_mpsc::Receiver<JournaledG
         }
         if durable {
             ledger.durable = ledger.applied;
-            since_durable = 0;
+            ledger.closed_segment = None;
         }
         drop(ledger);
         engine.progress.notify_all();
     }
+}
+
+/// Deletes the closed journal segment and makes its deletion durable.
+pub(super) fn delete_closed(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    path.parent().map_or(Ok(()), super::journal::sync_dir)
 }
 
 /// Commits `puts` to redb in one durable transaction, each record with its by-site index entry.

@@ -35,8 +35,11 @@ pub(super) struct Ledger {
     pub(super) pending_bytes: usize,
     /// The last group the applier committed to redb.
     pub(super) applied: u64,
-    /// The last group redb holds durably (the journal may be emptied up to it).
+    /// The last group redb holds durably.
     pub(super) durable: u64,
+    /// The last group of the closed journal segment, while it is still on disk (until the
+    /// applier's durable commit holds it and the applier has deleted it).
+    pub(super) closed_segment: Option<u64>,
     /// The last group acknowledged to its callers.
     pub(super) acknowledged: u64,
     /// The first journal or redb failure; latched for the life of the process.

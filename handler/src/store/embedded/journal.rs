@@ -81,6 +81,7 @@ pub struct Put {
 #[derive(Debug)]
 pub struct Journal {
     file: File,
+    path: PathBuf,
     len: u64,
     buffer: Vec<u8>,
 }
@@ -248,6 +249,7 @@ impl Journal {
         }
         let journal = Self {
             file,
+            path: path.to_owned(),
             len: valid,
             buffer: Vec::new(),
         };
@@ -278,6 +280,34 @@ impl Journal {
     pub fn reset(&mut self) -> std::io::Result<()> {
         self.file.set_len(0)?;
         self.file.sync_all()?;
+        self.len = 0;
+        Ok(())
+    }
+
+    /// Closes this segment without waiting for anything: the file is renamed to `closed` (which
+    /// must not exist) and appends go on in a new, empty file at the journal's path. The closed
+    /// segment stays until everything in it is durable elsewhere; then its owner deletes it.
+    /// Whatever happens in between, the journal's directory holds every acknowledged put: a crash
+    /// after the rename and before the new file leaves the closed segment alone, which the next
+    /// open replays.
+    pub fn roll(&mut self, closed: &Path) -> std::io::Result<()> {
+        // A rename replaces its target: a closed segment still there must never be lost so.
+        if closed.try_exists()? {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} is still there", closed.display()),
+            ));
+        }
+        std::fs::rename(&self.path, closed)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&self.path)?;
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir)?;
+        }
+        self.file = file;
         self.len = 0;
         Ok(())
     }
@@ -388,7 +418,7 @@ fn write_durably(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
 }
 
 /// Makes the directory's entries (a new file, a rename) durable.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -659,6 +689,35 @@ mod tests {
         assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(&aside).expect("aside"), b"an earlier copy");
         assert_eq!(std::fs::read(&path).expect("journal"), bytes);
+    }
+
+    #[test]
+    fn a_roll_keeps_the_closed_segment_and_appends_to_a_new_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, closed) = (
+            dir.path().join("journal"),
+            dir.path().join("journal.closed"),
+        );
+        let (mut journal, _) = Journal::open(&path).expect("open");
+        journal.append(&[put(1), put(2)]).expect("append");
+        journal.roll(&closed).expect("roll");
+        assert_eq!(journal.len(), 0);
+        journal.append(&[put(3)]).expect("append");
+        drop(journal);
+        assert_eq!(reopen(&closed).puts, vec![put(1), put(2)]);
+        assert_eq!(reopen(&path).puts, vec![put(3)]);
+        // A second roll while the closed segment is still there is refused, not an overwrite.
+        let (mut journal, _) = Journal::open(&path).expect("open");
+        let err = journal
+            .roll(&closed)
+            .expect_err("the closed segment is still there");
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(reopen(&closed).puts, vec![put(1), put(2)]);
+        journal
+            .append(&[put(4)])
+            .expect("append after a refused roll");
+        drop(journal);
+        assert_eq!(reopen(&path).puts, vec![put(3), put(4)]);
     }
 
     #[test]

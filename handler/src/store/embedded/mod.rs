@@ -6,10 +6,12 @@
 //! appends the resulting puts to the journal and `fdatasync`s once for the whole group; only then
 //! does any caller hear back, so every acknowledged write is on the device. The puts then sit in
 //! an in-memory pending map (reads see them at once) until the applier thread has committed them
-//! to redb in the background, without `fdatasync` (`Durability::None`: the journal has them) except
-//! once per [`applier::DURABLE_EVERY_BYTES`] and before the journal is emptied. On open, the
-//! journal is replayed into redb (a torn tail, from a write that was never acknowledged, is cut)
-//! and emptied. A journal with valid entries after a bad one is damage, not a torn tail: the open
+//! to redb in the background, without `fdatasync` (`Durability::None`: the journal has them). The
+//! journal is kept in segments: past [`writer::JOURNAL_ROLL_BYTES`] the writer renames it to
+//! [`CLOSED_JOURNAL_FILE`] and goes on in a new file without waiting; the applier makes the commit
+//! holding the closed segment's last group durable, then deletes the segment. On open, the closed
+//! segment (if any) and the journal are replayed into redb in that order (a torn tail, from a write
+//! that was never acknowledged, is cut) and emptied. A journal with valid entries after a bad one is damage, not a torn tail: the open
 //! fails with [`StoreError::Corrupt`] naming the offset, the file is left as found, and the
 //! operator runs `handler store check` / `handler store salvage` (`crate::commands::store`).
 //! Reads: the pending map, then redb's MVCC read transactions; they never wait for the writer.
@@ -45,7 +47,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
-use self::applier::{MAX_APPLY_GROUPS, commit_puts, run_applier};
+use self::applier::{MAX_APPLY_GROUPS, commit_puts, delete_closed, run_applier};
 use self::audit::chain_head;
 use self::engine::Engine;
 use self::journal::{Journal, OpenError, Table};
@@ -63,6 +65,8 @@ pub const DATABASE_FILE: &str = "mediflow.redb";
 
 /// The journal in the data folder.
 pub const JOURNAL_FILE: &str = "mediflow.journal";
+/// The journal segment the writer closed last, while redb does not yet hold it durably.
+pub const CLOSED_JOURNAL_FILE: &str = "mediflow.journal.closed";
 
 /// redb's page cache. Its default (1 GiB) would outgrow a pod's memory limit as data grows; reads
 /// beyond the cache go to the OS page cache, which the kernel can reclaim.
@@ -125,24 +129,36 @@ impl EmbeddedStore {
             |e: std::io::Error| StoreError::unavailable(format!("cannot replay the journal: {e}"));
         // Damage is not a passing failure: it is reported as corruption (never retried) and the
         // journal is left as found, for `handler store check` and `handler store salvage`.
-        let (mut journal, replay) =
-            Journal::open(&dir.join(JOURNAL_FILE)).map_err(|e| match e {
+        let open_segment = |path: &Path| {
+            Journal::open(path).map_err(|e| match e {
                 OpenError::Io(e) => journal_error(e),
                 OpenError::Damaged(damage) => StoreError::Corrupt(damage.to_string()),
-            })?;
-        if replay.torn_bytes > 0 {
+            })
+        };
+        // A closed segment still there (the process stopped before redb held it durably) holds
+        // older puts than the journal: it is replayed first.
+        let closed_path = dir.join(CLOSED_JOURNAL_FILE);
+        // Only its replay is kept: the file is deleted below, never appended to.
+        let closed = if closed_path.try_exists().map_err(journal_error)? {
+            Some(open_segment(&closed_path)?.1)
+        } else {
+            None
+        };
+        let (mut journal, replay) = open_segment(&dir.join(JOURNAL_FILE))?;
+        let segments = closed.iter().chain([&replay]);
+        let torn_bytes: u64 = segments.clone().map(|r| r.torn_bytes).sum();
+        if torn_bytes > 0 {
             tracing::warn!(
-                torn_bytes = replay.torn_bytes,
+                torn_bytes,
                 "journal ended in a torn entry (a write never acknowledged); cut"
             );
         }
-        if !replay.puts.is_empty() {
-            commit_puts(&db, replay.puts.iter(), true)?;
-            tracing::info!(
-                puts = replay.puts.len(),
-                "journal replayed into the embedded store"
-            );
+        let puts: usize = segments.clone().map(|r| r.puts.len()).sum();
+        if puts > 0 {
+            commit_puts(&db, segments.flat_map(|r| r.puts.iter()), true)?;
+            tracing::info!(puts, "journal replayed into the embedded store");
         }
+        delete_closed(&closed_path).map_err(journal_error)?;
         if journal.len() > 0 {
             journal.reset().map_err(journal_error)?;
         }
@@ -155,14 +171,24 @@ impl EmbeddedStore {
             StoreError::unavailable(format!("cannot start a store thread: {e}"))
         };
         let applier_engine = Arc::clone(&engine);
+        let applier_closed = closed_path.clone();
         let applier = std::thread::Builder::new()
             .name("store-applier".into())
-            .spawn(move || run_applier(&applier_engine, &applier_queue))
+            .spawn(move || run_applier(&applier_engine, &applier_queue, &applier_closed))
             .map_err(spawn_error)?;
         let writer_engine = Arc::clone(&engine);
         let writer_thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run_writer(&writer_engine, journal, head, &queue, &to_applier))
+            .spawn(move || {
+                run_writer(
+                    &writer_engine,
+                    journal,
+                    head,
+                    &queue,
+                    &to_applier,
+                    &closed_path,
+                );
+            })
             .map_err(spawn_error)?;
         Ok(Self {
             engine,
@@ -532,6 +558,102 @@ pub(super) mod tests {
             within(store.get(acknowledged.id)).await.expect("get"),
             Some(acknowledged)
         );
+    }
+
+    /// A closed segment is still there when the process stops before redb holds it durably. The
+    /// next open replays it before the journal (whose puts are newer) and deletes it.
+    #[tokio::test]
+    async fn a_closed_segment_left_behind_is_replayed_before_the_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = record("first version");
+        let mut second = first.clone();
+        second.fields.notes = crate::domain::record::Notes::parse("second version").expect("notes");
+        let other = record("only in the closed segment");
+        let put_of = |r: &Record| Put {
+            table: Table::Records,
+            key: r.id.as_uuid().as_u128(),
+            value: encode(r).expect("encode"),
+            index: None,
+            audited: None,
+        };
+        let (path, closed) = (
+            dir.path().join(JOURNAL_FILE),
+            dir.path().join(CLOSED_JOURNAL_FILE),
+        );
+        let (mut journal, _) = Journal::open(&path).expect("journal");
+        journal
+            .append(&[put_of(&first), put_of(&other)])
+            .expect("append");
+        journal.roll(&closed).expect("roll");
+        journal.append(&[put_of(&second)]).expect("append");
+        drop(journal);
+
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        assert_eq!(
+            within(store.get(first.id)).await.expect("get"),
+            Some(second.clone())
+        );
+        assert_eq!(
+            within(store.get(other.id)).await.expect("get"),
+            Some(other.clone())
+        );
+        assert!(
+            !closed.exists(),
+            "the closed segment is deleted once replayed"
+        );
+        assert_eq!(std::fs::metadata(&path).expect("journal").len(), 0);
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        assert_eq!(
+            within(store.get(first.id)).await.expect("get"),
+            Some(second)
+        );
+        assert_eq!(within(store.get(other.id)).await.expect("get"), Some(other));
+    }
+
+    /// Past its size limit the journal is closed and a new segment begun while writes go on; once
+    /// redb holds the closed segment durably it is deleted, and every write survives a reopen.
+    #[tokio::test]
+    async fn the_journal_rolls_past_its_limit_and_the_closed_segment_is_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let value = Bytes::from(vec![b'x'; 1024 * 1024]);
+        let writes =
+            usize::try_from(writer::JOURNAL_ROLL_BYTES / (1024 * 1024)).expect("small") + 2;
+        for key in 1..=writes {
+            let (done, outcome) = oneshot::channel();
+            let key = u128::try_from(key).expect("small");
+            store
+                .enqueue(Write::PutBatch(key, value.clone(), done))
+                .expect("enqueue");
+            within(outcome).await.expect("answered").expect("stored");
+        }
+        let (journal, closed) = (
+            dir.path().join(JOURNAL_FILE),
+            dir.path().join(CLOSED_JOURNAL_FILE),
+        );
+        let rolled = std::fs::metadata(&journal).expect("journal").len();
+        assert!(
+            rolled < writer::JOURNAL_ROLL_BYTES,
+            "the journal holds {rolled} bytes after {writes} MiB: it never rolled"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while closed.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the closed segment stayed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        for key in 1..=writes {
+            let key = u128::try_from(key).expect("small");
+            assert_eq!(
+                store.read(Table::Batches, key).expect("read"),
+                Some(value.clone())
+            );
+        }
     }
 
     /// Halfway into the second entry: its frame is whole, its payload is not.

@@ -5,6 +5,7 @@
 //! the callers and hands the group to the applier.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 
 use bytes::Bytes;
@@ -24,8 +25,9 @@ use crate::store::StoreError;
 /// Most writes folded into one journal append (one `fdatasync`).
 pub(super) const MAX_GROUP: usize = 256;
 
-/// Journal size beyond which the writer, once redb holds everything in it, empties it.
-const JOURNAL_RESET_BYTES: u64 = 16 * 1024 * 1024;
+/// Journal size beyond which the writer closes its segment (and goes on in a new one), unless the
+/// segment it closed before is still there (the applier deletes it once redb holds it durably).
+pub(super) const JOURNAL_ROLL_BYTES: u64 = 16 * 1024 * 1024;
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -177,6 +179,7 @@ pub(super) fn run_writer(
     mut head: ChainHead,
     queue: &std_mpsc::Receiver<Write>,
     applier: &std_mpsc::SyncSender<JournaledGroup>,
+    closed: &Path,
 ) {
     let _latch = LatchOnPanic(engine, "the store writer thread stopped");
     let mut seq = 0;
@@ -191,15 +194,22 @@ pub(super) fn run_writer(
         #[cfg(feature = "fault-injection")]
         crate::fault::writer_group_committing();
         seq += 1;
-        write_group(engine, &mut journal, &mut head, applier, seq, group);
+        let to = Segments { applier, closed };
+        write_group(engine, &mut journal, &mut head, &to, seq, group);
     }
+}
+
+/// Where a journaled group goes next: the applier, and the path a closed segment takes.
+struct Segments<'a> {
+    applier: &'a std_mpsc::SyncSender<JournaledGroup>,
+    closed: &'a Path,
 }
 
 fn write_group(
     engine: &Engine,
     journal: &mut Journal,
     head: &mut ChainHead,
-    applier: &std_mpsc::SyncSender<JournaledGroup>,
+    to: &Segments<'_>,
     seq: u64,
     group: Vec<Write>,
 ) {
@@ -247,29 +257,28 @@ fn write_group(
     }
     // On the device and visible to reads: acknowledge.
     replies.into_iter().for_each(HeldReply::send);
-    let checkpoint = journal.len() > JOURNAL_RESET_BYTES;
-    if applier
+    // A full segment is closed without waiting for redb: the applier makes the commit holding it
+    // durable and deletes it, while appends go on in the new segment. Only when the segment closed
+    // before is still there (redb is that far behind) does this one grow past the limit.
+    let closes_segment =
+        journal.len() > JOURNAL_ROLL_BYTES && engine.ledger().closed_segment.is_none();
+    if closes_segment {
+        if let Err(e) = journal.roll(to.closed) {
+            engine.latch(format!("closing the journal segment failed: {e}"));
+            return;
+        }
+        engine.ledger().closed_segment = Some(seq);
+    }
+    if to
+        .applier
         .send(JournaledGroup {
             seq,
             puts,
-            checkpoint,
+            closes_segment,
         })
         .is_err()
     {
         engine.latch("the store applier thread stopped".to_owned());
-        return;
-    }
-    if checkpoint {
-        let emptied = engine
-            .wait_until(|ledger| ledger.durable >= seq)
-            .and_then(|()| {
-                journal
-                    .reset()
-                    .map_err(|e| format!("journal reset failed: {e}"))
-            });
-        if let Err(reason) = emptied {
-            engine.latch(reason);
-        }
     }
 }
 
