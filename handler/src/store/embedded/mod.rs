@@ -47,7 +47,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
-use self::applier::{MAX_APPLY_GROUPS, commit_puts, delete_closed, run_applier};
+use self::applier::{ApplierFiles, MAX_APPLY_GROUPS, commit_puts, delete_closed, run_applier};
 use self::audit::chain_head;
 use self::engine::Engine;
 use self::journal::{Journal, OpenError, Table};
@@ -171,10 +171,15 @@ impl EmbeddedStore {
             StoreError::unavailable(format!("cannot start a store thread: {e}"))
         };
         let applier_engine = Arc::clone(&engine);
-        let applier_closed = closed_path.clone();
+        let applier_files = ApplierFiles {
+            closed_segment: closed_path.clone(),
+            database: std::fs::File::open(dir.join(DATABASE_FILE)).map_err(|e| {
+                StoreError::unavailable(format!("cannot open the embedded store's file: {e}"))
+            })?,
+        };
         let applier = std::thread::Builder::new()
             .name("store-applier".into())
-            .spawn(move || run_applier(&applier_engine, &applier_queue, &applier_closed))
+            .spawn(move || run_applier(&applier_engine, &applier_queue, &applier_files))
             .map_err(spawn_error)?;
         let writer_engine = Arc::clone(&engine);
         let writer_thread = std::thread::Builder::new()
