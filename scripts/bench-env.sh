@@ -34,3 +34,7 @@ bench_executable() {
   cargo "$@" --message-format=json \
     | sed -n 's/.*"name":"in_process".*"executable":"\([^"]*\)".*/\1/p' | tail -n 1
 }
+
+# The malloc settings of the standalone image (the Dockerfile's ENV), so the service is measured as
+# it runs there.
+image_malloc_tunables=$(sed -n 's/^ *GLIBC_TUNABLES=\([^ ]*\).*/\1/p' Dockerfile)

@@ -53,7 +53,7 @@ start() { # target
       # service@PATH: another build of the handler (a before/after comparison in one run).
       local bin="$target_dir/release/handler"
       [[ "$target" == service@* ]] && bin="${target#service@}"
-      env -u RUST_LOG MEDIFLOW_ADDR=127.0.0.1:0 MEDIFLOW_DATA_DIR="$scratch/data" LOG_FORMAT=json \
+      env -u RUST_LOG GLIBC_TUNABLES="$image_malloc_tunables" MEDIFLOW_ADDR=127.0.0.1:0 MEDIFLOW_DATA_DIR="$scratch/data" LOG_FORMAT=json \
         MEDIFLOW_API_KEYS_FILE="$scratch/keys" taskset -c 1 "$bin" >"$scratch/out" 2>&1 &
       ;;
     floor) taskset -c 1 "$target_dir/release/floor" 127.0.0.1:0 >"$scratch/out" 2>&1 & ;;

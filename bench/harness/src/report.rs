@@ -167,9 +167,10 @@ impl Report<'_> {
             out,
             "| measure | floor | durable floor | service | service / reference (**bold**) |\n| --- | ---: | ---: | ---: | ---: |"
         );
-        let quantiles: [(&str, Figure); 2] = [
+        let quantiles: [(&str, Figure); 3] = [
             ("p50", |p| p.p50_us / 1000.0),
             ("p99", |p| p.p99_us / 1000.0),
+            ("p99.9", |p| p.p999_us / 1000.0),
         ];
         for (figures, paced) in [(self.saturated, false), (self.paced, true)] {
             let [floor, durable, service] = figures;

@@ -59,11 +59,23 @@ impl Binaries {
 
 /// The service's settings: port 0, `data` as its store, auth on with `key_file`, JSON logs.
 pub fn service_env(command: &mut Command, data: &Path, key_file: &Path) {
+    if let Some(tunables) = image_malloc_tunables() {
+        command.env("GLIBC_TUNABLES", tunables);
+    }
     command
         .env("MEDIFLOW_ADDR", "127.0.0.1:0")
         .env("MEDIFLOW_DATA_DIR", data)
         .env("MEDIFLOW_API_KEYS_FILE", key_file)
         .env("LOG_FORMAT", "json");
+}
+
+/// The `GLIBC_TUNABLES` the standalone image sets (the Dockerfile's `ENV`), so the service is
+/// measured with the malloc settings it runs with.
+pub fn image_malloc_tunables() -> Option<&'static str> {
+    include_str!("../../../Dockerfile")
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("GLIBC_TUNABLES="))
+        .map(|value| value.trim_end_matches('\\').trim())
 }
 
 /// `program`, pinned to `cpu` with taskset when given, with none of the caller's service, Functions
@@ -177,5 +189,17 @@ impl Server {
                 .ok_or_else(|| format!("no {name} in /proc status"))
         };
         Ok((field("VmHWM:")?, field("VmRSS:")?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The bench measures the service with the image's malloc settings: losing the Dockerfile's
+    /// line (or its format) would silently measure another configuration.
+    #[test]
+    fn the_image_malloc_tunables_are_found_in_the_dockerfile() {
+        let tunables = super::image_malloc_tunables().expect("the Dockerfile sets GLIBC_TUNABLES");
+        assert!(tunables.starts_with("glibc.malloc."), "{tunables}");
+        assert!(!tunables.contains([' ', '\\']), "{tunables}");
     }
 }

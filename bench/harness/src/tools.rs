@@ -19,6 +19,7 @@ pub struct Phase {
     pub rps: f64,
     pub p50_us: f64,
     pub p99_us: f64,
+    pub p999_us: f64,
     pub answered: u64,
 }
 
@@ -57,11 +58,11 @@ pub fn oha(
         reason = "request counts are far below 2^52"
     )]
     let rps = answered as f64 / seconds;
-    let (p50_us, p99_us) = (quantile("p50")?, quantile("p99")?);
     Ok(Phase {
         rps,
-        p50_us,
-        p99_us,
+        p50_us: quantile("p50")?,
+        p99_us: quantile("p99")?,
+        p999_us: quantile("p99.9")?,
         answered,
     })
 }
