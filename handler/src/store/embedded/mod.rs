@@ -470,6 +470,17 @@ pub(super) mod tests {
         Record::new(RecordId::random(), fields)
     }
 
+    /// `r` as the journal holds a record put.
+    fn put_of(r: &Record) -> Put {
+        Put {
+            table: Table::Records,
+            key: r.id.as_uuid().as_u128(),
+            value: encode(r).expect("encode"),
+            index: None,
+            audited: None,
+        }
+    }
+
     /// Bounded in time: a store call that hangs fails the test instead of the suite.
     pub(super) async fn within<T>(call: impl std::future::Future<Output = T>) -> T {
         tokio::time::timeout(Duration::from_secs(10), call)
@@ -526,13 +537,6 @@ pub(super) mod tests {
     async fn open_replays_the_journal_and_ignores_a_torn_tail() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (acknowledged, torn) = (record("acknowledged"), record("torn"));
-        let put_of = |r: &Record| Put {
-            table: Table::Records,
-            key: r.id.as_uuid().as_u128(),
-            value: encode(r).expect("encode"),
-            index: None,
-            audited: None,
-        };
         let path = dir.path().join("mediflow.journal");
         let (mut journal, _) = Journal::open(&path).expect("journal");
         journal.append(&[put_of(&acknowledged)]).expect("append");
@@ -576,13 +580,6 @@ pub(super) mod tests {
         let mut second = first.clone();
         second.fields.notes = crate::domain::record::Notes::parse("second version").expect("notes");
         let other = record("only in the closed segment");
-        let put_of = |r: &Record| Put {
-            table: Table::Records,
-            key: r.id.as_uuid().as_u128(),
-            value: encode(r).expect("encode"),
-            index: None,
-            audited: None,
-        };
         let (path, closed) = (
             dir.path().join(JOURNAL_FILE),
             dir.path().join(CLOSED_JOURNAL_FILE),
