@@ -1,5 +1,5 @@
-# Sourced by the benchmark scripts (bench.sh, bench-cli.sh, profile.sh): where the build goes and
-# the measuring tools, each installed when missing.
+# Sourced by the benchmark scripts (bench.sh, bench-cli.sh, profile.sh, bench-paced.sh): where the
+# build goes, the measuring tools (each installed when missing), and how a target is started.
 #   $target_dir         cargo's target dir (honours CARGO_TARGET_DIR and .cargo/config)
 #   oha_path KIND       prints the path of oha $OHA_VERSION, built once with `cargo install
 #                       --locked` into $target_dir/tools/KIND (release: the full benchmark; debug: a
@@ -38,3 +38,36 @@ bench_executable() {
 # The malloc settings of the standalone image (the Dockerfile's ENV), so the service is measured as
 # it runs there.
 image_malloc_tunables=$(sed -n 's/^ *GLIBC_TUNABLES=\([^ ]*\).*/\1/p' Dockerfile)
+
+# The key the harness sends (bench/harness/src/servers.rs, API_KEY) and what every POST sends
+# (bench/harness/src/client.rs, RECORD_BODY).
+bench_key="bench-key-0123456789"
+record_body='{"site_id":"site001","trial_phase":"II","submission_date":"2025-03-15","status":"pending","patient_count":42,"notes":"Initial submission"}'
+
+# start_target TARGET SCRATCH: starts TARGET pinned to CPU 1 on port 0, its store in an empty
+# SCRATCH/data and auth on with SCRATCH/keys; sets $server (its pid) and $addr (the address its
+# start-up line names) once it answers /health. TARGET: service (this tree's release handler),
+# service@PATH (another handler binary, for a before/after in one run), floor, durable-floor.
+start_target() {
+  local target=$1 scratch=$2 bin="$target_dir/release/handler"
+  rm -rf "$scratch/data" && mkdir -p "$scratch/data"
+  printf '%s\n' "$bench_key" >"$scratch/keys"
+  case "$target" in
+    service|service@*)
+      [[ "$target" == service@* ]] && bin="${target#service@}"
+      env -u RUST_LOG GLIBC_TUNABLES="$image_malloc_tunables" MEDIFLOW_ADDR=127.0.0.1:0 MEDIFLOW_DATA_DIR="$scratch/data" LOG_FORMAT=json \
+        MEDIFLOW_API_KEYS_FILE="$scratch/keys" taskset -c 1 "$bin" >"$scratch/out" 2>&1 &
+      ;;
+    floor) taskset -c 1 "$target_dir/release/floor" 127.0.0.1:0 >"$scratch/out" 2>&1 & ;;
+    durable-floor) taskset -c 1 "$target_dir/release/floor" 127.0.0.1:0 "$scratch/data/journal" >"$scratch/out" 2>&1 & ;;
+    *) echo "unknown target $target" >&2; exit 2 ;;
+  esac
+  server=$!
+  for _ in $(seq 1 200); do
+    addr=$(sed -n 's/.*"http_addr":"\([^"]*\)".*/\1/p' "$scratch/out" | head -n 1)
+    [ -n "$addr" ] && curl -fsS "http://$addr/health" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "$target did not answer /health" >&2
+  exit 1
+}

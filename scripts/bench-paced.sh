@@ -23,10 +23,7 @@ cleanup() {
   rm -rf "$scratch"
 }
 trap cleanup EXIT
-key="bench-key-0123456789" # bench/harness/src/servers.rs, API_KEY
-printf '%s\n' "$key" >"$scratch/keys"
-body='{"site_id":"site001","trial_phase":"II","submission_date":"2025-03-15","status":"pending","patient_count":42,"notes":"Initial submission"}'
-load=(--no-tui --output-format json --worker-threads 1 -c 32 -z "${seconds}s" -H "x-api-key: $key")
+load=(--no-tui --output-format json --worker-threads 1 -c 32 -z "${seconds}s" -H "x-api-key: $bench_key")
 show() { # label phase report
   python3 - "$@" <<'PY'
 import json, sys
@@ -39,29 +36,11 @@ print(f"{label:<24} {phase:<11} {report['summary']['requestsPerSec']:>8.0f} req/
 PY
 }
 for target in "$@"; do
-  rm -rf "$scratch/data" "$scratch/urls" && mkdir -p "$scratch/data"
-  case "$target" in
-    service|service@*)
-      bin="$target_dir/release/handler"
-      [[ "$target" == service@* ]] && bin="${target#service@}"
-      env -u RUST_LOG GLIBC_TUNABLES="$image_malloc_tunables" MEDIFLOW_ADDR=127.0.0.1:0 MEDIFLOW_DATA_DIR="$scratch/data" LOG_FORMAT=json \
-        MEDIFLOW_API_KEYS_FILE="$scratch/keys" taskset -c 1 "$bin" >"$scratch/out" 2>&1 &
-      ;;
-    floor) taskset -c 1 "$target_dir/release/floor" 127.0.0.1:0 >"$scratch/out" 2>&1 & ;;
-    durable-floor) taskset -c 1 "$target_dir/release/floor" 127.0.0.1:0 "$scratch/data/journal" >"$scratch/out" 2>&1 & ;;
-    *) echo "unknown target $target" >&2; exit 2 ;;
-  esac
-  server=$!
-  addr=""
-  for _ in $(seq 1 200); do
-    addr=$(sed -n 's/.*"http_addr":"\([^"]*\)".*/\1/p' "$scratch/out" | head -n 1)
-    [ -n "$addr" ] && curl -fsS "http://$addr/health" >/dev/null 2>&1 && break
-    sleep 0.05
-  done
-  [ -n "$addr" ] || { echo "$target did not start" >&2; exit 1; }
+  rm -f "$scratch/urls"
+  start_target "$target" "$scratch"
   taskset -c 0 "$target_dir/release/harness" post --addr "$addr" --connections 32 \
     --duration-ms 2000 --urls "$scratch/urls" >/dev/null
-  post=(-m POST -T application/json -d "$body" "http://$addr/records")
+  post=(-m POST -T application/json -d "$record_body" "http://$addr/records")
   taskset -c 0 "$oha" "${load[@]}" "${post[@]}" >"$scratch/r.json"
   show "$target" "POST sat" "$scratch/r.json"
   taskset -c 0 "$oha" "${load[@]}" -q "$post_rate" --latency-correction "${post[@]}" >"$scratch/r.json"

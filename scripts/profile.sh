@@ -40,53 +40,21 @@ cleanup() {
   rm -rf "$scratch"
 }
 trap cleanup EXIT
-# The key `harness load` sends (bench/harness/src/servers.rs, API_KEY).
-key="bench-key-0123456789"
-printf '%s\n' "$key" >"$scratch/keys"
-
-# Starts a target on port 0 and sets $server (its pid) and $addr (the address its start-up line names).
-start() { # target
-  local target=$1
-  rm -rf "$scratch/data" && mkdir -p "$scratch/data"
-  case "$target" in
-    service|service@*)
-      # service@PATH: another build of the handler (a before/after comparison in one run).
-      local bin="$target_dir/release/handler"
-      [[ "$target" == service@* ]] && bin="${target#service@}"
-      env -u RUST_LOG GLIBC_TUNABLES="$image_malloc_tunables" MEDIFLOW_ADDR=127.0.0.1:0 MEDIFLOW_DATA_DIR="$scratch/data" LOG_FORMAT=json \
-        MEDIFLOW_API_KEYS_FILE="$scratch/keys" taskset -c 1 "$bin" >"$scratch/out" 2>&1 &
-      ;;
-    floor) taskset -c 1 "$target_dir/release/floor" 127.0.0.1:0 >"$scratch/out" 2>&1 & ;;
-    durable-floor) taskset -c 1 "$target_dir/release/floor" 127.0.0.1:0 "$scratch/data/journal" >"$scratch/out" 2>&1 & ;;
-    *) echo "unknown target $target" >&2; exit 2 ;;
-  esac
-  server=$!
-  for _ in $(seq 1 200); do
-    addr=$(sed -n 's/.*"http_addr":"\([^"]*\)".*/\1/p' "$scratch/out" | head -n 1)
-    [ -n "$addr" ] && curl -fsS "http://$addr/health" >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "$target did not answer /health" >&2
-  exit 1
-}
-
 sample() { # target phase
   perf record -q -e cpu-clock -F 2999 -g -p "$server" -o "$out/$1.$2.data" -- sleep "$half" 2>/dev/null
   perf trace -s -p "$server" -o "$out/$1.$2.syscalls.txt" -- sleep "$(( half - 1 ))" 2>/dev/null || true
 }
 
 warmup_ms=2000
-# What every POST sends (bench/harness/src/client.rs, RECORD_BODY).
-body='{"site_id":"site001","trial_phase":"II","submission_date":"2025-03-15","status":"pending","patient_count":42,"notes":"Initial submission"}'
 for target in "${targets[@]}"; do
   name=${target//[^A-Za-z0-9_-]/_}
-  start "$target"
+  start_target "$target" "$scratch"
   # The warm-up's ids (harness post), then oha's POST and GET phases, all on CPU 0.
   (
-    load=(--no-tui --output-format json --worker-threads 1 -c 32 -z "${seconds}s" -H "x-api-key: $key")
+    load=(--no-tui --output-format json --worker-threads 1 -c 32 -z "${seconds}s" -H "x-api-key: $bench_key")
     taskset -c 0 "$target_dir/release/harness" post --addr "$addr" --connections 32 \
       --duration-ms "$warmup_ms" --urls "$scratch/urls" >/dev/null
-    taskset -c 0 "$oha" "${load[@]}" -m POST -T application/json -d "$body" "http://$addr/records" \
+    taskset -c 0 "$oha" "${load[@]}" -m POST -T application/json -d "$record_body" "http://$addr/records" \
       >"$out/$name.post.oha.json"
     taskset -c 0 "$oha" "${load[@]}" --urls-from-file "$scratch/urls" >"$out/$name.get.oha.json"
   ) &

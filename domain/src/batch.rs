@@ -167,9 +167,7 @@ impl BatchMessage {
             (Some(batch_id), Some(records)) if errors.is_empty() => {
                 // Hash a canonical form, not the client's spelling: keys sorted at every depth and
                 // the UUID in one case, so neither can make a redelivery look like another batch.
-                let canonical =
-                    sorted_keys(&json!({ "batch_id": batch_id, "records": records })).to_string();
-                let content_sha256 = hex(&Sha256::digest(canonical.as_bytes()));
+                let content_sha256 = hex(&Sha256::digest(canonical_json(batch_id, &records)));
                 Ok(Self {
                     batch_id,
                     records,
@@ -199,21 +197,58 @@ impl BatchMessage {
     }
 }
 
-/// `value` with the keys of every object, at every depth, in sorted order.
-fn sorted_keys(value: &Value) -> Value {
+/// The bytes `content_sha256` hashes: `{"batch_id":...,"records":[...]}` as compact JSON with the
+/// keys of every object, at every depth, in sorted order. Written straight from the decoded
+/// message (no sorted copy of it), byte for byte what printing a key-sorted copy wrote before, so
+/// a batch stored by an earlier version hashes the same on its redelivery.
+fn canonical_json(batch_id: BatchId, records: &[Value]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + records.len() * 160);
+    out.extend_from_slice(br#"{"batch_id":"#);
+    write_json(&batch_id, &mut out);
+    out.extend_from_slice(br#","records":"#);
+    write_sorted_array(records, &mut out);
+    out.push(b'}');
+    out
+}
+
+/// Appends `value` to `out` as compact JSON, the keys of every object sorted.
+fn write_sorted(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(object) => {
-            let mut keys: Vec<&String> = object.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|key| (key.clone(), sorted_keys(&object[key])))
-                    .collect(),
-            )
+            let mut entries: Vec<(&String, &Value)> = object.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (n, (key, item)) in entries.into_iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_json(key.as_str(), out);
+                out.push(b':');
+                write_sorted(item, out);
+            }
+            out.push(b'}');
         }
-        Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
-        other => other.clone(),
+        Value::Array(items) => write_sorted_array(items, out),
+        scalar => write_json(scalar, out),
     }
+}
+
+fn write_sorted_array(items: &[Value], out: &mut Vec<u8>) {
+    out.push(b'[');
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_sorted(item, out);
+    }
+    out.push(b']');
+}
+
+/// A string, number, boolean, null or id as serde_json prints it.
+fn write_json<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Printing into memory cannot fail: serde_json fails only on I/O errors and on map keys that
+    // are not strings, and neither can occur for these values.
+    let _ = serde_json::to_writer(out, value);
 }
 
 /// Where a batch is in its life.
@@ -292,9 +327,79 @@ impl BatchReport {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
-    use super::BatchMessage;
+    use super::{BatchId, BatchMessage, canonical_json};
+
+    /// The canonical form as it was first written (a key-sorted copy of the message, printed):
+    /// the oracle `canonical_json` must match byte for byte, or stored batches would stop
+    /// matching their redeliveries.
+    fn printed_sorted_copy(batch_id: BatchId, records: &[Value]) -> Vec<u8> {
+        fn sorted_keys(value: &Value) -> Value {
+            match value {
+                Value::Object(object) => {
+                    let mut keys: Vec<&String> = object.keys().collect();
+                    keys.sort();
+                    let sorted = keys
+                        .into_iter()
+                        .map(|k| (k.clone(), sorted_keys(&object[k])));
+                    Value::Object(sorted.collect())
+                }
+                Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
+                other => other.clone(),
+            }
+        }
+        sorted_keys(&json!({ "batch_id": batch_id, "records": records }))
+            .to_string()
+            .into_bytes()
+    }
+
+    /// A JSON value of a pseudo-random shape (objects of unordered keys, arrays, every scalar).
+    fn shape(next: &mut dyn FnMut() -> u64, depth: u32) -> Value {
+        match next() % if depth > 3 { 4 } else { 6 } {
+            0 => Value::Null,
+            1 => Value::from(next().is_multiple_of(3)),
+            2 => Value::from(i64::try_from(next() % 2_000).unwrap_or(0) - 1_000),
+            3 => Value::from(format!("s{}\u{e9}\n{}", next() % 100, next() % 7)),
+            4 => Value::Array((0..next() % 4).map(|_| shape(next, depth + 1)).collect()),
+            _ => Value::Object(
+                (0..next() % 5)
+                    .map(|_| (format!("k{}", next() % 50), shape(next, depth + 1)))
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn the_canonical_form_is_byte_for_byte_the_sorted_copy_printed() {
+        let id = BatchId::parse("6C1F3E1E-7D0A-4A55-9F6E-0D1B2C3D4E5F").expect("a uuid");
+        let mut records = vec![
+            json!({"site_id": "S-1", "notes": "quote \" backslash \\ tab \t nul \u{0} bell \u{7} é ☃ 😀"}),
+            json!({"z": 1, "B": 2, "a": -3, "é": 0.1, "Z": 1.5e300, "": null, "aa": [true, false]}),
+            json!({"nested": {"y": [{}, [], [[]], {"b": {}, "a": []}], "x": {"d": 1, "c": 2}}}),
+            json!([1, "two", null]),
+            json!("a bare string"),
+            json!(12_345_678_901_234_567_u64),
+            json!(-0.0),
+        ];
+        // Deterministic pseudo-random shapes (xorshift).
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        records.extend((0..300).map(|_| shape(&mut next, 0)));
+        for end in [0, 1, 3, records.len()] {
+            let part = &records[..end];
+            assert_eq!(
+                String::from_utf8_lossy(&canonical_json(id, part)),
+                String::from_utf8_lossy(&printed_sorted_copy(id, part)),
+                "the first {end} records"
+            );
+        }
+    }
 
     #[test]
     fn the_hash_ignores_key_order_at_every_depth() {

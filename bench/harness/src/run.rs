@@ -190,7 +190,8 @@ impl Bench {
         // Every start gets an empty data dir, as a fresh pod would.
         let prepare = ["rm".into(), "-rf".into(), text(&data)];
         let env = |command: &mut _| service_env(command, &data, &self.bins.key_file);
-        let (hyperfine, runs) = (&self.s.hyperfine, self.s.pick(5, 2));
+        // 40 runs: with 5, the ratio of two medians moved 1.66–2.14× between identical runs.
+        let (hyperfine, runs) = (&self.s.hyperfine, self.s.pick(40, 2));
         let medians = tools::hyperfine(hyperfine, runs, &commands, &prepare, env)?;
         let [probe, floor, service, ready] = medians[..] else {
             return Err("hyperfine: not four medians".into());

@@ -132,10 +132,11 @@ pub async fn ingest(
     }
     let mut valid = Vec::new();
     let mut verdicts = Vec::with_capacity(message.records.len());
+    let item_id = RecordId::batch_items(stored_id.as_uuid());
     for (index, raw) in message.records.iter().enumerate() {
         match record_from_value(raw).and_then(|fields| admit(submitter, fields)) {
             Ok(fields) => {
-                let id = RecordId::for_batch_item(stored_id.as_uuid(), index);
+                let id = item_id(index);
                 valid.push(Record::new(id, fields));
                 verdicts.push(Ok(id));
             }
