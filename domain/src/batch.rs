@@ -233,6 +233,7 @@ fn write_sorted(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends `items` to `out` as a JSON array, each item as [`write_sorted`] writes it.
 fn write_sorted_array(items: &[Value], out: &mut Vec<u8>) {
     out.push(b'[');
     for (n, item) in items.iter().enumerate() {
@@ -368,6 +369,23 @@ mod tests {
                     .collect(),
             ),
         }
+    }
+
+    #[test]
+    fn a_known_message_has_its_known_canonical_form_and_hash() {
+        let message = br#"{"records": [{"b": 1, "a": "\u00e9"}], "batch_id": "6C1F3E1E-7D0A-4A55-9F6E-0D1B2C3D4E5F"}"#;
+        let decoded = BatchMessage::from_slice(message).expect("a valid message");
+        let canonical =
+            r#"{"batch_id":"6c1f3e1e-7d0a-4a55-9f6e-0d1b2c3d4e5f","records":[{"a":"é","b":1}]}"#;
+        assert_eq!(
+            String::from_utf8_lossy(&canonical_json(decoded.batch_id, &decoded.records)),
+            canonical
+        );
+        // SHA-256 of the canonical text above, as `sha256sum` computes it.
+        assert_eq!(
+            decoded.content_sha256,
+            "bbdf0d78cedb2e978a986a3531ae1cb9b888cf75374831b410edae09b6fc592b"
+        );
     }
 
     #[test]
