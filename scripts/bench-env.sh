@@ -39,10 +39,11 @@ bench_executable() {
 # it runs there.
 image_malloc_tunables=$(sed -n 's/^ *GLIBC_TUNABLES=\([^ ]*\).*/\1/p' Dockerfile)
 
-# The key the harness sends (bench/harness/src/servers.rs, API_KEY) and what every POST sends
-# (bench/harness/src/client.rs, RECORD_BODY).
-bench_key="bench-key-0123456789"
-record_body='{"site_id":"site001","trial_phase":"II","submission_date":"2025-03-15","status":"pending","patient_count":42,"notes":"Initial submission"}'
+# The key the harness sends and what every POST sends, read from the harness's own constants
+# (API_KEY in bench/harness/src/servers.rs, RECORD_BODY in bench/harness/src/client.rs).
+bench_key=$(sed -n 's/^pub const API_KEY: &str = "\(.*\)";$/\1/p' bench/harness/src/servers.rs)
+record_body=$(sed -n 's/^pub const RECORD_BODY: &str = r#"\(.*\)"#;$/\1/p' bench/harness/src/client.rs)
+[ -n "$bench_key" ] && [ -n "$record_body" ] || { echo "bench-env: API_KEY or RECORD_BODY not found in bench/harness/src" >&2; exit 1; }
 
 # start_target TARGET SCRATCH: starts TARGET pinned to CPU 1 on port 0, its store in an empty
 # SCRATCH/data and auth on with SCRATCH/keys; sets $server (its pid) and $addr (the address its
