@@ -106,7 +106,14 @@ pub struct CosmosConfig {
     /// events, one document each, only ever created and read (never replaced or deleted).
     pub audit_container: String,
     pub credential: CosmosCredential,
+    /// `MEDIFLOW_COSMOS_TIMEOUT_MS`: the longest one Cosmos DB operation may take, every SDK
+    /// retry included (default [`DEFAULT_COSMOS_TIMEOUT`]); past it the caller gets a 503.
+    pub operation_timeout: Duration,
 }
+
+/// Default of `MEDIFLOW_COSMOS_TIMEOUT_MS`: a healthy account answers a point operation in
+/// milliseconds; five seconds covers its retries, and a dead endpoint never hangs a request.
+pub const DEFAULT_COSMOS_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl CosmosConfig {
     /// Reads the `COSMOS_*` settings.
@@ -142,6 +149,8 @@ impl CosmosConfig {
                 .var("COSMOS_AUDIT_CONTAINER")
                 .unwrap_or_else(|| "audit".into()),
             credential,
+            operation_timeout: millis(env, "MEDIFLOW_COSMOS_TIMEOUT_MS")?
+                .unwrap_or(DEFAULT_COSMOS_TIMEOUT),
         })
     }
 }
@@ -680,6 +689,30 @@ mod tests {
             err.0.contains("from 1 to 600000") && err.0.contains("not `0`"),
             "the message says what is accepted and what was given: {err}"
         );
+    }
+
+    #[test]
+    fn the_cosmos_operation_timeout_defaults_to_five_seconds_and_is_read_in_milliseconds() {
+        let cosmos = |extra: &[(&str, &str)]| {
+            let mut vars = vec![
+                ("MEDIFLOW_STORE", "cosmos"),
+                ("COSMOS_ENDPOINT", "https://acct.documents.azure.com:443/"),
+            ];
+            vars.extend_from_slice(extra);
+            Config::from_source(&env(&vars)).map(|config| match config.store {
+                StoreConfig::Cosmos(cosmos) => cosmos.operation_timeout,
+                other @ StoreConfig::Embedded { .. } => panic!("not Cosmos: {other:?}"),
+            })
+        };
+        assert_eq!(cosmos(&[]).expect("default"), Duration::from_secs(5));
+        assert_eq!(
+            cosmos(&[("MEDIFLOW_COSMOS_TIMEOUT_MS", "20000")]).expect("set"),
+            Duration::from_secs(20)
+        );
+        for bad in ["0", "600001", "5s"] {
+            let err = cosmos(&[("MEDIFLOW_COSMOS_TIMEOUT_MS", bad)]).expect_err(bad);
+            assert!(err.0.contains("MEDIFLOW_COSMOS_TIMEOUT_MS"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -66,7 +66,7 @@ const MAX_STORE_WAIT: Duration = Duration::from_secs(5 * 60);
 /// How long an `ingest_batch` invocation waits for an unavailable store before it fails: half of
 /// `functionTimeout` (host.json, or `AzureFunctionsJobHost__functionTimeout`; absent or `-1`:
 /// 5 min), at most 5 min. The other half is left for the ingestion itself, whose store calls are
-/// bounded (5 s each for Cosmos DB), so the host never times the invocation out (it cancels at
+/// bounded (`MEDIFLOW_COSMOS_TIMEOUT_MS`, 5 s by default, each for Cosmos DB), so the host never times the invocation out (it cancels at
 /// `functionTimeout`; its HTTP client gives up a minute later).
 pub fn store_wait(function_timeout: Option<Duration>) -> Duration {
     (function_timeout.unwrap_or(DEFAULT_FUNCTION_TIMEOUT) / 2).min(MAX_STORE_WAIT)

@@ -3,7 +3,8 @@
 //! database + container per test.
 //!
 //! * [`CosmosEmulator::shared`]: one emulator per test process, started on first use. Tests share
-//!   it by each using their own database, so they must not inject faults.
+//!   it by each using their own database, so they must not inject faults. Its stores and apps run
+//!   with a longer operation timeout ([`SHARED_OPERATION_TIMEOUT_MS`]).
 //! * [`CosmosEmulator::dedicated`]: an emulator for one test alone, for throttling and outages
 //!   (a fault hits the whole emulator).
 //!
@@ -26,6 +27,15 @@ use serde_json::{Value, json};
 /// The emulator's well-known key (the emulator accepts any key; this one is public).
 pub const EMULATOR_KEY: &str =
     "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
+
+/// `MEDIFLOW_COSMOS_TIMEOUT_MS` of the stores and apps on the shared emulator. The emulator is one
+/// Node process serving every test of the run at once, on CI's two cores beside the tests
+/// themselves: there one `audit_page` query took over the production default of 5 s (CI,
+/// 2026-12-07; the query then took 3 s even alone, since made 20 times cheaper). The shared
+/// emulator's tests are about correctness, not latency, so they wait longer (still under the
+/// apps' 30 s request timeout). The fault-injection tests run on dedicated emulators with the
+/// production default, which they test.
+pub const SHARED_OPERATION_TIMEOUT_MS: u64 = 20_000;
 
 /// How long the launcher may take to print `ready` (about 1 s idle, several under load).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,6 +81,8 @@ fn check_prerequisites() {
 pub struct CosmosEmulator {
     pub data_port: u16,
     pub control_port: u16,
+    /// `MEDIFLOW_COSMOS_TIMEOUT_MS` of its containers; `None`: the production default.
+    operation_timeout_ms: Option<u64>,
     child: Child,
     /// Held open: the emulator exits when it closes (`--exit-on-stdin-eof`).
     _stdin: ChildStdin,
@@ -82,17 +94,18 @@ impl CosmosEmulator {
         static SHARED: OnceLock<CosmosEmulator> = OnceLock::new();
         check_prerequisites();
         SHARED.get_or_init(|| {
-            Self::start().unwrap_or_else(|e| panic!("cannot start the Cosmos emulator: {e}"))
+            Self::start(Some(SHARED_OPERATION_TIMEOUT_MS))
+                .unwrap_or_else(|e| panic!("cannot start the Cosmos emulator: {e}"))
         })
     }
 
     /// An emulator for one test alone (for fault injection); stopped when dropped.
     pub fn dedicated() -> Self {
         check_prerequisites();
-        Self::start().unwrap_or_else(|e| panic!("cannot start the Cosmos emulator: {e}"))
+        Self::start(None).unwrap_or_else(|e| panic!("cannot start the Cosmos emulator: {e}"))
     }
 
-    fn start() -> Result<Self, String> {
+    fn start(operation_timeout_ms: Option<u64>) -> Result<Self, String> {
         let mut child = Command::new("node")
             .arg(emulators_dir().join("cosmos-emulator.js"))
             .args([
@@ -139,6 +152,7 @@ impl CosmosEmulator {
             Ok(Some((control_port, data_port))) => Ok(Self {
                 data_port,
                 control_port,
+                operation_timeout_ms,
                 child,
                 _stdin: stdin,
             }),
@@ -234,6 +248,7 @@ impl CosmosEmulator {
             database: format!("mediflow-test-{}", &unique[..12]),
             container: "records".into(),
             audit_container: "audit".into(),
+            operation_timeout_ms: self.operation_timeout_ms,
         };
         let client = handler::store::cosmos::client(&container.config())
             .await
@@ -319,11 +334,17 @@ pub struct CosmosContainer {
     pub container: String,
     /// The audit trail's container (partition key `/chain`).
     pub audit_container: String,
+    /// `MEDIFLOW_COSMOS_TIMEOUT_MS`, when not the production default.
+    pub operation_timeout_ms: Option<u64>,
 }
 
 impl CosmosContainer {
     /// The environment a `handler` process needs to use this container.
     pub fn env(&self) -> Vec<(String, String)> {
+        let timeout = self.operation_timeout_ms.map(|ms| ms.to_string());
+        let timeout = timeout
+            .as_deref()
+            .map(|ms| ("MEDIFLOW_COSMOS_TIMEOUT_MS", ms));
         [
             ("MEDIFLOW_STORE", "cosmos"),
             ("COSMOS_ENDPOINT", self.endpoint.as_str()),
@@ -336,6 +357,7 @@ impl CosmosContainer {
             ("AZURE_COSMOS_CONNECTION_POOL_IS_HTTP2_ALLOWED", "false"),
         ]
         .into_iter()
+        .chain(timeout)
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
     }

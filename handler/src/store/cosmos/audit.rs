@@ -22,14 +22,12 @@
 //! Reads ignore Cosmos' system fields (`_rid`, `_etag`, `_ts`...) and the `id`: an item reads
 //! back as the [`AuditEvent`] it was written from.
 
-use std::future::Future;
-
 use azure_data_cosmos::{ContainerClient, CosmosError, FeedScope, Query, TransactionalBatch};
 use futures::TryStreamExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{HARD_TIMEOUT, map_error};
+use super::{Backstop, map_error};
 use crate::domain::audit::{AuditCursor, AuditQuery, GENESIS_HASH, event_time};
 use crate::domain::{AuditDraft, AuditEvent};
 use crate::store::StoreError;
@@ -119,11 +117,11 @@ pub struct ChainWriter {
 
 impl ChainWriter {
     /// Starts the writer of a fresh chain on `container` (the audit container).
-    pub fn spawn(container: ContainerClient) -> Self {
+    pub fn spawn(container: ContainerClient, backstop: Backstop) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE_CAPACITY);
         let head = ChainHead::fresh(String::new());
         tracing::info!(chain = %head.chain, "audit chain started");
-        tokio::spawn(run_writer(container, head, waiting));
+        tokio::spawn(run_writer(container, backstop, head, waiting));
         Self { queue }
     }
 
@@ -158,6 +156,7 @@ impl ChainWriter {
 /// The writer task: a group of waiting appends at a time, written in order.
 async fn run_writer(
     container: ContainerClient,
+    backstop: Backstop,
     mut head: ChainHead,
     mut waiting: mpsc::Receiver<QueuedAppend>,
 ) {
@@ -169,13 +168,18 @@ async fn run_writer(
                 Err(_) => break,
             }
         }
-        write_group(&container, &mut head, group).await;
+        write_group(&container, backstop, &mut head, group).await;
     }
 }
 
 /// Writes a group's events in as few batches as the limits allow, then answers each append:
 /// those whose events are all durable succeed; from the first failed batch on, the rest fail.
-async fn write_group(container: &ContainerClient, head: &mut ChainHead, group: Vec<QueuedAppend>) {
+async fn write_group(
+    container: &ContainerClient,
+    backstop: Backstop,
+    head: &mut ChainHead,
+    group: Vec<QueuedAppend>,
+) {
     // The appends' drafts in order, with the index of the append each one ends (if it does).
     let mut drafts = Vec::new();
     let mut ends = Vec::with_capacity(group.len());
@@ -190,7 +194,7 @@ async fn write_group(container: &ContainerClient, head: &mut ChainHead, group: V
     while durable < drafts.len() {
         let end = batch_end(&drafts, durable);
         let (events, next) = head.stamp(&drafts[durable..end]);
-        match create_events(container, &next.chain, &events).await {
+        match create_events(container, backstop, &next.chain, &events).await {
             Ok(()) => {
                 *head = next;
                 durable = end;
@@ -235,6 +239,7 @@ fn batch_end(drafts: &[AuditDraft], start: usize) -> usize {
 /// Creates `events` (all of `chain`): one create for one event, else one transactional batch.
 async fn create_events(
     container: &ContainerClient,
+    backstop: Backstop,
     chain: &str,
     events: &[AuditEvent],
 ) -> Result<(), StoreError> {
@@ -246,10 +251,10 @@ async fn create_events(
         })
         .collect();
     if let [document] = documents.as_slice() {
-        let response =
-            bounded(container.create_item(chain.to_owned(), &document.id, document, None))
-                .await?
-                .map_err(|e| map_error(&e))?;
+        let response = backstop
+            .bound(container.create_item(chain.to_owned(), &document.id, document, None))
+            .await?
+            .map_err(|e| map_error(&e))?;
         let charge = response.headers().request_charge().map(|c| c.value());
         tracing::debug!(request_charge = charge, events = 1, "audit event created");
         return Ok(());
@@ -260,7 +265,8 @@ async fn create_events(
             .create_item(document)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode an audit event: {e}")))?;
     }
-    let response = bounded(container.execute_transactional_batch(batch, None))
+    let response = backstop
+        .bound(container.execute_transactional_batch(batch, None))
         .await?
         .map_err(|e| map_error(&e))?;
     let charge = response.headers().request_charge().map(|c| c.value());
@@ -291,15 +297,6 @@ async fn create_events(
     Ok(())
 }
 
-/// One SDK call under the backstop timer.
-async fn bounded<T>(
-    call: impl Future<Output = azure_data_cosmos::Result<T>>,
-) -> Result<azure_data_cosmos::Result<T>, StoreError> {
-    tokio::time::timeout(HARD_TIMEOUT, call).await.map_err(|_| {
-        StoreError::unavailable(format!("Cosmos DB did not answer within {HARD_TIMEOUT:?}"))
-    })
-}
-
 /// The `audit_page` query: every filter in SQL, served by the composite index
 /// `(time, chain, seq)` of the audit container; keyset paging strictly after the cursor.
 fn page_query(query: &AuditQuery, max: usize) -> Result<Query, StoreError> {
@@ -322,9 +319,13 @@ fn page_query(query: &AuditQuery, max: usize) -> Result<Query, StoreError> {
         parameters.push(("@record", record.to_string().into()));
     }
     if let Some(after) = &query.after {
+        // (time, chain, seq) > the cursor's, written as a flat OR of ANDs: the same condition as
+        // the nested form, which the emulator's query engine evaluates about 20 times slower
+        // (0.44 s against 0.02 s over 1,300 events, measured with its `@zeit/cosmosdb-query`).
         conditions.push(
-            "(c.time > @after_time OR (c.time = @after_time AND (c.chain > @after_chain \
-             OR (c.chain = @after_chain AND c.seq > @after_seq))))",
+            "(c.time > @after_time \
+             OR (c.time = @after_time AND c.chain > @after_chain) \
+             OR (c.time = @after_time AND c.chain = @after_chain AND c.seq > @after_seq))",
         );
         parameters.push(("@after_time", after.time.as_str().into()));
         parameters.push(("@after_chain", after.chain.as_str().into()));
@@ -381,31 +382,48 @@ fn build_query(
 /// Up to `max` events of `query`, oldest first.
 pub async fn page(
     container: &ContainerClient,
+    backstop: Backstop,
     query: &AuditQuery,
     max: usize,
 ) -> Result<Vec<AuditEvent>, StoreError> {
     if max == 0 {
         return Ok(Vec::new());
     }
-    query_events(container, page_query(query, max)?, max, "audit page").await
+    query_events(
+        container,
+        backstop,
+        page_query(query, max)?,
+        max,
+        "audit page",
+    )
+    .await
 }
 
 /// Up to `max` events in chain order after `after`.
 pub async fn chain(
     container: &ContainerClient,
+    backstop: Backstop,
     after: Option<&AuditCursor>,
     max: usize,
 ) -> Result<Vec<AuditEvent>, StoreError> {
     if max == 0 {
         return Ok(Vec::new());
     }
-    query_events(container, chain_query(after, max)?, max, "audit chain").await
+    query_events(
+        container,
+        backstop,
+        chain_query(after, max)?,
+        max,
+        "audit chain",
+    )
+    .await
 }
 
 /// Runs a cross-partition query (the SDK fans it out and merges the ordered results) and keeps
 /// the first `max` events; the request charge is logged at debug level.
 async fn query_events(
     container: &ContainerClient,
+    backstop: Backstop,
     sql: Query,
     max: usize,
     what: &'static str,
@@ -430,7 +448,7 @@ async fn query_events(
         events.truncate(max);
         Ok::<_, CosmosError>(events)
     };
-    bounded(collecting).await?.map_err(|e| map_error(&e))
+    backstop.bound(collecting).await?.map_err(|e| map_error(&e))
 }
 
 #[cfg(test)]

@@ -63,12 +63,9 @@ pub mod audit;
 
 use self::audit::ChainWriter;
 
-/// The longest one store operation may take, every SDK retry included (the SDK's end-to-end
-/// latency policy). A dead or black-holed endpoint answers 503 after this, never hangs a request.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A backstop around every SDK call, in case anything outside the SDK's own deadline stalls.
-const HARD_TIMEOUT: Duration = Duration::from_secs(6);
+/// How much longer than the SDK's own deadline (the end-to-end latency policy, set to
+/// [`CosmosConfig::operation_timeout`]) the [`Backstop`] waits before it gives up on a call.
+const BACKSTOP_MARGIN: Duration = Duration::from_secs(1);
 
 /// The SDK retries 429s itself, honouring `x-ms-retry-after-ms`; this bounds the total it may
 /// wait per operation (SDK default: 30 s). Past it the 429 reaches us and becomes a 503.
@@ -129,6 +126,30 @@ pub struct CosmosStore {
     container: ContainerClient,
     audit: ContainerClient,
     chain: ChainWriter,
+    backstop: Backstop,
+}
+
+/// A timer around every SDK call, in case anything outside the SDK's own deadline stalls: a dead
+/// or black-holed endpoint answers 503 (`Unavailable`) after it, never hangs a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Backstop(Duration);
+
+impl Backstop {
+    /// The backstop of a client whose operations have `operation_timeout` each.
+    pub fn after(operation_timeout: Duration) -> Self {
+        Self(operation_timeout + BACKSTOP_MARGIN)
+    }
+
+    /// Runs one SDK call under the timer; the SDK's own outcome is for the caller to judge.
+    pub async fn bound<T>(
+        self,
+        call: impl Future<Output = azure_data_cosmos::Result<T>>,
+    ) -> Result<azure_data_cosmos::Result<T>, StoreError> {
+        let limit = self.0;
+        tokio::time::timeout(limit, call).await.map_err(|_| {
+            StoreError::unavailable(format!("Cosmos DB did not answer within {limit:?}"))
+        })
+    }
 }
 
 impl std::fmt::Debug for CosmosStore {
@@ -166,7 +187,7 @@ pub async fn client(config: &CosmosConfig) -> Result<CosmosClient, StoreError> {
         .map_err(|e| sdk_setup_error("runtime", &e))?;
     CosmosClient::builder()
         .with_runtime(runtime)
-        .with_default_operation_options(operation_options())
+        .with_default_operation_options(operation_options(config.operation_timeout))
         // Text JSON on the wire everywhere: the emulator cannot speak binary, and our ~300-byte
         // documents gain nothing from it. What the tests exercise is what production sends.
         .with_binary_encoding_options(BinaryEncodingOptions::new().with_enabled(false))
@@ -177,7 +198,7 @@ pub async fn client(config: &CosmosConfig) -> Result<CosmosClient, StoreError> {
 }
 
 /// Retry and deadline policy for every data operation of the client.
-fn operation_options() -> OperationOptions {
+fn operation_options(timeout: Duration) -> OperationOptions {
     OperationOptionsBuilder::new()
         .with_throttling_retry_options(
             ThrottlingRetryOptionsBuilder::new()
@@ -185,7 +206,7 @@ fn operation_options() -> OperationOptions {
                 .with_max_retry_wait_time(THROTTLE_RETRY_BUDGET)
                 .build(),
         )
-        .with_end_to_end_latency_policy(EndToEndOperationLatencyPolicy::new(OPERATION_TIMEOUT))
+        .with_end_to_end_latency_policy(EndToEndOperationLatencyPolicy::new(timeout))
         .build()
 }
 
@@ -250,28 +271,21 @@ impl CosmosStore {
             })??;
         tracing::info!(database = %config.database, container = %config.container,
             audit_container = %config.audit_container, "Cosmos DB containers open");
-        let chain = ChainWriter::spawn(audit.clone());
+        let backstop = Backstop::after(config.operation_timeout);
+        let chain = ChainWriter::spawn(audit.clone(), backstop);
         Ok(Self {
             container,
             audit,
             chain,
-        })
-    }
-
-    /// Runs one SDK call under the backstop timer; the SDK's own outcome is for the caller to judge.
-    async fn bounded<T>(
-        &self,
-        call: impl Future<Output = azure_data_cosmos::Result<T>>,
-    ) -> Result<azure_data_cosmos::Result<T>, StoreError> {
-        tokio::time::timeout(HARD_TIMEOUT, call).await.map_err(|_| {
-            StoreError::unavailable(format!("Cosmos DB did not answer within {HARD_TIMEOUT:?}"))
+            backstop,
         })
     }
 
     /// Point read (`id` is the partition key). `None` when the document does not exist.
     async fn read<T: DeserializeOwned>(&self, id: &str) -> Result<Option<T>, StoreError> {
         match self
-            .bounded(self.container.read_item(id.to_owned(), id, None))
+            .backstop
+            .bound(self.container.read_item(id.to_owned(), id, None))
             .await?
         {
             Ok(response) => response.into_model::<T>().map(Some).map_err(|e| {
@@ -288,7 +302,8 @@ impl CosmosStore {
         id: &str,
     ) -> Result<Option<(T, Etag)>, StoreError> {
         match self
-            .bounded(self.container.read_item(id.to_owned(), id, None))
+            .backstop
+            .bound(self.container.read_item(id.to_owned(), id, None))
             .await?
         {
             Ok(response) => {
@@ -315,7 +330,8 @@ impl CosmosStore {
     ) -> Result<bool, StoreError> {
         let options = ItemWriteOptions::default().with_precondition(Precondition::if_match(etag));
         match self
-            .bounded(
+            .backstop
+            .bound(
                 self.container
                     .replace_item(id.to_owned(), id, document, Some(options)),
             )
@@ -377,7 +393,8 @@ impl CosmosStore {
     /// Creates a document; `false` when one with this id already exists (409).
     async fn create(&self, id: &str, document: &impl Serialize) -> Result<bool, StoreError> {
         match self
-            .bounded(
+            .backstop
+            .bound(
                 self.container
                     .create_item(id.to_owned(), id, document, None),
             )
@@ -583,7 +600,7 @@ impl RecordStore for CosmosStore {
         query: &AuditQuery,
         max: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        audit::page(&self.audit, query, max).await
+        audit::page(&self.audit, self.backstop, query, max).await
     }
 
     async fn audit_chain(
@@ -591,7 +608,7 @@ impl RecordStore for CosmosStore {
         after: Option<&AuditCursor>,
         max: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        audit::chain(&self.audit, after, max).await
+        audit::chain(&self.audit, self.backstop, after, max).await
     }
 
     async fn insert_batch(&self, report: BatchReport) -> Result<BatchReport, StoreError> {
@@ -620,7 +637,8 @@ impl RecordStore for CosmosStore {
             report: &report,
         };
         match self
-            .bounded(self.container.upsert_item(id.clone(), &id, &document, None))
+            .backstop
+            .bound(self.container.upsert_item(id.clone(), &id, &document, None))
             .await?
         {
             Ok(_) => Ok(()),
@@ -681,13 +699,17 @@ impl RecordStore for CosmosStore {
             records.truncate(max);
             Ok::<_, CosmosError>(records)
         };
-        self.bounded(collect).await?.map_err(|e| map_error(&e))
+        self.backstop
+            .bound(collect)
+            .await?
+            .map_err(|e| map_error(&e))
     }
 
     /// A point read of a document that never exists: 404 means the container answers.
     async fn check(&self) -> Result<(), StoreError> {
         match self
-            .bounded(
+            .backstop
+            .bound(
                 self.container
                     .read_item(READINESS_PROBE_ID, READINESS_PROBE_ID, None),
             )
