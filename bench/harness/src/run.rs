@@ -2,8 +2,9 @@
 //! figure means).
 //!
 //! 0. The device: append + `fdatasync` latency in the temp dir, where the data dirs live.
-//! 1. Start: hyperfine times `harness probe` (exec to the first 200 on `/health`, and `/ready`
-//!    for the service) for the floor and the service, unpinned, and the probe alone.
+//! 1. Start: `rounds` rounds in which hyperfine times `harness probe` (exec to the first 200 on
+//!    `/health`, and `/ready` for the service) for the floor and the service, unpinned, and the
+//!    probe alone; the start target is the median of the rounds' ratios.
 //! 2. Saturation: `rounds` rounds, each starting the floor, the durable floor and the service
 //!    afresh, server pinned to CPU 1: warm-up POSTs from `harness post` (their ids kept), then oha
 //!    on CPU 0 for `POST /records` and for `GET /records/{id}` over the warm-up's ids. Peak RSS
@@ -118,7 +119,9 @@ pub fn run(mut s: Settings) -> Result<(), String> {
     let device = crate::device::fsync(&std::env::temp_dir(), s.pick(1000, 50), 200)?;
     progress(&format!("device: {device:?}"));
     let bench = Bench { s, bins, own };
-    let start = bench.start_times()?;
+    let start = (0..bench.s.rounds)
+        .map(|_| bench.start_times())
+        .collect::<Result<Vec<_>, _>>()?;
     progress(&format!("start: {start:?}"));
     let mut memory = [[0; 2]; 3];
     let saturated = bench.load_rounds(None, &mut memory)?;
@@ -141,7 +144,7 @@ pub fn run(mut s: Settings) -> Result<(), String> {
     let report = Report {
         plan: s,
         device,
-        start,
+        start: &start,
         saturated: &saturated,
         paced: &paced,
         rates,
@@ -167,7 +170,8 @@ struct Bench {
 }
 
 impl Bench {
-    /// hyperfine's medians of `harness probe` for each server, less the probe's own cost.
+    /// One round of starts: hyperfine's medians of `harness probe` for each server, less the
+    /// probe's own cost.
     fn start_times(&self) -> Result<StartTimes, String> {
         let scratch = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let data = scratch.path().join("data");
@@ -190,8 +194,10 @@ impl Bench {
         // Every start gets an empty data dir, as a fresh pod would.
         let prepare = ["rm".into(), "-rf".into(), text(&data)];
         let env = |command: &mut _| service_env(command, &data, &self.bins.key_file);
-        // 40 runs: with 5, the ratio of two medians moved 1.66–2.14× between identical runs.
-        let (hyperfine, runs) = (&self.s.hyperfine, self.s.pick(40, 2));
+        // 15 runs in each of the rounds: with one round of 5, the ratio of two medians moved
+        // 1.66–2.14× between identical runs; with one of 40, the unchanged floor alone started in
+        // 0.93 ms in one run and 1.56 ms in another, 36 minutes later.
+        let (hyperfine, runs) = (&self.s.hyperfine, self.s.pick(15, 2));
         let medians = tools::hyperfine(hyperfine, runs, &commands, &prepare, env)?;
         let [probe, floor, service, ready] = medians[..] else {
             return Err("hyperfine: not four medians".into());
