@@ -48,7 +48,8 @@ record_body=$(sed -n 's/^pub const RECORD_BODY: &str = r#"\(.*\)"#;$/\1/p' bench
 # start_target TARGET SCRATCH: starts TARGET pinned to CPU 1 on port 0, its store in an empty
 # SCRATCH/data and auth on with SCRATCH/keys; sets $server (its pid) and $addr (the address its
 # start-up line names) once it answers /health. TARGET: service (this tree's release handler),
-# service@PATH (another handler binary, for a before/after in one run), floor, durable-floor.
+# service@PATH (another handler binary, for a before/after in one run), floor, durable-floor,
+# store-floor (`harness store-floor`: the HTTP stack in front of the service's store).
 start_target() {
   local target=$1 scratch=$2 bin="$target_dir/release/handler"
   rm -rf "$scratch/data" && mkdir -p "$scratch/data"
@@ -61,6 +62,7 @@ start_target() {
       ;;
     floor) taskset -c 1 "$target_dir/release/floor" 127.0.0.1:0 >"$scratch/out" 2>&1 & ;;
     durable-floor) taskset -c 1 "$target_dir/release/floor" 127.0.0.1:0 "$scratch/data/journal" >"$scratch/out" 2>&1 & ;;
+    store-floor) taskset -c 1 "$target_dir/release/harness" store-floor 127.0.0.1:0 "$scratch/data" >"$scratch/out" 2>&1 & ;;
     *) echo "unknown target $target" >&2; exit 2 ;;
   esac
   server=$!

@@ -6,7 +6,7 @@
 # For a lever's before/after in minutes; the judged figures come from scripts/bench.sh.
 #
 # Usage: scripts/bench-paced.sh TARGET...   TARGET: service (this tree's release handler),
-#        service@PATH (another handler binary), floor, durable-floor
+#        service@PATH (another handler binary), floor, durable-floor, store-floor
 # Environment: POST_RATE (8000), GET_RATE (16000), SECONDS_PER_PHASE (8). Build first:
 #        cargo build --release --all-features -p handler -p floor -p harness
 set -euo pipefail

@@ -7,6 +7,7 @@
 #   service         the release handler, standalone, embedded store, auth on, default log level
 #   floor           bench/floor: the bare HTTP stack (GET and POST, nothing stored)
 #   durable-floor   bench/floor with a journal: POST appended + fdatasync per group
+#   store-floor     harness store-floor: the HTTP stack in front of the service's embedded store (its audit events too)
 # During each phase: `perf record -e cpu-clock -g` for the first half, `perf trace -s` (syscalls
 # per thread) for the second. Then scripts/perf-categories.py turns the samples into CPU µs per
 # request, by thread and by component (HTTP stack, kernel network, store, tracing, metrics, ...).

@@ -11,6 +11,7 @@ mod device;
 mod report;
 mod run;
 mod servers;
+mod store_floor;
 mod tools;
 
 use std::net::SocketAddr;
@@ -40,6 +41,9 @@ enum Command {
         #[arg(long)]
         urls: Option<PathBuf>,
     },
+    /// The store floor: the floor's HTTP stack in front of the service's embedded store in DIR
+    /// (`src/store_floor.rs`); serves until killed.
+    StoreFloor { addr: SocketAddr, dir: PathBuf },
     /// Starts SERVER (which binds port 0 and prints its address), exits at its first 200 on PATH
     /// and kills it: what hyperfine times. Without SERVER, exits at once (the probe's own cost).
     Probe {
@@ -81,6 +85,7 @@ fn execute(command: Command) -> Result<(), String> {
             println!("{line}");
             Ok(())
         }
+        Command::StoreFloor { addr, dir } => store_floor::serve(addr, &dir),
         Command::Probe { path, server } => {
             let Some((program, args)) = server.split_first() else {
                 return Ok(());

@@ -92,27 +92,40 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
-/// One row of the load table, figures in `unit` with `digits` decimals: `durable` is the durable
-/// floor's figure, which is then the reference (the POST rows); otherwise the floor's is.
-fn row(out: &mut String, name: &str, [floor, service]: [f64; 2], durable: Option<f64>, unit: &str) {
+/// One row's figures: the reference is the durable floor's when there is one (the POST rows),
+/// otherwise the floor's; the store floor's, when measured, is the second reference.
+#[derive(Debug, Clone, Copy)]
+struct Cells {
+    floor: f64,
+    durable: Option<f64>,
+    store: Option<f64>,
+    service: f64,
+}
+
+/// One row of the load table, figures in `unit` with `digits` decimals, the reference in bold.
+fn row(out: &mut String, name: &str, cells: Cells, unit: &str) {
     let digits = match unit {
         "" => 0,
         " MB" => 1,
         _ => 2,
     };
-    let (floor_cell, durable_cell, reference) = match durable {
-        Some(d) => (
-            format!("{floor:.digits$}{unit}"),
-            format!("**{d:.digits$}{unit}**"),
-            d,
+    let cell = |figure: f64| format!("{figure:.digits$}{unit}");
+    let (floor, durable, reference) = match cells.durable {
+        Some(d) => (cell(cells.floor), format!("**{}**", cell(d)), d),
+        None => (
+            format!("**{}**", cell(cells.floor)),
+            "–".to_owned(),
+            cells.floor,
         ),
-        None => (format!("**{floor:.digits$}{unit}**"), "–".to_owned(), floor),
     };
-    let ratio = service / reference;
-    let service = format!("{service:.digits$}{unit}");
+    let (store, against_store) = match cells.store {
+        Some(store) => (cell(store), format!("{:.2}×", cells.service / store)),
+        None => ("–".to_owned(), "–".to_owned()),
+    };
+    let (service, ratio) = (cell(cells.service), cells.service / reference);
     let _ = writeln!(
         out,
-        "| {name} | {floor_cell} | {durable_cell} | {service} | {ratio:.2}× |"
+        "| {name} | {floor} | {durable} | {store} | {service} | {ratio:.2}× | {against_store} |"
     );
 }
 
@@ -122,11 +135,12 @@ pub struct Report<'a> {
     pub device: Sync,
     /// One per round.
     pub start: &'a [StartTimes],
-    pub saturated: &'a [Figures; 3],
-    pub paced: &'a [Figures; 3],
+    /// By [`Target::LOAD`] slot.
+    pub saturated: &'a [Figures; 4],
+    pub paced: &'a [Figures; 4],
     pub rates: (f64, f64),
     /// Each target's worst (peak RSS, RSS after the load) over all load runs, in bytes.
-    pub memory: [[u64; 2]; 3],
+    pub memory: [[u64; 2]; 4],
     pub in_process: &'a InProcess,
     pub azurite: Option<&'a EndToEnd>,
     pub overload: &'a [Level],
@@ -158,7 +172,7 @@ impl Report<'_> {
         let date = date.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
         let _ = writeln!(
             out,
-            "Machine: {cores} cores ({}), {}. {} {} connections, {} ms warm-up, {} ms per phase, {} round(s) alternating floor/durable floor/service; {}. Load: oha, one worker thread.\n",
+            "Machine: {cores} cores ({}), {}. {} {} connections, {} ms warm-up, {} ms per phase, {} round(s) alternating floor/durable floor/store floor/service; {}. Load: oha, one worker thread.\n",
             cpu.trim_start_matches([' ', '\t', ':']),
             date.unwrap_or_default(),
             if p.smoke {
@@ -189,7 +203,7 @@ impl Report<'_> {
     fn load_table(&self, out: &mut String) {
         let _ = writeln!(
             out,
-            "| measure | floor | durable floor | service | service / reference (**bold**) |\n| --- | ---: | ---: | ---: | ---: |"
+            "| measure | floor | durable floor | store floor | service | service / reference (**bold**) | service / store floor |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         let quantiles: [(&str, Figure); 3] = [
             ("p50", |p| p.p50_us / 1000.0),
@@ -197,61 +211,79 @@ impl Report<'_> {
             ("p99.9", |p| p.p999_us / 1000.0),
         ];
         for (figures, paced) in [(self.saturated, false), (self.paced, true)] {
-            let [floor, durable, service] = figures;
+            let [floor, durable, store, service] = figures;
             let requests = [
                 (
                     "POST /records",
-                    [&floor.post, &service.post],
+                    [&floor.post, &store.post, &service.post],
                     Some(&durable.post),
                     self.rates.0,
                 ),
                 (
                     "GET /records/{id}",
-                    [&floor.get, &service.get],
+                    [&floor.get, &store.get, &service.get],
                     None,
                     self.rates.1,
                 ),
             ];
-            for (name, [f, s], d, rate) in requests {
-                let figures =
-                    |figure| ([med(f, figure), med(s, figure)], d.map(|d| med(d, figure)));
+            for (name, [f, st, s], d, rate) in requests {
+                let cells = |figure| Cells {
+                    floor: med(f, figure),
+                    durable: d.map(|d| med(d, figure)),
+                    store: Some(med(st, figure)),
+                    service: med(s, figure),
+                };
                 if !paced {
-                    let (both, durable) = figures(|p| p.rps);
-                    row(out, &format!("{name} req/s (saturated)"), both, durable, "");
+                    row(
+                        out,
+                        &format!("{name} req/s (saturated)"),
+                        cells(|p| p.rps),
+                        "",
+                    );
                 }
                 for (quantile, figure) in quantiles {
-                    let (both, durable) = figures(figure);
                     let name = if paced {
                         format!("{name} {quantile} at {rate:.0} req/s")
                     } else {
                         format!("{name} {quantile} (saturated)")
                     };
-                    row(out, &name, both, durable, " ms");
+                    row(out, &name, cells(figure), " ms");
                 }
             }
         }
         let t = |figure: fn(&StartTimes) -> f64| median(self.start.iter().map(figure));
         let start = "start, exec to first 200 on /health (median of the rounds' medians)";
-        row(out, start, [t(|s| s.floor), t(|s| s.service)], None, " ms");
-        let ([floor, _, service], [_, durable, _]) = (self.memory, self.saturated);
-        let rss = |i: usize| [mb(floor[i]), mb(service[i])];
-        row(out, "peak RSS (VmHWM, worst round)", rss(0), None, " MB");
+        let cells = Cells {
+            floor: t(|s| s.floor),
+            durable: None,
+            store: None,
+            service: t(|s| s.service),
+        };
+        row(out, start, cells, " ms");
+        let [floor, _, store, service] = self.memory;
+        let rss = |i: usize| Cells {
+            floor: mb(floor[i]),
+            durable: None,
+            store: Some(mb(store[i])),
+            service: mb(service[i]),
+        };
+        row(out, "peak RSS (VmHWM, worst round)", rss(0), " MB");
         row(
             out,
             "RSS after the load (VmRSS, worst round)",
             rss(1),
-            None,
             " MB",
         );
-        let [floor, _, service] = self.saturated;
+        let [floor, durable, store, service] = self.saturated;
         let rounds = |phases: &[Phase]| phases.iter().map(|p| p.rps.round()).collect::<Vec<_>>();
         let (probe, ready) = (t(|s| s.probe), t(|s| s.ready));
         let [floor_post, durable_post] = [rounds(&floor.post), rounds(&durable.post)];
         let [service_post, floor_get] = [rounds(&service.post), rounds(&floor.get)];
+        let [store_post, store_get] = [rounds(&store.post), rounds(&store.get)];
         let service_get = rounds(&service.get);
         let _ = writeln!(
             out,
-            "\nStart: hyperfine medians of `harness probe` (exec, first 200, kill and reap), less the probe's own {probe:.2} ms (`harness probe` with no server); service start to first 200 on /ready (store open): {ready:.2} ms. Per-round saturated req/s, floor POST {floor_post:?}, durable floor POST {durable_post:?}, service POST {service_post:?}, floor GET {floor_get:?}, service GET {service_get:?}.\n"
+            "\nStart: hyperfine medians of `harness probe` (exec, first 200, kill and reap), less the probe's own {probe:.2} ms (`harness probe` with no server); service start to first 200 on /ready (store open): {ready:.2} ms. Per-round saturated req/s, floor POST {floor_post:?}, durable floor POST {durable_post:?}, store floor POST {store_post:?}, service POST {service_post:?}, floor GET {floor_get:?}, store floor GET {store_get:?}, service GET {service_get:?}.\n"
         );
     }
 
@@ -288,7 +320,7 @@ impl Report<'_> {
     }
 
     fn targets(&self, out: &mut String) {
-        let ([floor, durable, service], [floor_paced, durable_paced, service_paced]) =
+        let ([floor, durable, store, service], [floor_paced, durable_paced, _, service_paced]) =
             (self.saturated, self.paced);
         let (rps, p99): (Figure, Figure) = (|p| p.rps, |p| p.p99_us);
         let ratios = |service: &[Phase], reference: &[Phase], figure: Figure| {
@@ -305,8 +337,13 @@ impl Report<'_> {
             self.start.iter().map(|s| s.service),
             self.start.iter().map(|s| s.floor),
         ));
-        let rss = mb(self.memory[2][1]);
+        let rss = mb(self.memory[3][1]);
         let batch = self.in_process.one_at_a_time;
+        // Not targets: what the service's own layers cost beyond the store's unavoidable work.
+        let (store_post, store_post_rounds) = ratios(&service.post, &store.post, rps);
+        let (store_get, store_get_rounds) = ratios(&service.get, &store.get, rps);
+        let (store_vs_durable, _) = ratios(&store.post, &durable.post, rps);
+        let (store_vs_floor, _) = ratios(&store.get, &floor.get, rps);
         let _ = writeln!(
             out,
             "Each ratio below is the median of the rounds' own ratios (the service against the reference of its round).\n"
@@ -342,6 +379,10 @@ impl Report<'_> {
         );
         let text = "batch in process, durable, ≥ 200,000 records/s on one core";
         target(format!("{text}: {batch:.0}"), batch >= 200_000.0);
+        let _ = writeln!(
+            out,
+            "\nThe store floor (the same store and audit events, nothing else) reaches {store_vs_durable:.2}× the durable floor's POST req/s and {store_vs_floor:.2}× the floor's GET req/s; the service reaches {store_post:.2}× its POST ({store_post_rounds}) and {store_get:.2}× its GET ({store_get_rounds})."
+        );
     }
 
     fn overload_table(&self, out: &mut String) {

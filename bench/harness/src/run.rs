@@ -5,12 +5,12 @@
 //! 1. Start: `rounds` rounds in which hyperfine times `harness probe` (exec to the first 200 on
 //!    `/health`, and `/ready` for the service) for the floor and the service, unpinned, and the
 //!    probe alone; the start target is the median of the rounds' ratios.
-//! 2. Saturation: `rounds` rounds, each starting the floor, the durable floor and the service
-//!    afresh, server pinned to CPU 1: warm-up POSTs from `harness post` (their ids kept), then oha
+//! 2. Saturation: `rounds` rounds, each starting the floor, the durable floor, the store floor
+//!    and the service afresh, server pinned to CPU 1: warm-up POSTs from `harness post` (their ids kept), then oha
 //!    on CPU 0 for `POST /records` and for `GET /records/{id}` over the warm-up's ids. Peak RSS
 //!    (VmHWM) and RSS after the load (VmRSS) from /proc; for the service, its own request counts
 //!    (`/metrics`) must match what the load generators counted.
-//! 3. Same load: the same rounds at half the service's median saturated rate, for all three, oha
+//! 3. Same load: the same rounds at half the service's median saturated rate, for all four, oha
 //!    with latency correction.
 //! 4. In process, one core: the criterion benches (`benches/in_process.rs`), pinned to CPU 1.
 //! 5. End to end through Azurite, when `tests/emulators` is installed.
@@ -105,6 +105,7 @@ pub fn run(mut s: Settings) -> Result<(), String> {
     let bins = Binaries {
         floor: own.with_file_name("floor"),
         handler: handler.unwrap_or_else(|| own.with_file_name("handler")),
+        harness: own.clone(),
         key_file: keys.path().to_owned(),
     };
     for bin in [&bins.floor, &bins.handler, &s.in_process_bench] {
@@ -123,10 +124,14 @@ pub fn run(mut s: Settings) -> Result<(), String> {
         .map(|_| bench.start_times())
         .collect::<Result<Vec<_>, _>>()?;
     progress(&format!("start: {start:?}"));
-    let mut memory = [[0; 2]; 3];
+    let mut memory = [[0; 2]; Target::LOAD.len()];
     let saturated = bench.load_rounds(None, &mut memory)?;
     let half = |phases: &[Phase]| (median(phases.iter().map(|p| p.rps)) / 2.0).max(1.0);
-    let rates = (half(&saturated[2].post), half(&saturated[2].get));
+    let service = Target::Service as usize;
+    let rates = (
+        half(&saturated[service].post),
+        half(&saturated[service].get),
+    );
     let paced = bench.load_rounds(Some(rates), &mut memory)?;
     let Bench { s, bins, .. } = &bench;
     let in_process = in_process(s)?;
@@ -221,10 +226,10 @@ impl Bench {
     fn load_rounds(
         &self,
         rates: Option<(f64, f64)>,
-        memory: &mut [[u64; 2]; 3],
-    ) -> Result<[Figures; 3], String> {
+        memory: &mut [[u64; 2]; Target::LOAD.len()],
+    ) -> Result<[Figures; Target::LOAD.len()], String> {
         let s = &self.s;
-        let mut figures: [Figures; 3] = Default::default();
+        let mut figures: [Figures; Target::LOAD.len()] = Default::default();
         for round in 0..s.rounds {
             for (slot, target) in Target::LOAD.into_iter().enumerate() {
                 let server = Server::start(target, &self.bins, s.server_cpu)?;

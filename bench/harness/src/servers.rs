@@ -4,6 +4,8 @@
 //!
 //! - the floor (`floor 127.0.0.1:0`): the bare HTTP stack;
 //! - the durable floor (`floor 127.0.0.1:0 JOURNAL`): plus a group-committed, fsynced append;
+//! - the store floor (`harness store-floor 127.0.0.1:0 DIR`): the bare HTTP stack in front of the
+//!   service's embedded store, with its audit events (`src/store_floor.rs`);
 //! - the service: standalone, embedded store in a fresh temp dir, API-key auth on, default log
 //!   level, JSON log lines (only failed or slow requests write one).
 
@@ -20,15 +22,21 @@ pub const API_KEY: &str = "bench-key-0123456789";
 pub enum Target {
     Floor,
     DurableFloor,
+    StoreFloor,
     Service,
 }
 
 impl Target {
     /// The load targets, in the order each round runs them (and the slots of their figures).
-    pub const LOAD: [Self; 3] = [Self::Floor, Self::DurableFloor, Self::Service];
+    pub const LOAD: [Self; 4] = [
+        Self::Floor,
+        Self::DurableFloor,
+        Self::StoreFloor,
+        Self::Service,
+    ];
 
     pub fn name(self) -> &'static str {
-        ["floor", "durable floor", "service"][self as usize]
+        ["floor", "durable floor", "store floor", "service"][self as usize]
     }
 }
 
@@ -37,6 +45,8 @@ impl Target {
 pub struct Binaries {
     pub floor: PathBuf,
     pub handler: PathBuf,
+    /// This binary, which serves the store floor (`harness store-floor`).
+    pub harness: PathBuf,
     pub key_file: PathBuf,
 }
 
@@ -46,6 +56,11 @@ impl Binaries {
         if target == Target::Service {
             let mut command = pinned(&self.handler, cpu);
             service_env(&mut command, data, &self.key_file);
+            return command;
+        }
+        if target == Target::StoreFloor {
+            let mut command = pinned(&self.harness, cpu);
+            command.args(["store-floor", "127.0.0.1:0"]).arg(data);
             return command;
         }
         let mut command = pinned(&self.floor, cpu);
@@ -169,7 +184,7 @@ impl Server {
         let data = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let mut command = bins.command(target, data.path(), cpu);
         let (mut child, addr) = spawn_listening(&mut command, listening_addr)?;
-        let ready = ["/health", "/health", "/ready"][target as usize];
+        let ready = ["/health", "/health", "/health", "/ready"][target as usize];
         wait_for_200(&mut child, addr, ready).map_err(|e| format!("{}: {e}", target.name()))?;
         Ok(Self {
             child,
