@@ -119,7 +119,7 @@ pub fn run(mut s: Settings) -> Result<(), String> {
     progress(&format!("{s:?}"));
     let device = crate::device::fsync(&std::env::temp_dir(), s.pick(1000, 50), 200)?;
     progress(&format!("device: {device:?}"));
-    let bench = Bench { s, bins, own };
+    let bench = Bench { s, bins };
     let start = (0..bench.s.rounds)
         .map(|_| bench.start_times())
         .collect::<Result<Vec<_>, _>>()?;
@@ -166,12 +166,12 @@ pub fn run(mut s: Settings) -> Result<(), String> {
     Ok(())
 }
 
-/// What every step needs: the settings, the binaries, and this binary (`harness post`, `probe`).
+/// What every step needs: the settings and the binaries (this one among them: `harness post`,
+/// `probe`, `store-floor`).
 #[derive(Debug)]
 struct Bench {
     s: Settings,
     bins: Binaries,
-    own: PathBuf,
 }
 
 impl Bench {
@@ -181,7 +181,7 @@ impl Bench {
         let scratch = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let data = scratch.path().join("data");
         let text = |path: &Path| path.to_string_lossy().into_owned();
-        let own = text(&self.own);
+        let own = text(&self.bins.harness);
         let probe = |path: &str, server: &[String]| {
             let probe = [&own, "probe", "--path", path, "--"].map(String::from);
             [&probe, server].concat()
@@ -294,7 +294,7 @@ impl Bench {
         time: Duration,
         urls: Option<&Path>,
     ) -> Result<Level, String> {
-        let mut command = pinned(&self.own, self.s.load_cpu);
+        let mut command = pinned(&self.bins.harness, self.s.load_cpu);
         let (addr, connections, ms) = (
             addr.to_string(),
             connections.to_string(),

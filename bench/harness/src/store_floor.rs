@@ -4,8 +4,8 @@
 //! - `POST /records`: the body read into the domain's record type, a time-ordered id, and the
 //!   store's insert with its create event: journaled and `fdatasync`ed before the 201, then
 //!   applied to redb (the record, its by-site index entry, the event and its by-record entry);
-//! - `GET /records/{id}`: the store's read, and a read event for the audit trail, buffered and
-//!   written in groups as the service does (at most 512 at a time, 4,096 waiting);
+//! - `GET /records/{id}`: the store's read, and a read event for the audit trail, through the
+//!   service's own read-event buffer ([`AuditLog`]: written in groups, bounded);
 //! - `GET /health`: 200.
 //!
 //! No auth, no rate limit, no admission control, no validation rules, no metrics, no logs. The
@@ -23,15 +23,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use handler::domain::{AuditAction, AuditDraft, NewRecord, Record, RecordId};
+use handler::metrics::Metrics;
+use handler::service::StoreHandle;
+use handler::service::audit::AuditLog;
 use handler::store::embedded::EmbeddedStore;
 use handler::store::{Inserted, RecordStore};
-use tokio::sync::mpsc;
-
-/// Read events waiting at most (the service's `AuditLog::CAPACITY`); beyond it a GET is 503.
-const AUDIT_CAPACITY: usize = 4096;
-
-/// Read events written together at most (the service's `AuditLog` group).
-const AUDIT_GROUP: usize = 512;
 
 /// The client every event names.
 const CLIENT: &str = "store-floor";
@@ -39,7 +35,7 @@ const CLIENT: &str = "store-floor";
 #[derive(Clone)]
 struct Floor {
     store: Arc<EmbeddedStore>,
-    reads: mpsc::Sender<AuditDraft>,
+    reads: AuditLog,
 }
 
 async fn create(State(floor): State<Floor>, Json(fields): Json<NewRecord>) -> Response {
@@ -59,23 +55,13 @@ async fn read(State(floor): State<Floor>, UrlPath(raw): UrlPath<String>) -> Resp
     match floor.store.get_json(id).await {
         Ok(Some(json)) => {
             let event = AuditDraft::new(CLIENT, AuditAction::Read, "ok").records([id]);
-            if floor.reads.try_send(event).is_err() {
+            if floor.reads.record(event).is_err() {
                 return StatusCode::SERVICE_UNAVAILABLE.into_response();
             }
             ([(header::CONTENT_TYPE, "application/json")], json).into_response()
         }
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
-}
-
-/// Writes the buffered read events, a group at a time, until the last sender is gone.
-async fn write_reads(store: Arc<EmbeddedStore>, mut waiting: mpsc::Receiver<AuditDraft>) {
-    let mut group = Vec::with_capacity(AUDIT_GROUP);
-    while waiting.recv_many(&mut group, AUDIT_GROUP).await > 0 {
-        if let Err(err) = store.append_audit(std::mem::take(&mut group)).await {
-            eprintln!("store-floor: read events lost: {err}");
-        }
     }
 }
 
@@ -92,8 +78,10 @@ pub fn serve(addr: SocketAddr, dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("runtime: {e}"))?;
     runtime.block_on(async {
         let store = Arc::new(EmbeddedStore::open(dir).map_err(|e| format!("store: {e}"))?);
-        let (reads, waiting) = mpsc::channel(AUDIT_CAPACITY);
-        tokio::spawn(write_reads(Arc::clone(&store), waiting));
+        let reads = AuditLog::start(
+            StoreHandle::ready(Arc::clone(&store) as _),
+            Arc::new(Metrics::default()),
+        );
         let router = Router::new()
             .route("/records", post(create))
             .route("/records/{id}", get(read))
