@@ -3,15 +3,6 @@
 //! for the commit holding a group that closed a journal segment: that one is durable, and then
 //! the closed segment is deleted. Then it drops the groups from the pending map. [`commit_puts`]
 //! is also how the journal is replayed at open.
-//!
-//! The by-record audit index is written in sorted runs: an event's `(record, seq)` entry waits in
-//! the engine's deferred list (which a record's history reads too) until
-//! [`DEFERRED_INDEX_ENTRIES`] have gathered or a durable commit comes, and then all of them go
-//! into redb in key order in one commit. One entry at a time, each read event's random record key
-//! rewrote its own leaf of the index (a `pread`, a `pwrite` and a checksum of 4 KiB per event);
-//! in a sorted run, entries that share a leaf share its rewrite. A durable commit always holds
-//! every deferred entry, so what a crash loses of the index is only ever in the journal, which
-//! the replay writes whole.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -36,13 +27,6 @@ pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
 /// Most journal groups folded into one redb commit by the applier.
 pub(super) const MAX_APPLY_GROUPS: usize = 1024;
-
-/// Most by-record index entries deferred before the applier writes them in one sorted run
-/// (32 B each: 1 MiB). Measured on the store floor's saturated GET (`harness store-floor`, one
-/// read event per GET): 31k GET/s one entry at a time, 35k with runs of 4,096, 41k with 32,768
-/// (BENCHMARKS.md, stop 25). A run shares leaf rewrites only among entries landing in the same
-/// leaf, so the gain shrinks as the index outgrows the run.
-pub(super) const DEFERRED_INDEX_ENTRIES: usize = 32 * 1024;
 
 /// The files the applier keeps besides redb's own handle.
 pub(super) struct ApplierFiles {
@@ -80,39 +64,12 @@ pub(super) fn run_applier(
             }
         }
         let durable = groups.iter().any(|group| group.closes_segment);
-        let puts = || groups.iter().flat_map(|g| &g.puts);
-        let fresh: usize = puts()
-            .filter_map(|put| put.audited.as_ref())
-            .map(Vec::len)
-            .sum();
-        // A durable commit holds the whole index; otherwise the deferred entries wait for a full run.
-        let run = durable || engine.deferred_index().len() + fresh >= DEFERRED_INDEX_ENTRIES;
-        let index = if run {
-            IndexWrites::Run(engine.deferred_index().clone())
-        } else {
-            IndexWrites::Defer(Vec::with_capacity(fresh))
-        };
-        let written = commit_puts(&engine.db, puts(), durable, index);
-        let deferred = match written {
-            Ok(deferred) => deferred,
-            Err(e) => {
-                // The puts stay in the journal (replayed on the next open) and in the pending map.
-                engine.latch(format!(
-                    "applying the journal to the embedded store failed: {e}"
-                ));
-                return;
-            }
-        };
-        // Before `applied` moves (what readers of the index wait for), so a reader that has waited
-        // finds every entry of the events it waited for, in redb or in the deferred list.
-        {
-            let mut list = engine.deferred_index();
-            if run {
-                // Only this thread changes the list: it still holds exactly the run just written.
-                list.clear();
-            } else {
-                list.extend(deferred);
-            }
+        if let Err(e) = commit_puts(&engine.db, groups.iter().flat_map(|g| &g.puts), durable) {
+            // The puts stay in the journal (replayed on the next open) and in the pending map.
+            engine.latch(format!(
+                "applying the journal to the embedded store failed: {e}"
+            ));
+            return;
         }
         if !durable && flushed.elapsed() >= FLUSH_EVERY {
             // Only written back early: a crash still recovers from the last durable commit.
@@ -161,28 +118,14 @@ pub(super) fn delete_closed(path: &Path) -> std::io::Result<()> {
     path.parent().map_or(Ok(()), super::journal::sync_dir)
 }
 
-/// What a commit does with the by-record index entries of the audit events it holds.
-pub(super) enum IndexWrites {
-    /// Writes them with these deferred ones, all in key order (a durable commit, the replay).
-    Run(Vec<(u128, u128)>),
-    /// Leaves them out of redb: they are collected here and returned.
-    Defer(Vec<(u128, u128)>),
-}
-
-/// Commits `puts` to redb in one transaction, each record with its by-site index entry, each
-/// audit event with its by-record entries as `index` says; returns the entries it deferred.
+/// Commits `puts` to redb in one durable transaction, each record with its by-site index entry.
 /// `durable`: `fdatasync` on commit; otherwise the commit is visible to readers at once and reaches
 /// the file with the next durable one (the journal keeps the puts until then).
 pub(super) fn commit_puts<'a>(
     db: &Database,
     puts: impl Iterator<Item = &'a Put>,
     durable: bool,
-    index: IndexWrites,
-) -> Result<Vec<(u128, u128)>, StoreError> {
-    let (mut entries, run) = match index {
-        IndexWrites::Run(deferred) => (deferred, true),
-        IndexWrites::Defer(fresh) => (fresh, false),
-    };
+) -> Result<(), StoreError> {
     let mut txn = db.begin_write().map_err(unavailable)?;
     if !durable {
         txn.set_durability(redb::Durability::None)
@@ -225,18 +168,15 @@ pub(super) fn commit_puts<'a>(
                         parsed = audited_records(&put.value)?;
                         &parsed
                     };
-                    entries.extend(records.iter().map(|&record| (record, put.key)));
+                    for &record in records {
+                        by_record
+                            .insert((record, put.key), ())
+                            .map_err(unavailable)?;
+                    }
                 }
             }
         }
-        if run {
-            entries.sort_unstable();
-            for &entry in &entries {
-                by_record.insert(entry, ()).map_err(unavailable)?;
-            }
-            entries.clear();
-        }
     }
     txn.commit().map_err(unavailable)?;
-    Ok(entries)
+    Ok(())
 }

@@ -107,14 +107,12 @@ pub(super) fn audited_records(value: &[u8]) -> Result<Vec<u128>, StoreError> {
 }
 
 /// Up to `max` events matching `query`, oldest first, strictly after `query.after`: by the
-/// by-record index when the query names a record (its entries in redb and `deferred`, the sorted
-/// seqs of the record's entries the applier has not written yet, read before `txn` was opened),
-/// else by seq from the first event at or after `query.from`.
+/// by-record index when the query names a record, else by seq from the first event at or after
+/// `query.from`.
 pub(super) fn page(
     txn: &ReadTransaction,
     query: &AuditQuery,
     max: usize,
-    deferred: &[u128],
 ) -> Result<Vec<AuditEvent>, StoreError> {
     let audit = txn.open_table(AUDIT).map_err(unavailable)?;
     let mut page = Vec::new();
@@ -132,16 +130,12 @@ pub(super) fn page(
             .after
             .as_ref()
             .map_or(0, |after| u128::from(after.seq) + 1);
-        let indexed = by_record
+        for entry in by_record
             .range((key, first)..=(key, u128::MAX))
             .map_err(unavailable)?
-            .map(|entry| entry.map(|(keys, _)| keys.value().1).map_err(unavailable));
-        let deferred = deferred
-            .iter()
-            .filter(|&&seq| seq >= first)
-            .map(|&seq| Ok(seq));
-        for seq in merged(indexed, deferred) {
-            let seq = seq?;
+        {
+            let (keys, _) = entry.map_err(unavailable)?;
+            let (_, seq) = keys.value();
             let bytes = audit
                 .get(seq)
                 .map_err(unavailable)?
@@ -177,24 +171,6 @@ pub(super) fn page(
     Ok(page)
 }
 
-/// The seqs of two ascending sequences in one ascending sequence, each seq once (an entry the
-/// applier wrote after the deferred list was read is in both).
-fn merged(
-    a: impl Iterator<Item = Result<u128, StoreError>>,
-    b: impl Iterator<Item = Result<u128, StoreError>>,
-) -> impl Iterator<Item = Result<u128, StoreError>> {
-    let (mut a, mut b) = (a.peekable(), b.peekable());
-    std::iter::from_fn(move || match (a.peek(), b.peek()) {
-        (Some(Ok(x)), Some(Ok(y))) if y < x => b.next(),
-        (Some(Ok(x)), Some(Ok(y))) if x == y => {
-            b.next();
-            a.next()
-        }
-        (Some(_), _) => a.next(),
-        (None, _) => b.next(),
-    })
-}
-
 /// Up to `max` events in seq order, strictly after `after`.
 pub(super) fn chain(
     txn: &ReadTransaction,
@@ -212,30 +188,4 @@ pub(super) fn chain(
             decode(bytes.value())
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn seqs(values: &[u128]) -> impl Iterator<Item = Result<u128, StoreError>> + '_ {
-        values.iter().copied().map(Ok)
-    }
-
-    #[test]
-    fn the_index_and_the_deferred_list_merge_in_order_with_each_seq_once() {
-        let merged: Vec<u128> = merged(seqs(&[1, 4, 5, 9]), seqs(&[2, 4, 9, 10, 11]))
-            .collect::<Result<_, _>>()
-            .expect("no error");
-        assert_eq!(merged, [1, 2, 4, 5, 9, 10, 11]);
-        let one_side: Vec<u128> = merged_of(&[], &[3, 7]);
-        assert_eq!(one_side, [3, 7]);
-        assert_eq!(merged_of(&[3, 7], &[]), [3, 7]);
-    }
-
-    fn merged_of(a: &[u128], b: &[u128]) -> Vec<u128> {
-        merged(seqs(a), seqs(b))
-            .collect::<Result<_, _>>()
-            .expect("no error")
-    }
 }

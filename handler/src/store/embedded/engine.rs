@@ -18,11 +18,6 @@ pub(super) struct Engine {
     ledger: Mutex<Ledger>,
     /// Signalled when the applier drains the pending map or a failure is latched.
     pub(super) progress: Condvar,
-    /// `(record key, seq)` entries of the by-record audit index whose events redb holds but whose
-    /// index entries it does not yet: the applier writes them in sorted runs
-    /// ([`super::applier::DEFERRED_INDEX_ENTRIES`]), and a record's history reads them here too.
-    /// Only the applier changes it.
-    deferred_index: Mutex<Vec<(u128, u128)>>,
     /// Test fault injection: the next journal appends fail as the device would.
     #[cfg(test)]
     pub(super) fail_appends: std::sync::atomic::AtomicBool,
@@ -57,7 +52,6 @@ impl Engine {
             db,
             ledger: Mutex::new(Ledger::default()),
             progress: Condvar::new(),
-            deferred_index: Mutex::new(Vec::new()),
             #[cfg(test)]
             fail_appends: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
@@ -95,25 +89,6 @@ impl Engine {
                 .wait(ledger)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-    }
-
-    /// The by-record index entries redb does not hold yet (see [`Engine::deferred_index`]).
-    pub(super) fn deferred_index(&self) -> MutexGuard<'_, Vec<(u128, u128)>> {
-        self.deferred_index
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The seqs of the events naming `record` whose by-record entries are still deferred, sorted.
-    pub(super) fn deferred_seqs(&self, record: u128) -> Vec<u128> {
-        let mut seqs: Vec<u128> = self
-            .deferred_index()
-            .iter()
-            .filter(|(key, _)| *key == record)
-            .map(|&(_, seq)| seq)
-            .collect();
-        seqs.sort_unstable();
-        seqs
     }
 
     pub(super) fn pending(&self, table: Table, key: u128) -> Option<Bytes> {

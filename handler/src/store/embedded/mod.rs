@@ -47,9 +47,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
-use self::applier::{
-    ApplierFiles, IndexWrites, MAX_APPLY_GROUPS, commit_puts, delete_closed, run_applier,
-};
+use self::applier::{ApplierFiles, MAX_APPLY_GROUPS, commit_puts, delete_closed, run_applier};
 use self::audit::chain_head;
 use self::engine::Engine;
 use self::journal::{Journal, OpenError, Table};
@@ -159,12 +157,7 @@ impl EmbeddedStore {
         }
         let puts: usize = segments.clone().map(|r| r.puts.len()).sum();
         if puts > 0 {
-            commit_puts(
-                &db,
-                segments.flat_map(|r| r.puts.iter()),
-                true,
-                IndexWrites::Run(Vec::new()),
-            )?;
+            commit_puts(&db, segments.flat_map(|r| r.puts.iter()), true)?;
             tracing::info!(puts, "journal replayed into the embedded store");
         }
         delete_closed(&closed_path).map_err(journal_error)?;
@@ -346,13 +339,8 @@ impl RecordStore for EmbeddedStore {
         max: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         self.applied_everything_acknowledged().await?;
-        // Read before the snapshot: an entry the applier writes in between is then in both
-        // (merged once), never in neither.
-        let deferred = query.record_id.map_or_else(Vec::new, |record| {
-            self.engine.deferred_seqs(record.as_uuid().as_u128())
-        });
         let txn = self.engine.db.begin_read().map_err(unavailable)?;
-        audit::page(&txn, query, max, &deferred)
+        audit::page(&txn, query, max)
     }
 
     async fn audit_chain(
@@ -670,97 +658,6 @@ pub(super) mod tests {
                 Some(value.clone())
             );
         }
-    }
-
-    /// The seqs of every event naming `record`, paged as the API pages them (100 at a time).
-    async fn history_seqs(store: &EmbeddedStore, record: RecordId) -> Vec<u64> {
-        let mut query = crate::domain::audit::AuditQuery {
-            record_id: Some(record),
-            ..Default::default()
-        };
-        let mut seqs = Vec::new();
-        loop {
-            let page = within(store.audit_page(&query, 100)).await.expect("page");
-            let Some(last) = page.last() else {
-                return seqs;
-            };
-            query.after = Some(crate::domain::audit::AuditCursor::of(last));
-            seqs.extend(page.iter().map(|event| event.seq));
-        }
-    }
-
-    /// The by-record index is written in sorted runs: a record's history is whole while its
-    /// entries wait in the deferred list, after a run has moved them into redb, and after a
-    /// restart that lost the list (the journal's replay writes them). Every event once, in order.
-    #[tokio::test]
-    async fn a_records_history_is_whole_while_its_index_waits_after_a_run_and_after_a_restart() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open(dir.path()).expect("open");
-        let (watched, other) = (record("watched"), record("other"));
-        for r in [&watched, &other] {
-            within(store.insert(r.clone(), &draft()))
-                .await
-                .expect("insert");
-        }
-        let read =
-            |id| AuditDraft::new("test", crate::domain::AuditAction::Read, "ok").records([id]);
-        // Every third event reads the watched record; 512 a call, as the read-event buffer writes.
-        // Seq 1 and 2 are the two create events.
-        let mut expected = vec![1];
-        let mut seq = 3;
-        let mut append = async |events: usize, expected: &mut Vec<u64>| {
-            let mut drafts = Vec::with_capacity(512);
-            for _ in 0..events {
-                if seq % 3 == 0 {
-                    expected.push(seq);
-                    drafts.push(read(watched.id));
-                } else {
-                    drafts.push(read(other.id));
-                }
-                seq += 1;
-                if drafts.len() == 512 {
-                    within(store.append_audit(std::mem::take(&mut drafts)))
-                        .await
-                        .expect("append");
-                }
-            }
-            within(store.append_audit(drafts)).await.expect("append");
-        };
-
-        // A history read waits for the applier, so the checks of the list and redb follow one.
-        append(1_000, &mut expected).await;
-        assert_eq!(history_seqs(&store, watched.id).await, expected);
-        assert!(
-            !store.engine.deferred_index().is_empty(),
-            "below a run's size the entries wait"
-        );
-
-        append(applier::DEFERRED_INDEX_ENTRIES, &mut expected).await;
-        assert_eq!(history_seqs(&store, watched.id).await, expected);
-        let indexed = {
-            let txn = store.engine.db.begin_read().expect("read");
-            let table = txn.open_table(tables::AUDIT_BY_RECORD).expect("table");
-            let key = watched.id.as_uuid().as_u128();
-            table
-                .range((key, 0)..=(key, u128::MAX))
-                .expect("range")
-                .count()
-        };
-        assert!(
-            indexed > 1_000,
-            "a run went into redb: {indexed} entries there"
-        );
-        assert!(
-            store.engine.deferred_index().len() < applier::DEFERRED_INDEX_ENTRIES,
-            "the run left the list"
-        );
-        append(500, &mut expected).await;
-        assert_eq!(history_seqs(&store, watched.id).await, expected);
-
-        drop(store);
-        let store = EmbeddedStore::open(dir.path()).expect("reopen");
-        assert!(store.engine.deferred_index().is_empty());
-        assert_eq!(history_seqs(&store, watched.id).await, expected);
     }
 
     /// Halfway into the second entry: its frame is whole, its payload is not.
